@@ -1,0 +1,1 @@
+"""Flamenco command line and environment defaults."""

@@ -1,0 +1,30 @@
+"""Embedded defaults: a project-local home for Prefect and MLflow, analytics off.
+
+Everything lives under ``FLAMENCO_HOME`` (default ``./.flamenco``): Prefect's home (its SQLite database
+and local results) and MLflow's SQLite tracking store and artifacts. Environment variables the user set
+win (``PREFECT_HOME``, ``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def home() -> Path:
+    return Path(os.environ.get("FLAMENCO_HOME", Path.cwd() / ".flamenco")).resolve()
+
+
+def setup_environment() -> Path:
+    """Set the embedded defaults in ``os.environ`` (must run before Prefect is imported)."""
+    h = home()
+    h.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("FLAMENCO_HOME", str(h))
+    os.environ.setdefault("PREFECT_HOME", str(h / "prefect"))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(h / "prefect" / "storage"))
+    os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{h / 'mlflow.db'}")
+    os.environ.setdefault("FLAMENCO_ARTIFACT_ROOT", (h / "mlartifacts").as_uri())
+    # mlflow >= 3 warns loudly about the file store; we never use it, and the sqlite store needs no server.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    return h

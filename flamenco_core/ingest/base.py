@@ -1,0 +1,138 @@
+"""What every reader shares: record accounting, the quarantine, and the reader registry.
+
+Accounting contract: for every input file, ``input_records == rows + sum(dropped.values()) +
+quarantined``. A reader decides what one *record* is for its format (documented on the reader) and
+reports each one exactly once, either as a produced row (cleaning may drop it later, by reason), a
+drop by reason (e.g. an Atlas timeout reply), or a quarantine entry (a malformed record).
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pandas as pd
+
+#: How many canonical rows a reader buffers before yielding a batch (bounded memory for large dumps).
+DEFAULT_BATCH_ROWS = 200_000
+
+
+class IngestError(Exception):
+    """A file cannot be read at all (missing tool, unknown format, unreadable file).
+
+    Record-level problems never raise: they are quarantined. The message names the file and, where
+    one applies, the record and field.
+    """
+
+
+@dataclass
+class QuarantineRecord:
+    file: str
+    record: int  # 1-based line number for text formats, record index otherwise
+    field: str | None
+    reason: str
+    raw: str
+
+
+@dataclass
+class ReadContext:
+    """Per-file accounting handed to a reader. Readers call :meth:`count_input`, :meth:`drop` and
+    :meth:`quarantine`; produced rows are counted by the driver from the frames the reader yields."""
+
+    file: str
+    batch_rows: int = DEFAULT_BATCH_ROWS
+    input_records: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    quarantined: list[QuarantineRecord] = field(default_factory=list)
+    produced: int = 0
+    #: Flow readers fill {canonical column: original column name} for display.
+    display_names: dict = field(default_factory=dict)
+
+    def count_input(self, n: int = 1) -> None:
+        self.input_records += n
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.dropped[reason] += int(n)
+
+    def quarantine(self, record: int, reason: str, raw: str | bytes = "", field: str | None = None) -> None:
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        self.quarantined.append(QuarantineRecord(self.file, int(record), field, reason, raw[:500]))
+
+    def balanced(self) -> bool:
+        return self.input_records == self.produced + sum(self.dropped.values()) + len(self.quarantined)
+
+
+Reader = Callable[..., Iterator[pd.DataFrame]]
+READERS: dict[str, Reader] = {}
+#: format name -> "latency" or "flows"
+KINDS: dict[str, str] = {}
+
+
+def register(name: str, kind: str) -> Callable[[Reader], Reader]:
+    """Register ``fn(path, ctx, **options) -> Iterator[pd.DataFrame]`` as the reader for ``name``."""
+
+    def deco(fn: Reader) -> Reader:
+        READERS[name] = fn
+        KINDS[name] = kind
+        return fn
+
+    return deco
+
+
+def open_maybe_compressed(path: str | Path) -> io.BufferedIOBase:
+    """Open ``path`` for binary reading, decompressing gzip or bzip2 by content (magic bytes), not by name."""
+    p = Path(path)
+    with open(p, "rb") as fh:
+        magic = fh.read(3)
+    if magic[:2] == b"\x1f\x8b":
+        return gzip.open(p, "rb")
+    if magic == b"BZh":
+        return bz2.open(p, "rb")
+    return open(p, "rb")
+
+
+def iter_json_records(path: str | Path, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
+    """Yield ``(record_no, obj)`` from a JSON-lines file or a JSON array, compressed or not.
+
+    A line that is not valid JSON (or not an object) is quarantined as one input record. A JSON array is
+    detected by its first non-blank byte; its elements are numbered from 1.
+    """
+    with open_maybe_compressed(path) as fh:
+        head = fh.peek(64)[:64] if hasattr(fh, "peek") else b""
+        first = head.lstrip()[:1]
+        if first == b"[":
+            try:
+                data = json.load(fh)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                ctx.count_input()
+                ctx.quarantine(1, f"invalid JSON array: {exc}", head)
+                return
+            for i, obj in enumerate(data, 1):
+                if isinstance(obj, dict):
+                    yield i, obj
+                else:
+                    ctx.count_input()
+                    ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
+            return
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                ctx.count_input()
+                ctx.quarantine(lineno, f"invalid JSON: {exc}", line)
+                continue
+            if not isinstance(obj, dict):
+                ctx.count_input()
+                ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", line)
+                continue
+            yield lineno, obj

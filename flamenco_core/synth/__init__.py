@@ -1,0 +1,1 @@
+"""Seeded generators of benchmark data with known ground truth."""

@@ -1,0 +1,106 @@
+"""The ingest flow: ingest a source, split SD pairs, fan out one profiling task per pair, log to MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.ingest import (
+    finish_parent_run_task,
+    ingest_task,
+    profile_pair_task,
+    split_pairs_task,
+    start_parent_run_task,
+)
+
+DEFAULT_EXPERIMENT = "flamenco-ingest"
+
+
+def _outcomes(items: list[dict], futures) -> list[dict]:
+    """Per-item outcome (ok / failed with the error); a failed item never raises here."""
+    out = []
+    for item, fut in zip(items, futures):
+        fut.wait()
+        state = fut.state
+        if state.is_completed():
+            out.append({"item": item["pair_id"], "status": "ok", "rows": item.get("rows"), "run_id": fut.result()["run_id"]})
+        else:
+            err = state.result(raise_on_failure=False)
+            out.append({"item": item["pair_id"], "status": "failed", "rows": item.get("rows"), "error": f"{type(err).__name__}: {err}"})
+    return out
+
+
+def _summary_markdown(title: str, outcomes: list[dict], skipped: list[dict]) -> str:
+    lines = [f"# {title}", "", "| item | status | rows | detail |", "| --- | --- | --- | --- |"]
+    for o in outcomes:
+        lines.append(f"| {o['item']} | {o['status']} | {o.get('rows', '')} | {o.get('error', '')} |")
+    for s in skipped:
+        lines.append(f"| {s['src']} -> {s['dst']} | skipped | {s['rows']} | fewer rows than min_points |")
+    return "\n".join(lines)
+
+
+@flow(name="flamenco-profile-items")
+def profile_items_flow(items: list[dict], out_dir: str, experiment: str, parent_run_id: str, source: str) -> list[dict]:
+    """Fan out one profiling task per item (SD pair); returns per-item outcomes, never raises for one item."""
+    futures = profile_pair_task.map(
+        items,
+        out_dir=unmapped(out_dir),
+        experiment=unmapped(experiment),
+        parent_run_id=unmapped(parent_run_id),
+        source=unmapped(source),
+    )
+    return _outcomes(items, futures)
+
+
+@flow(name="flamenco-ingest")
+def ingest_flow(
+    sources: list[str],
+    fmt: str,
+    out_dir: str,
+    min_points: int = 100,
+    experiment: str = DEFAULT_EXPERIMENT,
+    options: dict | None = None,
+    run_name: str | None = None,
+) -> dict:
+    """Ingest ``sources`` (format ``fmt``) into ``out_dir``, split latency data into SD pairs, profile each
+    pair in its own task and MLflow child run. Returns the summary (also a Prefect artifact and the MLflow
+    parent run's ``summary.json``)."""
+    out = Path(out_dir)
+    parent = start_parent_run_task(
+        experiment,
+        run_name or f"ingest-{fmt}-{out.name}",
+        params={"format": fmt, "sources": [str(s) for s in sources], "min_points": min_points, "options": options or {}},
+        tags={"flamenco.pipeline": "ingest", "flamenco.format": fmt},
+    )
+    report = ingest_task(sources, fmt, str(out), options)
+    if report["kind"] == "latency":
+        split = split_pairs_task(report["data_path"], str(out / "pairs"), min_points)
+        items, skipped = split["pairs"], split["skipped"]
+    else:
+        items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}] if report["data_path"] else []
+        skipped = []
+    outcomes = profile_items_flow(items, str(out / "profiles"), experiment, parent, fmt)
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    summary = {
+        "experiment": experiment,
+        "parent_run_id": parent,
+        "report": {k: report[k] for k in ("format", "kind", "input_records", "rows", "dropped", "quarantined")},
+        "items": outcomes,
+        "skipped": skipped,
+        "failed": len(failed),
+        "out_dir": str(out),
+    }
+    create_markdown_artifact(
+        _summary_markdown(f"Ingest {fmt}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped", outcomes, skipped),
+        key="ingest-summary",
+    )
+    finish_parent_run_task(
+        parent,
+        summary,
+        {"input_records": report["input_records"], "rows": report["rows"], "quarantined": report["quarantined"],
+         "items_ok": len(outcomes) - len(failed), "items_failed": len(failed), "items_skipped": len(skipped)},
+        "FINISHED",
+    )
+    return summary

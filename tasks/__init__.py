@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over flamenco_core (retries, caching, logging; no pipeline logic)."""
