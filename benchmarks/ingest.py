@@ -1,0 +1,110 @@
+"""Ingest throughput and peak memory against plain-parser baselines.
+
+    .venv/bin/python benchmarks/ingest.py [--scale 1] [--seed 0]
+
+Generates Atlas-like JSON and CIC-like CICFlowMeter CSV with ``flamenco_core.synth`` (at scale 1 the
+paper's sizes), then times, each in a fresh process so peak RSS is its own:
+- Atlas: ``flamenco_core.ingest.pipeline.ingest`` (parse, account, clean, sort, write Parquet) against a
+  ``json.loads``-per-line loop that only collects the RTTs (the least any reader must do);
+- CIC: ``ingest`` against a bare ``pandas.read_csv`` of the same file.
+Prints rows/s, the ratio ours/baseline (1.0 = as fast as the bare parser) and peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _atlas_baseline(paths):
+    rtts = []
+    for p in paths:
+        with open(p) as fh:
+            for line in fh:
+                obj = json.loads(line)
+                for r in obj.get("result", ()):
+                    if "rtt" in r:
+                        rtts.append(r["rtt"])
+    return len(rtts)
+
+
+def _cic_baseline(paths):
+    import pandas as pd
+
+    return sum(len(pd.read_csv(p, low_memory=False)) for p in paths)
+
+
+def _ours(paths, fmt):
+    from flamenco_core.ingest.pipeline import ingest
+
+    with tempfile.TemporaryDirectory() as d:
+        return ingest(paths, fmt, d).rows
+
+
+def _child(fn_name, args, q):
+    fn = globals()[fn_name]
+    t = time.perf_counter()
+    rows = fn(*args)
+    dt = time.perf_counter() - t
+    q.put((rows, dt, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+
+
+def measure(fn_name, *args):
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn_name, args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data", type=Path, default=None, help="folder to keep generated data (default: temp)")
+    args = ap.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    from flamenco_core.synth import GENERATORS
+
+    console = Console()
+    tmp = tempfile.TemporaryDirectory()
+    root = args.data or Path(tmp.name)
+    with console.status("generating data"):
+        atlas = GENERATORS["atlas"](root / "atlas", scale=args.scale, seed=args.seed)
+        cic = GENERATORS["cic"](root / "cic", scale=args.scale, seed=args.seed)
+    a_paths = [str(p) for p in atlas.data_paths]
+    c_paths = [str(p) for p in cic.data_paths]
+    mb = lambda ps: sum(Path(p).stat().st_size for p in ps) / 2**20  # noqa: E731
+    rows = []
+    for name, fmt, paths, base_fn, base_name in (
+        ("Atlas JSON", "atlas", a_paths, "_atlas_baseline", "json.loads loop"),
+        ("CICFlowMeter CSV", "cicflowmeter", c_paths, "_cic_baseline", "pandas.read_csv"),
+    ):
+        with console.status(f"timing {name}"):
+            b_rows, b_dt, b_mem = measure(base_fn, paths)
+            o_rows, o_dt, o_mem = measure("_ours", paths, fmt)
+        rows.append((name, f"{mb(paths):.1f}", base_name, f"{b_rows / b_dt:,.0f}", f"{b_mem:,.0f}",
+                     f"{o_rows:,}", f"{o_rows / o_dt:,.0f}", f"{o_mem:,.0f}", f"{(o_rows / o_dt) / (b_rows / b_dt):.2f}"))
+    t = Table(title=f"ingest benchmark (scale {args.scale}, seed {args.seed})")
+    for c in ("input", "MB", "baseline", "baseline rows/s", "baseline peak MB", "flamenco rows", "flamenco rows/s",
+              "flamenco peak MB", "ratio ours/baseline"):
+        t.add_column(c, justify="right" if c not in ("input", "baseline") else "left")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""The command line end to end: real sample files, real subprocesses where start-up matters."""
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from typer.testing import CliRunner
+
+from flamenco.cli import app
+
+runner = CliRunner()
+FLAMENCO = str(Path(sys.executable).with_name("flamenco"))
+
+
+def test_help_is_fast_and_imports_nothing_heavy():
+    code = ("import sys, time; t=time.time(); import flamenco.cli; "
+            "heavy=[m for m in ('prefect','mlflow','torch','tsfresh','snorkel') if m in sys.modules]; print(heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
+    t = time.perf_counter()
+    subprocess.run([FLAMENCO, "--help"], capture_output=True, check=True)
+    assert time.perf_counter() - t < 5  # generous on a loaded CI box; about 0.4 s here
+
+
+def test_ingest_writes_data_report_and_quarantine(tmp_path, samples):
+    src = samples / "cicddos2019" / "DrDoS_NTP.csv"
+    res = runner.invoke(app, ["ingest", str(src), "--format", "cicflowmeter", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    report = json.loads((tmp_path / "ingest_report.json").read_text())
+    for key in ("input_records", "rows", "dropped", "quarantined"):
+        assert key in report
+    assert report["input_records"] == report["rows"] + sum(report["dropped"].values()) + report["quarantined"]
+    assert pq.read_table(tmp_path / "data.parquet").num_rows == report["rows"]
+    assert (tmp_path / "quarantine.jsonl").exists()
+
+
+def test_ingest_quarantines_a_bad_line_and_names_it(tmp_path):
+    src = tmp_path / "lat.csv"
+    src.write_text("timestamp,src,dst,rtt_ms\n2024-01-01T00:00:00Z,a,b,1.5\n2024-01-01T00:00:01Z,a,b,abc\n")
+    res = runner.invoke(app, ["ingest", str(src), "--format", "csv", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 0, res.output
+    q = [json.loads(line) for line in (tmp_path / "o" / "quarantine.jsonl").read_text().splitlines()]
+    assert len(q) == 1 and q[0]["record"] == 3 and q[0]["field"] == "rtt_ms" and q[0]["file"] == str(src)
+
+
+def test_ingest_errors_name_the_file_and_exit_nonzero(tmp_path):
+    res = runner.invoke(app, ["ingest", str(tmp_path / "missing.json"), "--format", "atlas", "--out", str(tmp_path / "o")])
+    assert res.exit_code != 0 and "missing.json" in res.output
+    res = runner.invoke(app, ["ingest", str(tmp_path), "--format", "nope", "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2
+
+
+def test_ingest_split_pairs(tmp_path, samples):
+    src = samples / "scamper_json" / "pantrace_trace.json"
+    res = runner.invoke(app, ["ingest", str(src), "--format", "scamper", "--out", str(tmp_path), "--split-pairs", "1"])
+    assert res.exit_code == 0, res.output
+    split = json.loads((tmp_path / "pairs.json").read_text())
+    assert sum(p["rows"] for p in split["pairs"]) == json.loads((tmp_path / "ingest_report.json").read_text())["rows"]
