@@ -107,29 +107,31 @@ def iter_json_records(path: str | Path, ctx: ReadContext) -> Iterator[tuple[int,
     """
     with open_maybe_compressed(path) as fh:
         head = fh.peek(64)[:64] if hasattr(fh, "peek") else b""
-        first = head.lstrip()[:1]
-        if first == b"[":
+        if head.lstrip()[:1] == b"[":
             try:
                 data = json.load(fh)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                ctx.count_input()
-                ctx.quarantine(1, f"invalid JSON array: {exc}", head)
+            except (ValueError, RecursionError, UnicodeDecodeError):
+                # Not a JSON array after all: a JSON-lines file whose first line is garbage. Reading it
+                # line by line quarantines that line instead of losing every valid line after it.
+                data = None
+            if isinstance(data, list):
+                for i, obj in enumerate(data, 1):
+                    if isinstance(obj, dict):
+                        yield i, obj
+                    else:
+                        ctx.count_input()
+                        ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
                 return
-            for i, obj in enumerate(data, 1):
-                if isinstance(obj, dict):
-                    yield i, obj
-                else:
-                    ctx.count_input()
-                    ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
-            return
+    with open_maybe_compressed(path) as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            except (ValueError, RecursionError, UnicodeDecodeError) as exc:
+                # ValueError covers JSONDecodeError and ints longer than Python's digit limit.
                 ctx.count_input()
-                ctx.quarantine(lineno, f"invalid JSON: {exc}", line)
+                ctx.quarantine(lineno, f"invalid JSON: {str(exc)[:200]}", line)
                 continue
             if not isinstance(obj, dict):
                 ctx.count_input()

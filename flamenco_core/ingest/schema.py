@@ -54,12 +54,12 @@ def snake_case(name: str) -> str:
 
 
 def _ts(series: pd.Series) -> pd.Series:
-    if pd.api.types.is_datetime64_any_dtype(series):
-        s = series
-        if getattr(s.dt, "tz", None) is None:
-            s = s.dt.tz_localize("UTC")
-        return s.dt.tz_convert("UTC").astype("datetime64[us, UTC]")
-    return pd.to_datetime(series, utc=True).astype("datetime64[us, UTC]")
+    """UTC instants as naive ``datetime64[us]``: the Arrow schema carries the UTC zone, and handing pyarrow
+    naive UTC values avoids pandas' deprecated tz-dropping ``.values`` path."""
+    s = series if pd.api.types.is_datetime64_any_dtype(series) else pd.to_datetime(series, utc=True)
+    if getattr(s.dt, "tz", None) is not None:
+        s = s.dt.tz_convert("UTC").dt.tz_localize(None)
+    return s.astype("datetime64[us]")
 
 
 def to_latency_table(df: pd.DataFrame) -> pa.Table:

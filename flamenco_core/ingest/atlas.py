@@ -1,0 +1,356 @@
+"""RIPE Atlas results (ping and traceroute, one JSON result per line) -> canonical latency rows.
+
+Format ``atlas``: JSON lines or a JSON array, plain, gzip or bzip2 (detected by content).
+
+What one *record* is (the unit of :class:`~flamenco_core.ingest.base.ReadContext` accounting):
+
+* **ping** — each slot of the result's ``result`` list:
+  ``{"rtt": ms}`` becomes a row (duplicate replies, ``"dup": 1``, are kept, as ``ripe.atlas.sagan`` keeps
+  them as packets); ``{"x": "*"}`` is dropped as ``timeout``; ``{"error": ...}`` (or ``"err"``) is dropped as
+  ``error``; anything else is quarantined naming the field (``result[2].rtt``, ``result[0]``).
+  A result without per-reply values (firmware 0/1 carries only ``avg``/``min``/``max``; ``sagan`` gives no
+  packets for it) or with an empty list is one record dropped as ``no_per_reply_rtts``.
+* **traceroute** — each reply slot of each hop (``result[i].result[j]``). By default only replies from the
+  destination (``from == dst_addr``) at the last hop become rows; other replies with an RTT are dropped as
+  ``intermediate_hop``. With ``all_hops=True`` every reply with an RTT becomes a row whose ``hop_ttl`` is the
+  hop number (``dst`` stays the traceroute's target, so ``(src, dst, hop_ttl)`` names a path position).
+  ``{"x": "*"}`` -> ``timeout``; replies marked ``late`` -> ``late`` (``sagan`` skips them too); a hop
+  carrying only ``error`` -> one record dropped ``error``; a hop with an empty reply list -> one record
+  dropped ``no_reply``; a result with an empty hop list -> one record dropped ``no_hops``.
+* **other types** (dns, http, ...) — the whole line is one record dropped as ``unsupported_type:<type>``.
+* A line that is not JSON, or lacks a usable ``timestamp``, destination (``dst_addr``/``addr``), source
+  (``from``/``src_addr``/``srcaddr``), ``msm_id`` or ``type`` is one quarantined record naming the field.
+  A result without a destination that reports a top-level ``error``/``err``/``dnserr`` (e.g. the target name
+  did not resolve) is one record dropped as ``error``.
+
+Columns: ``timestamp`` is the result's ``timestamp`` (Atlas gives no per-reply time), ``src`` is ``from`` (the
+probe's public address) when present and non-empty else ``src_addr``/``srcaddr``, ``dst`` is ``dst_addr`` else
+``addr`` (firmware < 4460), ``measurement`` is ``msm_id``. Numbers may be JSON strings (old firmware).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections import Counter
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pandas as pd
+
+from .base import IngestError, ReadContext, iter_json_records, register
+
+SOURCE = "atlas"
+
+# Largest timestamp (seconds) that still fits a nanosecond datetime64; beyond it pandas would overflow.
+_MAX_UNIX_S = 9.2e9
+
+
+class LatencyBatch:
+    """Column buffers for canonical latency rows, handed out as frames of at most ``batch_rows`` rows.
+
+    Readers append one row at a time (the JSON walk is per record anyway) and build one DataFrame per batch,
+    so memory stays bounded by ``batch_rows`` plus the rows of one input record.
+    """
+
+    def __init__(self, source: str, batch_rows: int) -> None:
+        self.source = source
+        self.batch_rows = max(1, int(batch_rows))
+        self._clear()
+
+    def _clear(self) -> None:
+        self.ts_us: list[int] = []
+        self.src: list[str] = []
+        self.dst: list[str] = []
+        self.rtt: list[float] = []
+        self.measurement: list[str] = []
+        self.hop_ttl: list[int | None] = []
+
+    def __len__(self) -> int:
+        return len(self.rtt)
+
+    def add(
+        self, ts_us: int, src: str, dst: str, rtt_ms: float, measurement: str, hop_ttl: int | None = None
+    ) -> None:
+        """Append one row; ``ts_us`` is integer microseconds since the Unix epoch (exact, unlike float s)."""
+        self.ts_us.append(ts_us)
+        self.src.append(src)
+        self.dst.append(dst)
+        self.rtt.append(rtt_ms)
+        self.measurement.append(measurement)
+        self.hop_ttl.append(hop_ttl)
+
+    def _frame(self, lo: int, hi: int) -> pd.DataFrame:
+        n = hi - lo
+        return pd.DataFrame(
+            {
+                "timestamp": pd.to_datetime(np.asarray(self.ts_us[lo:hi], dtype="int64"), unit="us", utc=True),
+                "src": pd.array(self.src[lo:hi], dtype="string"),
+                "dst": pd.array(self.dst[lo:hi], dtype="string"),
+                "rtt_ms": np.asarray(self.rtt[lo:hi], dtype="float64"),
+                "source": pd.array([self.source] * n, dtype="string"),
+                "measurement": pd.array(self.measurement[lo:hi], dtype="string"),
+                "hop_ttl": pd.array(self.hop_ttl[lo:hi], dtype="Int16"),
+            }
+        )
+
+    def _cut(self, k: int) -> None:
+        for name in ("ts_us", "src", "dst", "rtt", "measurement", "hop_ttl"):
+            del getattr(self, name)[:k]
+
+    def full_frames(self) -> Iterator[pd.DataFrame]:
+        """Yield (and forget) frames of exactly ``batch_rows`` rows while that many are buffered."""
+        while len(self) >= self.batch_rows:
+            frame = self._frame(0, self.batch_rows)
+            self._cut(self.batch_rows)
+            yield frame
+
+    def flush(self) -> Iterator[pd.DataFrame]:
+        """Yield every buffered row, in frames of at most ``batch_rows`` rows."""
+        yield from self.full_frames()
+        if len(self):
+            frame = self._frame(0, len(self))
+            self._clear()
+            yield frame
+
+
+def as_number(value: Any) -> float | None:
+    """A JSON number or numeric string as float; None for anything else (booleans included)."""
+    kind = type(value)
+    if kind is float or kind is int:  # the common case, checked first: this runs for every value
+        try:
+            return float(value)
+        except OverflowError:  # a JSON integer with hundreds of digits
+            return None
+    if isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            return float(value.strip())
+    except (ValueError, OverflowError):  # OverflowError: a JSON integer with hundreds of digits
+        return None
+    return None
+
+
+def as_int(value: Any, lo: int, hi: int) -> int | None:
+    """An integral JSON number or numeric string within ``[lo, hi]``; None otherwise."""
+    if type(value) is int:
+        return value if lo <= value <= hi else None
+    x = as_number(value)
+    if x is None or not math.isfinite(x) or x != int(x) or not lo <= x <= hi:
+        return None
+    return int(x)
+
+
+def as_rtt(value: Any) -> float | None:
+    """A usable round-trip time in ms (finite, >= 0); None for anything else."""
+    x = as_number(value)
+    if x is None or not math.isfinite(x) or x < 0:
+        return None
+    return x
+
+
+def readable_records(records: Iterator[tuple[int, dict]], path: str | Path) -> Iterator[tuple[int, dict]]:
+    """Pass records through, turning a corrupt or truncated gzip/bzip2 stream into :class:`IngestError`.
+
+    Record-level problems are quarantined, but a broken compressed stream loses everything after the break,
+    so the file as a whole is unreadable and must fail visibly with its name.
+    """
+    try:
+        yield from records
+    except (OSError, EOFError, zlib.error) as exc:
+        raise IngestError(f"{path}: cannot read compressed stream: {exc}") from exc
+
+
+def _address(obj: dict, *keys: str) -> str | None:
+    for k in keys:
+        v = obj.get(k)
+        if isinstance(v, str) and v.strip():
+            return v.strip()
+    return None
+
+
+def _result_type(obj: dict) -> tuple[str | None, str]:
+    """(type, why-not) for a result; old firmware may omit ``type``, so infer it from the keys."""
+    t = obj.get("type")
+    if isinstance(t, str):
+        return (t, "") if t else (None, "empty type")
+    if t is not None:
+        return None, f"type is {type(t).__name__}, not a string"
+    if any(k in obj for k in ("avg", "rcvd", "sent")):
+        return "ping", ""
+    res = obj.get("result")
+    if isinstance(res, list) and res and isinstance(res[0], dict) and "hop" in res[0]:
+        return "traceroute", ""
+    return None, "no type and not recognisable as ping or traceroute"
+
+
+def _header(obj: dict) -> tuple[tuple[int, str, str, str] | None, str, str]:
+    """Validate the fields every row needs: ((ts_us, src, dst, msm), failing field, reason)."""
+    ts = as_number(obj.get("timestamp"))
+    if ts is None or not math.isfinite(ts) or not 0 <= ts < _MAX_UNIX_S:
+        return None, "timestamp", f"missing or invalid timestamp {obj.get('timestamp')!r:.60}"
+    dst = _address(obj, "dst_addr", "addr")
+    if dst is None:
+        return None, "dst_addr", "missing destination (dst_addr/addr)"
+    src = _address(obj, "from", "src_addr", "srcaddr")
+    if src is None:
+        return None, "from", "missing source address (from/src_addr/srcaddr)"
+    msm = as_int(obj.get("msm_id"), 0, 2**63 - 1)
+    if msm is None:
+        return None, "msm_id", f"missing or invalid msm_id {obj.get('msm_id')!r:.60}"
+    return (int(round(ts * 1_000_000)), src, dst, str(msm)), "", ""
+
+
+def _reply_kind(slot: Any) -> str:
+    """Classify one reply slot: 'rtt', 'late', 'timeout', 'error' or 'bad'."""
+    if not isinstance(slot, dict):
+        return "bad"
+    if "late" in slot:
+        return "late"
+    if "rtt" in slot:
+        return "rtt"
+    if "x" in slot:
+        return "timeout"
+    if "error" in slot or "err" in slot:
+        return "error"
+    return "bad"
+
+
+def _ping(no: int, obj: dict, head: tuple, ctx: ReadContext, batch: LatencyBatch) -> None:
+    ts_us, src, dst, msm = head
+    slots = obj.get("result")
+    if slots is None or (isinstance(slots, list) and not slots):
+        ctx.count_input()
+        ctx.drop("no_per_reply_rtts")
+        return
+    if not isinstance(slots, list):
+        ctx.count_input()
+        ctx.quarantine(no, f"result is {type(slots).__name__}, not a list", _raw(obj), field="result")
+        return
+    ctx.count_input(len(slots))
+    for i, slot in enumerate(slots):
+        kind = _reply_kind(slot)
+        if kind == "rtt":
+            rtt = as_rtt(slot["rtt"])
+            if rtt is None:
+                ctx.quarantine(no, f"invalid rtt {slot['rtt']!r:.60}", _raw(obj), field=f"result[{i}].rtt")
+            else:
+                batch.add(ts_us, src, dst, rtt, msm)
+        elif kind != "bad":
+            ctx.drop(kind)
+        else:
+            ctx.quarantine(no, "reply is neither {rtt}, {x} nor {error}", _raw(obj), field=f"result[{i}]")
+
+
+def _traceroute(
+    no: int, obj: dict, head: tuple, ctx: ReadContext, batch: LatencyBatch, all_hops: bool
+) -> None:
+    ts_us, src, dst, msm = head
+    hops = obj.get("result")
+    if not isinstance(hops, list):
+        ctx.count_input()
+        what = "missing" if hops is None else f"a {type(hops).__name__}, not a list"
+        ctx.quarantine(no, f"traceroute result is {what}", _raw(obj), field="result")
+        return
+    if not hops:
+        ctx.count_input()
+        ctx.drop("no_hops")
+        return
+    last = len(hops) - 1
+    drops: Counter = Counter()  # summed here and handed to ctx once: this loop runs for every reply
+    for i, hop in enumerate(hops):
+        if not isinstance(hop, dict):
+            ctx.count_input()
+            ctx.quarantine(no, "hop is not an object", _raw(obj), field=f"result[{i}]")
+            continue
+        replies = hop.get("result")
+        if not isinstance(replies, list) or not replies:
+            ctx.count_input()
+            if isinstance(replies, list):
+                ctx.drop("no_reply")
+            elif replies is None and "error" in hop:
+                ctx.drop("error")
+            else:
+                ctx.quarantine(no, "hop has no reply list", _raw(obj), field=f"result[{i}].result")
+            continue
+        ctx.count_input(len(replies))
+        ttl = as_int(hop.get("hop"), 0, 32767) if all_hops else None
+        for j, rep in enumerate(replies):
+            kind = _reply_kind(rep)
+            if kind != "rtt":
+                if kind == "bad":
+                    reason = "reply is neither {rtt}, {x}, {late} nor {error}"
+                    ctx.quarantine(no, reason, _raw(obj), field=f"result[{i}].result[{j}]")
+                else:
+                    drops[kind] += 1
+                continue
+            rtt = as_rtt(rep["rtt"])
+            if rtt is None:
+                reason = f"invalid rtt {rep['rtt']!r:.60}"
+                ctx.quarantine(no, reason, _raw(obj), field=f"result[{i}].result[{j}].rtt")
+            elif all_hops:
+                if ttl is None:
+                    reason = f"invalid hop number {hop.get('hop')!r:.60}"
+                    ctx.quarantine(no, reason, _raw(obj), field=f"result[{i}].hop")
+                else:
+                    batch.add(ts_us, src, dst, rtt, msm, ttl)
+            elif i == last and rep.get("from") == dst:
+                batch.add(ts_us, src, dst, rtt, msm)
+            else:
+                drops["intermediate_hop"] += 1
+    for reason, n in drops.items():
+        ctx.drop(reason, n)
+
+
+def parse_atlas_records(
+    records: Iterator[tuple[int, dict]], ctx: ReadContext, *, all_hops: bool = False
+) -> Iterator[pd.DataFrame]:
+    """Turn ``(record_no, result)`` pairs into canonical latency frames, accounting every record in ``ctx``."""
+    batch = LatencyBatch(SOURCE, ctx.batch_rows)
+    for no, obj in records:
+        rtype, why = _result_type(obj)
+        if rtype is None:
+            ctx.count_input()
+            ctx.quarantine(no, why, _raw(obj), field="type")
+            continue
+        if rtype not in ("ping", "traceroute"):
+            ctx.count_input()
+            ctx.drop(f"unsupported_type:{rtype}")
+            continue
+        head, field, reason = _header(obj)
+        if head is None:
+            ctx.count_input()
+            if field == "dst_addr" and any(k in obj for k in ("error", "err", "dnserr")):
+                ctx.drop("error")
+            else:
+                ctx.quarantine(no, reason, _raw(obj), field=field)
+            continue
+        if rtype == "ping":
+            _ping(no, obj, head, ctx, batch)
+        else:
+            _traceroute(no, obj, head, ctx, batch, all_hops)
+        yield from batch.full_frames()
+    yield from batch.flush()
+
+
+def _raw(obj: dict) -> str:
+    # Built only when quarantining: the quarantine keeps 500 characters, enough to find the record again.
+    return repr(obj)[:500]
+
+
+@register("atlas", "latency")
+def read_atlas(
+    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, **options: Any
+) -> Iterator[pd.DataFrame]:
+    """Read RIPE Atlas ping/traceroute results from ``path`` (JSON lines or array; plain, gz or bz2).
+
+    ``all_hops=True`` emits every traceroute hop reply with ``hop_ttl`` instead of only the destination's
+    replies at the last hop. Other ``options`` (meant for other readers) are ignored. See the module
+    docstring for what one record is and how it is accounted.
+    """
+    records = readable_records(iter_json_records(path, ctx), path)
+    yield from parse_atlas_records(records, ctx, all_hops=all_hops)
