@@ -1,5 +1,21 @@
-"""Preprocessing: statistics profiles, and (later issues) modality, oversampling, features, splits."""
+"""Preprocessing: statistics profiles, modality, oversampling, thresholds, window features, splits."""
 
+from flamenco_core.preprocess.modality import ModalityResult, ModeSplit, detect_modes, plot_modality, split_by_modes
+from flamenco_core.preprocess.oversample import oversample
 from flamenco_core.preprocess.profile import PROFILE_STATS, profile
+from flamenco_core.preprocess.splits import RATIOS, Splits, split_sizes, stratified_splits, time_splits
+from flamenco_core.preprocess.thresholds import DEFAULT_K, HEURISTIC, propose_labels, threshold, threshold_stats
+from flamenco_core.preprocess.windows import (
+    TSFRESH_EQUIVALENT,
+    WINDOW_STATS,
+    tsfresh_features,
+    window_feature_names,
+    window_features,
+)
 
-__all__ = ["PROFILE_STATS", "profile"]
+__all__ = [
+    "DEFAULT_K", "HEURISTIC", "PROFILE_STATS", "RATIOS", "TSFRESH_EQUIVALENT", "WINDOW_STATS",
+    "ModalityResult", "ModeSplit", "Splits", "detect_modes", "oversample", "plot_modality", "profile",
+    "propose_labels", "split_by_modes", "split_sizes", "stratified_splits", "threshold", "threshold_stats",
+    "time_splits", "tsfresh_features", "window_feature_names", "window_features",
+]
