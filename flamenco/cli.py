@@ -17,6 +17,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="Weak supervi
 console = Console()
 err = Console(stderr=True)
 
+from flamenco.cli_lf import lf_app  # noqa: E402  (a light typer sub-app: heavy imports live in its commands)
+
+app.add_typer(lf_app, name="lf", help="Labeling functions: apply, analyze, combine, audit.")
+
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
 FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parquet"]
 

@@ -1,0 +1,187 @@
+"""``flamenco lf``: apply, combine and audit LF packs. Mounted by :mod:`flamenco.cli`.
+
+Heavy imports (pandas, pyarrow, the labeling core) happen inside commands so ``--help`` stays fast.
+Exit codes: 0 ok, 1 audit findings (or refusal to combine because of them), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+lf_app = typer.Typer(
+    help="Labeling-function packs: apply them to data, combine groups' packs, audit what a pack reveals.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(Text.assemble(("error: ", "bold red"), msg))
+    raise typer.Exit(code)
+
+
+def _load_pack(path: Path):
+    from flamenco_core.labeling import LFPack, SpecError
+
+    try:
+        if path.suffix.lower() == ".json":
+            return LFPack.from_json(path)
+        return LFPack.from_yaml(path)
+    except SpecError as exc:
+        _fail(f"{path}: {exc}")
+
+
+def _findings_table(title: str, findings) -> Table:
+    t = Table(title=Text(title), show_lines=False)
+    for col in ("LF", "kind", "field", "message"):
+        t.add_column(col, overflow="fold")
+    for f in findings:
+        t.add_row(*(Text(x) for x in (f.lf or "(pack)", f.kind, f.field, f.message)))
+    return t
+
+
+def _print_escaped(text: str) -> None:
+    # plain echo: no markup interpretation and no line wrapping (JSON must stay parseable)
+    typer.echo(text)
+
+
+@lf_app.command()
+def apply(
+    pack_path: Path = typer.Argument(..., metavar="PACK.yaml", help="LF pack (YAML or JSON)"),
+    data: Path = typer.Option(..., "--data", help="data to label: Parquet file/folder or CSV"),
+    out: Path = typer.Option(..., "--out", help="label matrix as Parquet: one int8 column per LF, named by the LF"),
+    profile: Optional[Path] = typer.Option(None, "--profile", help="take statistics from this profile (CSV/JSON/YAML) instead of the data"),
+    meta: Optional[Path] = typer.Option(None, "--meta", help="where to record statistics and thresholds used (default: OUT with .meta.json)"),
+    batch_rows: int = typer.Option(1_048_576, "--batch-rows", help="rows per Parquet record batch"),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="threads labeling row blocks in parallel"),
+) -> None:
+    """Apply a pack to data and write the label matrix (ABSTAIN = -1, classes by position)."""
+    from flamenco_core.labeling import SpecError, apply_lfs, apply_lfs_parquet, label_matrix_frame
+
+    pack = _load_pack(pack_path)
+    if not data.exists():
+        _fail(f"{data}: no such file or folder")
+    stats = None
+    if profile is not None:
+        from flamenco_core.labeling import load_profile
+
+        try:
+            stats = load_profile(profile)
+        except (OSError, ValueError, TypeError) as exc:
+            _fail(f"{profile}: cannot read profile: {exc}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        if data.is_dir() or data.suffix.lower() == ".parquet":
+            _, info = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=out, n_jobs=jobs, return_meta=True)
+        else:
+            import pandas as pd
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            try:
+                header = pd.read_csv(data, nrows=0).columns
+                usecols = [c for c in header if c in pack.features()]
+                df = pd.read_csv(data, usecols=usecols)
+            except (OSError, ValueError) as exc:
+                _fail(f"{data}: cannot read CSV: {exc}")
+            L, info = apply_lfs(pack, df, stats=stats, n_jobs=jobs, return_meta=True)
+            table = pa.Table.from_pandas(label_matrix_frame(L, pack.lf_names), preserve_index=False)
+            table = table.replace_schema_metadata(
+                {b"flamenco.pack": pack.name.encode(), b"flamenco.pack_hash": pack.content_hash.encode()}
+            )
+            pq.write_table(table, out)
+    except SpecError as exc:
+        _fail(str(exc))
+    except FileNotFoundError as exc:
+        _fail(f"{exc}")
+    meta_path = meta or out.with_name(out.name + ".meta.json")
+    record = {"data": str(data), "out": str(out), "profile": str(profile) if profile else None, **info.to_dict()}
+    meta_path.write_text(json.dumps(record, indent=2))
+
+    t = Table(title=Text(f"{pack.name} v{pack.version} on {data.name}: {info.n_rows} rows"))
+    t.add_column("LF")
+    t.add_column("label")
+    t.add_column("votes", justify="right")
+    t.add_column("coverage", justify="right")
+    for lf in pack.lfs:
+        v = info.votes.get(lf.name, 0)
+        t.add_row(Text(lf.name), Text(lf.label), str(v), f"{v / info.n_rows:.1%}" if info.n_rows else "-")
+    console.print(t)
+    _print_escaped(f"wrote {out}; statistics ({info.stats_source}) and thresholds recorded in {meta_path}")
+
+
+@lf_app.command()
+def combine(
+    packs: List[Path] = typer.Argument(..., metavar="A.yaml B.yaml ...", help="packs to merge"),
+    out: Path = typer.Option(..., "--out", "-o", help="merged pack (YAML)"),
+    name: Optional[str] = typer.Option(None, "--name", help="name of the merged pack (default: the output file's stem)"),
+    version: int = typer.Option(1, "--version", help="version of the merged pack"),
+    allow: List[str] = typer.Option([], "--allow", help="accept audit findings of this LF (or pack, for pack-level findings); repeatable"),
+) -> None:
+    """Merge packs; report duplicate LFs (same content) and name clashes. Audits every input first."""
+    from flamenco_core.labeling import SpecError, audit_pack, combine_packs
+
+    loaded = [_load_pack(p) for p in packs]
+    refused = False
+    for path, pack in zip(packs, loaded):
+        findings = audit_pack(pack, allow=allow)
+        if findings:
+            refused = True
+            console.print(_findings_table(f"audit of {path.name} ({pack.name}): {len(findings)} finding(s)", findings))
+    if refused:
+        err.print("[bold red]refusing to combine:[/] resolve the findings above or pass --allow NAME for accepted ones")
+        raise typer.Exit(1)
+    try:
+        merged, report = combine_packs(loaded, name=name or out.stem, version=version)
+    except SpecError as exc:
+        _fail(str(exc))
+    merged.to_yaml(out)
+
+    if report.duplicates:
+        t = Table(title=f"{len(report.duplicates)} duplicate LF(s) dropped (same content hash)")
+        for col in ("kept", "from pack", "dropped", "from pack", "content hash"):
+            t.add_column(col)
+        for kept, kp, dropped, dp, h in report.duplicates:
+            t.add_row(*(Text(x) for x in (kept, kp, dropped, dp, h[:12])))
+        console.print(t)
+    if report.renamed:
+        t = Table(title=f"{len(report.renamed)} name clash(es): same name, different content, renamed")
+        for col in ("pack", "name", "renamed to"):
+            t.add_column(col)
+        for p, a, b in report.renamed:
+            t.add_row(*(Text(x) for x in (p, a, b)))
+        console.print(t)
+    _print_escaped(
+        f"wrote {out}: pack {merged.name!r} with {len(merged.lfs)} LF(s) from {len(loaded)} pack(s); "
+        f"{len(report.duplicates)} duplicate(s), {len(report.renamed)} renamed; content hash {merged.content_hash}"
+    )
+
+
+@lf_app.command()
+def audit(
+    pack_path: Path = typer.Argument(..., metavar="PACK.yaml", help="LF pack (YAML or JSON)"),
+    allow: List[str] = typer.Option([], "--allow", help="accept findings of this LF (or pack, for pack-level findings); repeatable"),
+    as_json: bool = typer.Option(False, "--json", help="print findings as JSON"),
+) -> None:
+    """Report what a pack reveals about its owner's data; exit 1 on any finding not allowed."""
+    from flamenco_core.labeling import audit_pack
+
+    pack = _load_pack(pack_path)
+    findings = audit_pack(pack, allow=allow)
+    if as_json:
+        _print_escaped(json.dumps([f.to_dict() for f in findings], indent=2))
+    elif findings:
+        console.print(_findings_table(f"audit of {pack.name}: {len(findings)} finding(s)", findings))
+    else:
+        console.print(Text(f"audit of {pack.name}: no findings" + (f" (allowed: {', '.join(allow)})" if allow else ""), style="green"))
+    if findings:
+        raise typer.Exit(1)
