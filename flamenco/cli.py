@@ -19,7 +19,12 @@ err = Console(stderr=True)
 
 from flamenco.cli_lf import lf_app  # noqa: E402  (a light typer sub-app: heavy imports live in its commands)
 
+from flamenco.cli_analysis import analyze_cmd, collaborate_cmd  # noqa: E402
+
+lf_app.command("analyze", help="Coverage, overlaps, conflicts, polarity, accuracy and LF F1 of a pack on data.")(analyze_cmd)
 app.add_typer(lf_app, name="lf", help="Labeling functions: apply, analyze, combine, audit.")
+app.command("collaborate", help="Code-to-data: apply each group's pack and their combination to local data; "
+            "write a shareable, aggregate-only report.")(collaborate_cmd)
 
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
 FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parquet"]

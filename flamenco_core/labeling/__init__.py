@@ -21,13 +21,29 @@ from .applier import (
     resolved_thresholds,
     vectorized_lf,
 )
+from .analysis import combination_f1, label_summary, lf_f1, lf_summary, to_csv, to_markdown, to_rich_table
 from .audit import Finding, audit_pack
+from .collaborate import CollaborationRefused, collaborate
+from .label_model import MajorityVote, SnorkelLabelModel, filter_unlabeled, make_label_model
 from .constants import ABSTAIN, LABEL_DTYPE, from_paper_votes, to_paper_votes
 from .expr import SpecError, parse_expression
 from .spec import CombineReport, Condition, LFPack, LFSpec, combine_packs
 from .stats import DataStatistics, MissingStatistic, ProfileStatistics, Statistics, compute_stats, load_profile
 
 __all__ = [
+    "CollaborationRefused",
+    "MajorityVote",
+    "SnorkelLabelModel",
+    "collaborate",
+    "combination_f1",
+    "filter_unlabeled",
+    "label_summary",
+    "lf_f1",
+    "lf_summary",
+    "make_label_model",
+    "to_csv",
+    "to_markdown",
+    "to_rich_table",
     "ABSTAIN",
     "LABEL_DTYPE",
     "ApplyMeta",

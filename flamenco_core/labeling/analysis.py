@@ -1,0 +1,424 @@
+"""LF analysis: how much each labeling function (LF) covers, where LFs overlap and conflict, and, given
+gold labels, how often they are right and their **LF F1**.
+
+Inputs are plain arrays: a label matrix ``L`` (rows x LFs, ABSTAIN = -1, classes 0..k-1 by position in
+the pack's ``classes``), the LF names, and optionally gold labels ``Y`` (ints 0..k-1, one per row).
+
+Snorkel's statistics (numbers identical to ``LFAnalysis(L, lfs).lf_summary(Y)``, computed with dense
+numpy reductions instead of scipy sparse matrices):
+
+- **Polarity**: the sorted classes an LF voted for at least once.
+- **Coverage**: fraction of rows the LF votes on.
+- **Overlaps**: fraction of rows the LF votes on *and* at least one other LF votes on.
+- **Conflicts**: fraction of rows the LF votes on where the LFs voting disagree (two distinct classes).
+- **Correct** / **Incorrect**: rows where the LF's vote equals / differs from ``Y`` (abstains count in
+  neither). **Emp. Acc.** = Correct / (Correct + Incorrect), 0 for an LF that never votes.
+
+**LF F1** (the paper evaluates it on the test split). An LF, or a *combination* of LFs, is scored as a
+classifier whose decision on a row is:
+
+- for one LF: its vote;
+- for a combination: the majority vote of its LFs (Snorkel's ``MajorityLabelVoter``), where a tie
+  between classes is *inconclusive*.
+
+A row where the decision is ABSTAIN (no LF votes, or a tie) is **inconclusive**. How inconclusive rows
+count is the ``abstain`` parameter:
+
+- ``"negative"`` (default): an inconclusive row is a prediction of the *negative* class. In binary tasks
+  this is the class that is not the positive one; for k > 2 it is ``negative_label``, by default class
+  0 (the first class of the pack: "benign", "good"). This reads an LF as the rule it is: "port <= 6600
+  means attack", otherwise not attack. An LF that only ever votes the negative class thus has F1 0 for
+  the positive class, which is honest: it never finds one.
+- ``"exclude"``: inconclusive rows are left out; F1 is computed on the covered rows only (a precision-like
+  view that flatters low-coverage LFs; read it with the Coverage column next to it).
+- ``"wrong"``: an inconclusive row is an error: a false negative for its true class and a false positive
+  for every other class (in binary: an inconclusive positive row is a FN, an inconclusive negative row a
+  FP). The most pessimistic reading.
+
+Binary tasks (k = 2) report the F1 of the positive class ``pos_label`` (default: class index 1, e.g.
+"attack" in ``[benign, attack]``, "noise" in ``[good, noise]``); k > 2 reports macro F1 (the unweighted
+mean of the per-class one-vs-rest F1 over all k classes). ``average`` overrides: ``"binary"`` or
+``"macro"``. Precision, recall or F1 with a zero denominator are 0 (scikit-learn's ``zero_division=0``).
+Every F1 table has a **Coverage** column (fraction of the scored rows with a conclusive decision), an
+**Evaluated** column (rows counted in F1) and, for combinations, **Ties** (fraction of rows where LFs
+voted but tied), so an F1 is never read without its coverage. The definitions used travel in the
+DataFrame's ``attrs["f1_definition"]``.
+
+Outputs: pandas DataFrames (:func:`lf_summary`, :func:`lf_f1`, :func:`combination_f1`), CSV
+(:func:`to_csv`), Markdown (:func:`to_markdown`) and a rich Table (:func:`to_rich_table`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from flamenco_core.labeling.label_model import ABSTAIN, check_label_matrix, majority_vote
+
+ABSTAIN_MODES = ("negative", "exclude", "wrong")
+DEFAULT_ABSTAIN = "negative"
+AVERAGES = ("binary", "macro")
+
+LabelRef = Union[int, str]
+
+
+# ----------------------------------------------------------------------------------------------------
+# inputs
+
+
+def _names(L: np.ndarray, names: Optional[Sequence[str]]) -> list:
+    if names is None:
+        return [f"lf_{j}" for j in range(L.shape[1])]
+    names = [str(n) for n in names]
+    if len(names) != L.shape[1]:
+        raise ValueError(f"{len(names)} LF names for a label matrix with {L.shape[1]} columns")
+    return names
+
+
+def _cardinality(L: np.ndarray, Y: Optional[np.ndarray], classes: Optional[Sequence[str]]) -> int:
+    if classes is not None:
+        return len(classes)
+    hi = int(L.max()) if L.size else 0
+    if Y is not None and Y.size:
+        hi = max(hi, int(Y.max()))
+    return max(2, hi + 1)
+
+
+def _check_gold(Y: Any, n: int, k: int) -> np.ndarray:
+    Y = np.asarray(Y)
+    if Y.ndim == 2 and Y.shape[1] == 1:
+        Y = Y[:, 0]
+    if Y.ndim != 1 or Y.shape[0] != n:
+        raise ValueError(f"gold labels must be one per row ({n}); got shape {Y.shape}")
+    if Y.size and not np.issubdtype(Y.dtype, np.integer):
+        raise ValueError(f"gold labels must be class indices (ints); got dtype {Y.dtype}")
+    if Y.size and (Y.min() < 0 or Y.max() >= k):
+        bad = Y[(Y < 0) | (Y >= k)][0]
+        raise ValueError(f"gold label {bad} is not a class index 0..{k - 1} (unlabeled rows must be removed first)")
+    return Y.astype(np.int64, copy=False)
+
+
+def _label_index(ref: Optional[LabelRef], classes: Optional[Sequence[str]], k: int, what: str) -> Optional[int]:
+    if ref is None:
+        return None
+    if isinstance(ref, str):
+        if classes is None or ref not in list(classes):
+            raise ValueError(f"{what} {ref!r} is not one of the classes {list(classes or [])}")
+        return list(classes).index(ref)
+    if not 0 <= int(ref) < k:
+        raise ValueError(f"{what} {ref} is not a class index 0..{k - 1}")
+    return int(ref)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Snorkel's statistics
+
+
+def _row_stats(L: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if L.shape[1] == 0:
+        none = np.zeros(L.shape[0], dtype=bool)
+        return none, none, none
+    voted = L != ABSTAIN
+    n_votes = voted.sum(axis=1)
+    hi = L.max(axis=1)  # ABSTAIN is the smallest value, so this is the largest vote where there is one
+    lo = np.where(voted, L, np.iinfo(L.dtype).max).min(axis=1)
+    covered = n_votes > 0
+    overlapped = n_votes > 1
+    conflicted = covered & (lo != hi)
+    return covered, overlapped, conflicted
+
+
+def label_summary(L: np.ndarray) -> dict:
+    """Matrix-level aggregates: rows, LFs, and the fraction of rows covered by at least one LF, by two
+    or more (overlap), and with disagreeing votes (conflict); Snorkel's ``label_coverage``,
+    ``label_overlap``, ``label_conflict``."""
+    L = check_label_matrix(L)
+    n = L.shape[0]
+    covered, overlapped, conflicted = _row_stats(L)
+    frac = (lambda x: float(x.sum() / n)) if n else (lambda x: 0.0)
+    return {
+        "rows": int(n),
+        "lfs": int(L.shape[1]),
+        "coverage": frac(covered),
+        "overlap": frac(overlapped),
+        "conflict": frac(conflicted),
+    }
+
+
+def lf_summary(
+    L: np.ndarray,
+    names: Optional[Sequence[str]] = None,
+    Y: Optional[np.ndarray] = None,
+    classes: Optional[Sequence[str]] = None,
+    *,
+    pos_label: LabelRef = 1,
+    abstain: str = DEFAULT_ABSTAIN,
+    negative_label: Optional[LabelRef] = None,
+    average: Optional[str] = None,
+    est_weights: Optional[np.ndarray] = None,
+) -> pd.DataFrame:
+    """Per-LF statistics, one row per LF (index: LF names), with Snorkel's ``lf_summary`` columns
+    ``j, Polarity, Coverage, Overlaps, Conflicts`` and, given ``Y``, ``Correct, Incorrect, Emp. Acc.``
+    plus ``F1`` (see the module docstring for its definition and the keyword arguments).
+    ``est_weights`` adds Snorkel's ``Learned Weight`` column. Polarity holds class indices; renderers
+    show class names when ``classes`` is given (kept in ``attrs["classes"]``).
+    """
+    L = check_label_matrix(L)
+    names = _names(L, names)
+    n, m = L.shape
+    k = _cardinality(L, None if Y is None else np.asarray(Y), classes)
+    check_label_matrix(L, k)
+    voted = L != ABSTAIN
+    covered, overlapped, conflicted = _row_stats(L)
+    denom = n if n else 1
+    n_voted = voted.sum(axis=0)
+    values = np.unique(L[voted]) if voted.any() else np.array([], dtype=np.int64)
+    present = np.stack([(L == v).any(axis=0) for v in values], axis=1) if values.size else np.zeros((m, 0), bool)
+    d: dict[str, Any] = {
+        "j": list(range(m)),
+        "Polarity": [[int(v) for v in values[present[j]]] for j in range(m)],
+        "Coverage": n_voted / denom,
+        "Overlaps": (voted & overlapped[:, None]).sum(axis=0) / denom,
+        "Conflicts": (voted & conflicted[:, None]).sum(axis=0) / denom,
+    }
+    if Y is not None:
+        Y = _check_gold(Y, n, k)
+        right = L == Y[:, None]
+        correct = right.sum(axis=0)
+        incorrect = n_voted - correct
+        # Snorkel's formula, 0.5 * ((correct - incorrect) / voted + 1), kept so values match to the bit
+        with np.errstate(divide="ignore", invalid="ignore"):
+            acc = np.nan_to_num(0.5 * ((correct - incorrect) / n_voted + 1))
+        d["Correct"] = correct
+        d["Incorrect"] = incorrect
+        d["Emp. Acc."] = acc
+        f1 = lf_f1(L, Y, names, classes=classes, pos_label=pos_label, abstain=abstain,
+                   negative_label=negative_label, average=average)
+        d["F1"] = f1["F1"].to_numpy()
+    if est_weights is not None:
+        d["Learned Weight"] = np.asarray(est_weights)
+    out = pd.DataFrame(d, index=names)
+    out.attrs["classes"] = list(classes) if classes is not None else None
+    if Y is not None:
+        out.attrs["f1_definition"] = f1.attrs["f1_definition"]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# F1
+
+
+def _f1_definition(k: int, classes, pos: int, neg: Optional[int], abstain: str, average: str) -> dict:
+    name = (lambda i: classes[i] if classes is not None else i)
+    return {
+        "abstain": abstain,
+        "average": average,
+        "positive_class": name(pos) if average == "binary" else None,
+        "negative_class": name(neg) if abstain == "negative" else None,
+        "combination_decision": "majority vote of the LFs; ties and all-abstain rows are inconclusive",
+        "zero_division": 0.0,
+    }
+
+
+def _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average):
+    if abstain not in ABSTAIN_MODES:
+        raise ValueError(f"abstain={abstain!r}; choose one of {', '.join(ABSTAIN_MODES)}")
+    average = average or ("binary" if k == 2 else "macro")
+    if average not in AVERAGES:
+        raise ValueError(f"average={average!r}; choose one of {', '.join(AVERAGES)}")
+    pos = _label_index(pos_label, classes, k, "positive class")
+    neg = _label_index(negative_label, classes, k, "negative class")
+    if neg is None:
+        neg = (1 - pos) if k == 2 else 0
+    if abstain == "negative" and average == "binary" and neg == pos:
+        raise ValueError(f"the negative class for abstains equals the positive class ({pos})")
+    return pos, neg, average
+
+
+def _score(P: np.ndarray, Y: np.ndarray, k: int, pos: int, neg: int, abstain: str, average: str) -> pd.DataFrame:
+    """Precision, recall, F1 of each column of the decision matrix ``P`` (rows x scorers, -1 =
+    inconclusive) against ``Y``, vectorized over the columns."""
+    n = P.shape[0]
+    conclusive = P != ABSTAIN
+    if abstain == "negative":
+        P = np.where(conclusive, P, neg)
+        counted = np.ones_like(conclusive)
+    elif abstain == "exclude":
+        counted = conclusive
+    else:
+        counted = np.ones_like(conclusive)
+    labels = [pos] if average == "binary" else list(range(k))
+    prec = np.zeros(P.shape[1])
+    rec = np.zeros(P.shape[1])
+    f1 = np.zeros(P.shape[1])
+    for c in labels:
+        is_c = (Y == c)[:, None]
+        pred_c = P == c
+        tp = (pred_c & is_c & counted).sum(axis=0)
+        fp = (pred_c & ~is_c & counted).sum(axis=0)
+        fn = (~pred_c & is_c & counted).sum(axis=0)
+        if abstain == "wrong":
+            # an inconclusive row claims to be wrong, i.e. any class but its own: a FP for class c
+            fp = fp + (~conclusive & ~is_c).sum(axis=0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p_c = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
+            r_c = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
+            f_c = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
+        prec += p_c
+        rec += r_c
+        f1 += f_c
+    denom = n if n else 1
+    return pd.DataFrame(
+        {
+            "Coverage": conclusive.sum(axis=0) / denom,
+            "Evaluated": counted.sum(axis=0),
+            "Precision": prec / len(labels),
+            "Recall": rec / len(labels),
+            "F1": f1 / len(labels),
+        }
+    )
+
+
+def lf_f1(
+    L: np.ndarray,
+    Y: np.ndarray,
+    names: Optional[Sequence[str]] = None,
+    *,
+    classes: Optional[Sequence[str]] = None,
+    pos_label: LabelRef = 1,
+    abstain: str = DEFAULT_ABSTAIN,
+    negative_label: Optional[LabelRef] = None,
+    average: Optional[str] = None,
+) -> pd.DataFrame:
+    """LF F1 of each LF on gold labels ``Y`` (index: LF names; columns Coverage, Evaluated, Precision,
+    Recall, F1). ``abstain``, ``pos_label``, ``negative_label`` and ``average`` are defined in the
+    module docstring; the choices made are in ``attrs["f1_definition"]``."""
+    L = check_label_matrix(L)
+    names = _names(L, names)
+    k = _cardinality(L, np.asarray(Y), classes)
+    check_label_matrix(L, k)
+    Y = _check_gold(Y, L.shape[0], k)
+    pos, neg, average = _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
+    out = _score(L, Y, k, pos, neg, abstain, average)
+    out.index = names
+    out.attrs["f1_definition"] = _f1_definition(k, classes, pos, neg, abstain, average)
+    out.attrs["classes"] = list(classes) if classes is not None else None
+    return out
+
+
+def _combo_columns(combo: Sequence[LabelRef] | LabelRef, names: list) -> list[int]:
+    if isinstance(combo, (int, np.integer, str)):
+        combo = (combo,)
+    cols = []
+    for ref in combo:
+        if isinstance(ref, str):
+            if ref not in names:
+                raise ValueError(f"unknown LF {ref!r} in combination; LFs are {names}")
+            cols.append(names.index(ref))
+        else:
+            if not 0 <= int(ref) < len(names):
+                raise ValueError(f"LF index {ref} out of range 0..{len(names) - 1}")
+            cols.append(int(ref))
+    if not cols:
+        raise ValueError("a combination needs at least one LF")
+    if len(set(cols)) != len(cols):
+        raise ValueError(f"combination {list(combo)} names an LF twice")
+    return cols
+
+
+def combination_f1(
+    L: np.ndarray,
+    Y: np.ndarray,
+    combos: Sequence[Sequence[LabelRef] | LabelRef],
+    names: Optional[Sequence[str]] = None,
+    *,
+    classes: Optional[Sequence[str]] = None,
+    pos_label: LabelRef = 1,
+    abstain: str = DEFAULT_ABSTAIN,
+    negative_label: Optional[LabelRef] = None,
+    average: Optional[str] = None,
+) -> pd.DataFrame:
+    """LF F1 of combinations of LFs (each a tuple of LF indices or names): the decision is the majority
+    vote of the combination's LFs, ties inconclusive. Index: the LF names joined by " + "; columns LFs
+    (count), Coverage, Ties, Evaluated, Precision, Recall, F1."""
+    L = check_label_matrix(L)
+    names = _names(L, names)
+    k = _cardinality(L, np.asarray(Y), classes)
+    check_label_matrix(L, k)
+    Y = _check_gold(Y, L.shape[0], k)
+    pos, neg, average = _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
+    col_sets = [_combo_columns(c, names) for c in combos]
+    n = L.shape[0]
+    P = np.empty((n, len(col_sets)), dtype=np.int64)
+    ties = np.zeros(len(col_sets))
+    for i, cols in enumerate(col_sets):  # one vectorized vote per combination
+        sub = L[:, cols]
+        P[:, i] = majority_vote(sub, k)
+        ties[i] = ((P[:, i] == ABSTAIN) & (sub != ABSTAIN).any(axis=1)).sum() / (n if n else 1)
+    out = _score(P, Y, k, pos, neg, abstain, average)
+    out.insert(0, "LFs", [len(c) for c in col_sets])
+    out.insert(2, "Ties", ties)
+    out.index = [" + ".join(names[j] for j in cols) for cols in col_sets]
+    out.attrs["f1_definition"] = _f1_definition(k, classes, pos, neg, abstain, average)
+    out.attrs["classes"] = list(classes) if classes is not None else None
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------
+# output
+
+
+def _cell(value: Any, column: str, classes: Optional[Sequence[str]], floatfmt: str) -> str:
+    if column == "Polarity" and isinstance(value, (list, tuple)):
+        return ", ".join(str(classes[v]) if classes is not None and 0 <= v < len(classes) else str(v) for v in value)
+    if isinstance(value, (float, np.floating)):
+        return format(float(value), floatfmt)
+    return str(value)
+
+
+def _rows(df: pd.DataFrame, floatfmt: str, index_name: str) -> tuple[list[str], list[list[str]]]:
+    classes = df.attrs.get("classes")
+    header = [index_name] + [str(c) for c in df.columns]
+    body = [[str(idx)] + [_cell(v, str(c), classes, floatfmt) for c, v in zip(df.columns, row)]
+            for idx, row in zip(df.index, df.itertuples(index=False, name=None))]
+    return header, body
+
+
+def to_csv(df: pd.DataFrame, path: Union[str, Path], index_label: str = "lf") -> Path:
+    """Write an analysis table as CSV (Polarity as class names joined by ", " when known)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = df.copy()
+    if "Polarity" in out.columns:
+        out["Polarity"] = [_cell(v, "Polarity", df.attrs.get("classes"), "") for v in out["Polarity"]]
+    out.to_csv(path, index_label=index_label)
+    return path
+
+
+def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f", index_name: str = "LF") -> str:
+    """An analysis table as a GitHub-flavoured Markdown table (floats with ``floatfmt``)."""
+    header, body = _rows(df, floatfmt, index_name)
+
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(header))) + " |"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def to_rich_table(df: pd.DataFrame, title: Optional[str] = None, floatfmt: str = ".3f", index_name: str = "LF"):
+    """An analysis table as a ``rich.table.Table`` (print it with a rich Console)."""
+    from rich.table import Table
+
+    header, body = _rows(df, floatfmt, index_name)
+    table = Table(title=title)
+    for i, h in enumerate(header):
+        table.add_column(h, justify="left" if i == 0 or h == "Polarity" else "right")
+    for row in body:
+        table.add_row(*row)
+    return table

@@ -1,0 +1,467 @@
+"""Code-to-data collaboration: run other groups' LF packs on local data and write a report that can be
+sent back to them, holding **only aggregates**.
+
+Groups share LF packs (code), never data. :func:`collaborate` audits every pack, applies each pack and
+their combination (the union of their LFs; duplicates by content are dropped and reported) to the
+local data, and writes ``report.json`` and ``report.md`` into ``out_dir``. Given labeled data (e.g. the
+local test split), it adds LF F1 per LF, per pack and for the combination, and the F1 of the labels the
+label model would produce.
+
+What the report holds, and why each item is safe to share:
+
+- pack names, versions, groups, content hashes, LF names/labels/hashes, class names: the packs' own
+  content, which the other groups already have;
+- row counts (local rows, labeled rows, labeled rows per class, rows dropped for lack of votes): an
+  exact count is an aggregate, so it is reported exactly;
+- coverage, overlap, conflict, polarity (per LF and per pack), correct/incorrect counts, empirical
+  accuracy, precision, recall, F1, the label model's name and fallback reason: aggregates.
+
+What it never holds:
+
+- **statistic values and resolved thresholds.** Thresholds are statistics of the local data (``p75``
+  of bytes, ``mean`` of packets ...); their values are exactly what the paper's rule forbids sharing:
+  a percentile or a maximum is (close to) a value of a local record and together they sketch the local
+  distribution. The report lists the statistics' *names* per feature (``{"bytes": ["p75"]}``) so the
+  other group knows what the rules were evaluated against, not the numbers.
+- rows, feature values, addresses, timestamps, file paths or file hashes (a path names a local file; a
+  content hash lets anyone holding a candidate file confirm it is ours).
+
+Caveat the row-count threshold addresses: an aggregate over very few rows describes those rows (one
+labeled row's Correct count is its label). :func:`collaborate` refuses data sets smaller than
+``min_rows`` (default 10), local or labeled.
+
+Statistics for the labeled data are the **local data's** statistics: the labeled split is scored by the
+same rules (the same thresholds) that label the local data, as training-split statistics are used for
+the test split.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+from flamenco_core.labeling.analysis import (
+    DEFAULT_ABSTAIN,
+    combination_f1,
+    label_summary,
+    lf_f1,
+    lf_summary,
+)
+from flamenco_core.labeling.label_model import ABSTAIN, labeled_mask, make_label_model
+
+REPORT_FORMAT = "flamenco-collaboration-report"
+REPORT_VERSION = 1
+DEFAULT_MIN_ROWS = 10
+
+
+class CollaborationRefused(ValueError):
+    """A pack did not pass the privacy audit (or the data is too small to report on)."""
+
+    def __init__(self, message: str, findings: Optional[dict[str, list]] = None) -> None:
+        super().__init__(message)
+        self.findings = findings or {}
+
+
+def class_indices(values: Any, classes: Sequence[str], source: str = "labeled data") -> np.ndarray:
+    """Map class names to indices (position in ``classes``); missing labels (None/NaN) give -1.
+
+    Integer labels already in ``0..k-1`` are accepted as indices. An unknown name raises
+    ``ValueError`` naming ``source`` and the value.
+    """
+    s = pd.Series(values)
+    classes = list(classes)
+    if pd.api.types.is_integer_dtype(s.dtype) and not pd.api.types.is_bool_dtype(s.dtype):
+        arr = s.to_numpy(dtype=np.int64, na_value=ABSTAIN) if s.isna().any() else s.to_numpy(dtype=np.int64)
+        bad = arr[(arr != ABSTAIN) & ((arr < 0) | (arr >= len(classes)))]
+        if bad.size:
+            raise ValueError(f"{source}: label {int(bad[0])} is not a class index 0..{len(classes) - 1} ({classes})")
+        return arr
+    missing = s.isna().to_numpy()
+    names = s.astype("string").fillna("")
+    codes = pd.Index(classes).get_indexer(names.to_numpy(dtype=object)).astype(np.int64)
+    unknown = (codes == -1) & ~missing
+    if unknown.any():
+        bad = names[unknown].unique()[:5]
+        raise ValueError(
+            f"{source}: unknown label value(s) {', '.join(repr(str(b)) for b in bad)}; the pack's classes are {classes}"
+        )
+    return codes
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-safe plain Python: numpy scalars to Python, NaN/inf to None."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [_clean(v) for v in obj.tolist()]
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def _records(df: pd.DataFrame, columns: dict[str, str], classes: Optional[Sequence[str]] = None) -> list[dict]:
+    out = []
+    # one record per LF (tens, not data rows); to_dict keeps each column's type (counts stay ints)
+    for name, row in zip(df.index, df.to_dict(orient="records")):
+        rec: dict[str, Any] = {"lf": str(name)}
+        for col, key in columns.items():
+            if col not in df.columns:
+                continue
+            v = row[col]
+            if col == "Polarity" and classes is not None:
+                v = [classes[i] for i in v]
+            rec[key] = v
+        out.append(rec)
+    return _clean(out)
+
+
+_SUMMARY_COLS = {"Polarity": "polarity", "Coverage": "coverage", "Overlaps": "overlaps", "Conflicts": "conflicts"}
+_F1_COLS = {
+    "Coverage": "coverage",
+    "Evaluated": "evaluated",
+    "Correct": "correct",
+    "Incorrect": "incorrect",
+    "Emp. Acc.": "emp_acc",
+    "Precision": "precision",
+    "Recall": "recall",
+    "F1": "f1",
+}
+
+
+def _pack_meta(pack, allowed_findings: list) -> dict:
+    return {
+        "pack": pack.name,
+        "version": pack.version,
+        "group": pack.group,
+        "content_hash": pack.content_hash,
+        "classes": list(pack.classes),
+        "lfs": [
+            {"name": lf.name, "label": lf.label, "group": lf.group or pack.group, "content_hash": lf.content_hash}
+            for lf in pack.lfs
+        ],
+        # names only: the values are statistics of our data (see the module docstring)
+        "statistics_used": {f: sorted(s) for f, s in sorted(pack.needed_stats().items())},
+        "audit": {
+            "findings": 0,
+            "allowed_findings": len(allowed_findings),
+            "allowed_kinds": sorted({f.kind for f in allowed_findings}),
+        },
+    }
+
+
+def _analyze_pack(
+    pack,
+    df: pd.DataFrame,
+    labeled: Optional[pd.DataFrame],
+    label_column: str,
+    pos_name: str,
+    settings: dict,
+    allowed_findings: list,
+) -> dict:
+    from flamenco_core.labeling.applier import apply_lfs
+
+    classes = list(pack.classes)
+    k = len(classes)
+    names = [lf.name for lf in pack.lfs]
+    section = _pack_meta(pack, allowed_findings)
+
+    L, meta = apply_lfs(pack, df, return_meta=True)
+    summary = lf_summary(L, names, classes=classes)
+    section["local"] = {**{k_: v for k_, v in label_summary(L).items()}, "lf_summary": _records(summary, _SUMMARY_COLS, classes)}
+
+    lm = make_label_model(settings["label_model"], n_lfs=len(names), cardinality=k, seed=settings["seed"])
+    lm_section: dict[str, Any] = {"name": lm.name, "fallback_reason": lm.fallback_reason}
+    try:
+        lm.fit(L)
+        lm_section["params"] = _clean(lm.get_params())
+        # the rows filter_unlabeled drops before end-model training
+        lm_section["rows_without_votes"] = int(len(L) - labeled_mask(L).sum())
+    except Exception as exc:  # one pack's failing model must not cost the other packs their report
+        lm_section["error"] = f"{type(exc).__name__}: {exc}"
+        lm = None
+    section["label_model"] = lm_section
+
+    if labeled is not None:
+        Y = class_indices(labeled[label_column], classes, "labeled data")
+        keep = Y != ABSTAIN
+        lab = labeled.loc[keep] if not keep.all() else labeled
+        Y = Y[keep]
+        # thresholds from the local data's statistics: the same rules that label the local rows
+        L_lab = apply_lfs(pack, lab, stats=meta.stats)
+        f1_kw = dict(classes=classes, pos_label=pos_name, abstain=settings["abstain"])
+        per_lf = lf_summary(L_lab, names, Y, **f1_kw)
+        scores = lf_f1(L_lab, Y, names, **f1_kw)
+        per_lf = scores.join(per_lf[["Correct", "Incorrect", "Emp. Acc."]])
+        mv = combination_f1(L_lab, Y, [tuple(range(len(names)))], names, **f1_kw).iloc[0]
+        section["labeled"] = {
+            "rows": int(len(Y)),
+            "lf_f1": _records(per_lf, _F1_COLS),
+            "majority_vote": _clean({k_.lower(): mv[k_] for k_ in ("Coverage", "Ties", "Evaluated", "Precision", "Recall", "F1")}),
+        }
+        if lm is not None:
+            preds = lm.predict(L_lab)
+            res = lf_f1(preds[:, None], Y, [lm.name], **f1_kw).iloc[0]
+            lm_section["labeled"] = _clean({k_.lower(): res[k_] for k_ in ("Coverage", "Evaluated", "Precision", "Recall", "F1")})
+    return section
+
+
+def _comparison_row(name: str, section: dict) -> dict:
+    row = {
+        "name": name,
+        "lfs": len(section["lfs"]),
+        "coverage": section["local"]["coverage"],
+        "overlap": section["local"]["overlap"],
+        "conflict": section["local"]["conflict"],
+        "label_model": section["label_model"]["name"],
+    }
+    if "labeled" in section:
+        row["f1_majority_vote"] = section["labeled"]["majority_vote"]["f1"]
+        row["coverage_labeled"] = section["labeled"]["majority_vote"]["coverage"]
+        row["f1_label_model"] = section["label_model"].get("labeled", {}).get("f1")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------- API
+
+
+def audit_packs(packs: Sequence[Any], allow: Iterable[str] = ()) -> dict[str, list]:
+    """Audit every pack; ``{pack name: [allowed findings]}``. Raises :class:`CollaborationRefused` on
+    any finding not in ``allow`` (LF names, or a pack name for pack-level findings)."""
+    from flamenco_core.labeling.audit import audit_pack
+
+    allow = list(allow)
+    refused: dict[str, list] = {}
+    allowed: dict[str, list] = {}
+    for pack in packs:
+        remaining = audit_pack(pack)
+        blocking = audit_pack(pack, allow=allow) if allow else remaining
+        if blocking:
+            refused[pack.name] = blocking
+        allowed[pack.name] = [f for f in remaining if f not in blocking]
+    if refused:
+        lines = [f"{p}: {f.lf or '(pack)'} [{f.kind}] {f.message}" for p, fs in refused.items() for f in fs]
+        raise CollaborationRefused(
+            "the privacy audit found what these packs would reveal; fix them or allow the LFs by name:\n  "
+            + "\n  ".join(lines),
+            findings=refused,
+        )
+    return allowed
+
+
+def collaborate(
+    packs: Sequence[Any],
+    df: pd.DataFrame,
+    labeled: Optional[pd.DataFrame],
+    out_dir: Union[str, Path],
+    label_column: str = "label",
+    *,
+    allow: Iterable[str] = (),
+    label_model: str = "snorkel",
+    seed: int = 0,
+    abstain: str = DEFAULT_ABSTAIN,
+    pos_label: Union[int, str] = 1,
+    min_rows: int = DEFAULT_MIN_ROWS,
+    combination_name: Optional[str] = None,
+) -> dict:
+    """Apply each pack and their combination to local data ``df`` and write the shareable report.
+
+    ``labeled`` (optional) has the features and a ``label_column`` of class names; rows with a missing
+    label are left out (and counted). ``allow`` accepts audit findings by LF (or pack) name; any other
+    finding raises :class:`CollaborationRefused` before anything is applied. ``label_model``/``seed``
+    pick the label model (see :func:`~flamenco_core.labeling.label_model.make_label_model`);
+    ``abstain``/``pos_label`` define LF F1 (see :mod:`flamenco_core.labeling.analysis`; ``pos_label``
+    is resolved against the first pack's classes and then used by name). Writes
+    ``out_dir/report.json`` and ``out_dir/report.md`` and returns the report as a dict.
+    """
+    from flamenco_core import __version__
+    from flamenco_core.labeling.analysis import _f1_definition, _resolve_f1_args
+    from flamenco_core.labeling.spec import combine_packs
+
+    packs = list(packs)
+    if not packs:
+        raise ValueError("collaborate needs at least one pack")
+    for p in packs:
+        if not p.lfs:
+            raise ValueError(f"pack {p.name!r} has no LFs")
+    if len({p.name for p in packs}) != len(packs):
+        raise ValueError("two packs share a name; the report could not tell them apart")
+    if len(df) < min_rows:
+        raise CollaborationRefused(f"the local data has {len(df)} rows; reports need at least {min_rows} (aggregates of a few rows describe those rows)")
+    allowed = audit_packs(packs, allow)
+
+    classes = list(packs[0].classes)
+    pos_index, _, _ = _resolve_f1_args(len(classes), classes, pos_label, abstain, None, None)
+    pos_name = classes[pos_index]
+    settings = {"label_model": label_model, "seed": int(seed), "abstain": abstain}
+
+    labeled_info: Optional[dict] = None
+    if labeled is not None:
+        if label_column not in labeled.columns:
+            raise ValueError(f"labeled data has no {label_column!r} column (columns: {list(labeled.columns)[:12]})")
+        Y0 = class_indices(labeled[label_column], classes, "labeled data")
+        n_lab = int((Y0 != ABSTAIN).sum())
+        if n_lab < min_rows:
+            raise CollaborationRefused(f"the labeled data has {n_lab} labeled rows; reports need at least {min_rows}")
+        counts = np.bincount(Y0[Y0 != ABSTAIN], minlength=len(classes))
+        labeled_info = {
+            "rows": n_lab,
+            "rows_without_label": int(len(Y0) - n_lab),
+            "class_counts": {c: int(n) for c, n in zip(classes, counts)},
+        }
+
+    sections = [_analyze_pack(p, df, labeled, label_column, pos_name, settings, allowed[p.name]) for p in packs]
+    combination = None
+    if len(packs) > 1:
+        name = combination_name or "+".join(p.name for p in packs)
+        merged, combine_report = combine_packs(packs, name=name)
+        combination = _analyze_pack(merged, df, labeled, label_column, pos_name, settings,
+                                    [f for p in packs for f in allowed[p.name]])
+        combination.update(_clean(combine_report.to_dict()))
+
+    f1_def = None
+    if labeled is not None:
+        k = len(classes)
+        pos, neg, average = _resolve_f1_args(k, classes, pos_name, abstain, None, None)
+        f1_def = _f1_definition(k, classes, pos, neg, abstain, average)
+    report = {
+        "report": REPORT_FORMAT,
+        "format_version": REPORT_VERSION,
+        "flamenco_version": __version__,
+        "privacy": {
+            "contents": "aggregates only: counts, fractions, F1 scores, pack metadata",
+            "statistic_values": "withheld (thresholds are statistics of the local data); only their names are listed",
+            "min_rows": int(min_rows),
+        },
+        "classes": classes,
+        "data": {"rows": int(len(df))},
+        "labeled": labeled_info,
+        "settings": {
+            "label_model": label_model,
+            "seed": int(seed),
+            "thresholds": "statistics of the local data, also for the labeled rows",
+            "lf_f1": f1_def,
+        },
+        "comparison": [_comparison_row(s["pack"], s) for s in sections]
+        + ([_comparison_row(combination["pack"], combination)] if combination else []),
+        "packs": sections,
+        "combination": combination,
+    }
+    report = _clean(report)
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    (out / "report.md").write_text(render_markdown(report))
+    return report
+
+
+# ---------------------------------------------------------------------------------------------- Markdown
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return str(v)
+
+
+def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
+    if not rows:
+        return "_(none)_\n"
+    head = "| " + " | ".join(h for _, h in columns) + " |\n"
+    sep = "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(columns))) + " |\n"
+    body = ""
+    for r in rows:
+        cells = []
+        for key, _ in columns:
+            v = r.get(key)
+            cells.append(", ".join(map(str, v)) if isinstance(v, list) else _fmt(v))
+        body += "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n"
+    return head + sep + body
+
+
+def _section_md(s: dict, title: str) -> str:
+    md = f"## {title}\n\n"
+    md += f"- version {s['version']}, group {s.get('group') or '-'}, content hash `{s['content_hash']}`\n"
+    stats = "; ".join(f"{f}: {', '.join(v)}" for f, v in s["statistics_used"].items()) or "none"
+    md += f"- statistics used (names only): {stats}\n"
+    md += f"- audit: no findings" + (f" ({s['audit']['allowed_findings']} allowed)" if s["audit"]["allowed_findings"] else "") + "\n"
+    lm = s["label_model"]
+    md += f"- label model: {lm['name']}" + (f" ({lm['fallback_reason']})" if lm.get("fallback_reason") else "")
+    md += (f"; error: {lm['error']}" if lm.get("error") else "") + "\n"
+    if "rows_without_votes" in lm:
+        md += f"- local rows no LF votes on (dropped from training): {lm['rows_without_votes']}\n"
+    loc = s["local"]
+    md += f"- local data: coverage {_fmt(loc['coverage'])}, overlap {_fmt(loc['overlap'])}, conflict {_fmt(loc['conflict'])}\n\n"
+    md += "### LFs on the local data\n\n"
+    md += _table(loc["lf_summary"], [("lf", "LF"), ("polarity", "Polarity"), ("coverage", "Coverage"),
+                                     ("overlaps", "Overlaps"), ("conflicts", "Conflicts")]) + "\n"
+    if "labeled" in s:
+        lab = s["labeled"]
+        md += f"### LF F1 on the labeled data ({lab['rows']} rows)\n\n"
+        md += _table(lab["lf_f1"], [("lf", "LF"), ("coverage", "Coverage"), ("correct", "Correct"),
+                                    ("incorrect", "Incorrect"), ("emp_acc", "Emp. Acc."), ("precision", "Precision"),
+                                    ("recall", "Recall"), ("f1", "F1")]) + "\n"
+        mv = lab["majority_vote"]
+        md += f"Majority vote of all LFs: F1 {_fmt(mv['f1'])} (coverage {_fmt(mv['coverage'])}, ties {_fmt(mv['ties'])})"
+        if lm.get("labeled"):
+            md += f"; {lm['name']}: F1 {_fmt(lm['labeled']['f1'])} (coverage {_fmt(lm['labeled']['coverage'])})"
+        md += "\n\n"
+    return md
+
+
+def render_markdown(report: dict) -> str:
+    """The report as Markdown (the same aggregates as the JSON, for people)."""
+    md = "# Flamenco collaboration report\n\n"
+    md += "Aggregates only: no rows, no feature values, no statistic values (thresholds are statistics of the "
+    md += "local data; only their names are listed).\n\n"
+    md += f"- classes: {', '.join(report['classes'])}\n- local rows: {report['data']['rows']}\n"
+    lab = report.get("labeled")
+    if lab:
+        counts = ", ".join(f"{c}: {n}" for c, n in lab["class_counts"].items())
+        md += f"- labeled rows: {lab['rows']} ({counts}); rows without a label left out: {lab['rows_without_label']}\n"
+    st = report["settings"]
+    md += f"- label model: {st['label_model']}, seed {st['seed']}\n"
+    if st.get("lf_f1"):
+        d = st["lf_f1"]
+        target = f"F1 of class {d['positive_class']}" if d["average"] == "binary" else "macro F1"
+        md += f"- LF F1: {target}; inconclusive rows (no vote, or a tie) count as `{d['abstain']}`"
+        md += (f" (class {d['negative_class']})" if d.get("negative_class") is not None else "") + "\n"
+    md += "\n## Comparison\n\n"
+    cols = [("name", "pack"), ("lfs", "LFs"), ("coverage", "Coverage"), ("overlap", "Overlap"), ("conflict", "Conflict"),
+            ("label_model", "Label model")]
+    if lab:
+        cols += [("coverage_labeled", "Coverage (labeled)"), ("f1_majority_vote", "F1 (majority vote)"),
+                 ("f1_label_model", "F1 (label model)")]
+    md += _table(report["comparison"], cols) + "\n"
+    for s in report["packs"]:
+        md += _section_md(s, f"Pack {s['pack']}")
+    comb = report.get("combination")
+    if comb:
+        md += _section_md(comb, f"Combination {comb['pack']}")
+        md += "### Duplicate LFs (same content), dropped from the combination\n\n"
+        md += _table(comb.get("duplicates", []), [("kept", "kept"), ("kept_pack", "from"), ("dropped", "dropped"),
+                                                  ("dropped_pack", "from")]) + "\n"
+        if comb.get("renamed"):
+            md += "### Renamed (same name, different content)\n\n"
+            md += _table(comb["renamed"], [("pack", "pack"), ("from", "name"), ("to", "renamed to")]) + "\n"
+    return md
+
+
+__all__ = ["CollaborationRefused", "audit_packs", "class_indices", "collaborate", "render_markdown"]
