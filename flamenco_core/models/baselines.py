@@ -1,0 +1,232 @@
+"""Unsupervised baselines that label training data without labeling functions, for comparison.
+
+Local Outlier Factor, Elliptic Envelope, robust covariance (MinCovDet with a chi-squared cutoff on
+robust Mahalanobis distances) and Isolation Forest, behind one interface:
+``unsupervised_labels(X, method, contamination, seed)`` returns 1 for noise/anomaly and 0 for good.
+
+Degenerate input, handled and recorded rather than raised:
+- constant columns carry no information about outliers and make covariances singular: they are
+  dropped; if every column is constant (or there are fewer than 3 rows) no row can stand out, and every
+  row is labelled 0 (outcome ``fallback``);
+- the covariance methods fail or return a singular covariance when most rows share a value (e.g. a
+  quantised RTT series): they are retried once on data with a small seeded jitter (1e-3 of each
+  column's standard deviation), outcome ``fallback`` with the reason. When more than half of the rows
+  share one value, MCD's support is those rows and every other row is then an outlier: that is the
+  method's answer on such data, not an artefact of the jitter.
+
+Warnings a method raises (e.g. LOF on many duplicate values) are kept in ``reason``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+#: Baseline names as used in reports.
+BASELINE_NAMES = ("lof", "elliptic_envelope", "robust_covariance", "isolation_forest")
+
+# EllipticEnvelope has no "auto" contamination; scikit-learn's default is 0.1.
+_ENVELOPE_AUTO = 0.1
+# "auto" for robust covariance: rows beyond the 97.5% quantile of chi2(p) are outliers (the usual
+# cutoff for robust Mahalanobis distances, Rousseeuw & Van Zomeren 1990).
+_CHI2_QUANTILE = 0.975
+# In units of each column's std. scikit-learn's MCD treats a support covariance within 1e-8 of 0 as
+# zero (np.allclose), so the jitter's variance must clear that: 1e-3 gives 1e-6.
+_JITTER = 1e-3
+
+
+class _Singular(Exception):
+    pass
+
+
+@dataclass
+class BaselineResult:
+    """Labels (int8, 1 = anomaly) of one method, anomaly scores (higher = more anomalous, or None),
+    and the outcome: ``ok``, or ``fallback`` with ``reason``."""
+
+    method: str
+    labels: np.ndarray
+    scores: np.ndarray | None
+    outcome: str = "ok"
+    reason: str = ""
+
+
+def _check_contamination(c, method):
+    if c == "auto":
+        return c
+    c = float(c)
+    if not 0.0 < c <= 0.5:
+        raise ValueError(f"{method}: contamination must be 'auto' or in (0, 0.5], got {c}")
+    return c
+
+
+def _lof(X, contamination, seed, n_neighbors: int = 20):
+    from sklearn.neighbors import LocalOutlierFactor
+
+    m = LocalOutlierFactor(n_neighbors=min(n_neighbors, len(X) - 1), contamination=contamination)
+    pred = m.fit_predict(X)
+    return (pred == -1), -m.negative_outlier_factor_
+
+
+def _isolation_forest(X, contamination, seed, n_estimators: int = 100):
+    from sklearn.ensemble import IsolationForest
+
+    m = IsolationForest(n_estimators=n_estimators, contamination=contamination, random_state=seed).fit(X)
+    return (m.predict(X) == -1), -m.score_samples(X)
+
+
+def _check_cov(cov):
+    eig = np.linalg.eigvalsh(np.atleast_2d(cov))
+    if not np.isfinite(eig).all() or eig.min() <= 1e-12 * max(eig.max(), 1e-300):
+        raise _Singular("singular covariance")
+
+
+def _fit_cov(make, X):
+    with warnings.catch_warnings():
+        # Only the warnings that mean singular data become errors; MCD's benign numerical notes
+        # ("Determinant has increased") must not turn a usable fit into a fallback.
+        warnings.filterwarnings("error", message=".*(singular|full rank|divide by zero|invalid value).*")
+        try:
+            m = make().fit(X)
+        except (ValueError, np.linalg.LinAlgError, RuntimeWarning, UserWarning) as e:
+            raise _Singular(str(e)) from e
+    _check_cov(m.covariance_)
+    return m
+
+
+def _elliptic_envelope(X, contamination, seed):
+    from sklearn.covariance import EllipticEnvelope
+
+    c = _ENVELOPE_AUTO if contamination == "auto" else contamination
+    m = _fit_cov(lambda: EllipticEnvelope(contamination=c, random_state=seed), X)
+    return (m.predict(X) == -1), m.mahalanobis(X)
+
+
+def _robust_covariance(X, contamination, seed):
+    from scipy.stats import chi2
+    from sklearn.covariance import MinCovDet
+
+    m = _fit_cov(lambda: MinCovDet(random_state=seed), X)
+    d2 = m.mahalanobis(X)  # squared robust distances
+    if contamination == "auto":
+        cut = chi2.ppf(_CHI2_QUANTILE, df=X.shape[1])
+    else:
+        cut = np.quantile(d2, 1.0 - contamination)
+    return d2 > cut, d2
+
+
+#: name -> function ``(X, contamination, seed, **kwargs) -> (is_anomaly bool array, scores)`` on clean,
+#: standardized, non-constant input. Use :func:`detect` / :func:`unsupervised_labels` for raw input.
+BASELINES: dict[str, Callable] = {
+    "lof": _lof,
+    "elliptic_envelope": _elliptic_envelope,
+    "robust_covariance": _robust_covariance,
+    "isolation_forest": _isolation_forest,
+}
+_COVARIANCE = {"elliptic_envelope", "robust_covariance"}
+
+
+def _as_matrix(X) -> np.ndarray:
+    X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X, dtype=np.float64)
+    if X.ndim == 1:
+        X = X[:, None]
+    if X.ndim != 2:
+        raise ValueError(f"X must be 1-D or 2-D, got shape {X.shape}")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values; clean or impute before the baselines")
+    return X
+
+
+def detect(X, method: str, contamination="auto", seed: int = 0, **kwargs) -> BaselineResult:
+    """Run one baseline on ``X`` (rows x features, or a 1-D series) and say how it went.
+
+    ``contamination``: "auto" (LOF and Isolation Forest: scikit-learn's "auto" offsets; Elliptic
+    Envelope: 0.1; robust covariance: chi2 97.5% cutoff) or the expected anomaly fraction in (0, 0.5].
+    Features are standardized (z-score) first so distance-based LOF weighs them alike. ``kwargs`` go to
+    the method (``n_neighbors`` for LOF, ``n_estimators`` for Isolation Forest).
+    Raises ``ValueError`` for unknown methods, bad contamination, NaN input, or a covariance method that
+    fails even after jitter.
+    """
+    if method not in BASELINES:
+        raise ValueError(f"unknown baseline {method!r}; choose from {list(BASELINES)}")
+    contamination = _check_contamination(contamination, method)
+    X = _as_matrix(X)
+    n = len(X)
+    zeros = np.zeros(n, dtype=np.int8)
+    if n < 3:
+        return BaselineResult(method, zeros, None, "fallback", f"{n} rows: too few to call any row an outlier")
+    std = X.std(axis=0)
+    keep = std > 0
+    notes = []
+    if not keep.all():
+        notes.append(f"dropped {int((~keep).sum())} constant column(s)")
+    if not keep.any():
+        return BaselineResult(method, zeros, None, "fallback", "all features constant: no row can be an outlier")
+    Xs = (X[:, keep] - X[:, keep].mean(axis=0)) / std[keep]
+
+    fn = BASELINES[method]
+    fallback = bool(notes)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            flags, scores = fn(Xs, contamination, seed, **kwargs)
+        except _Singular as e:
+            if method not in _COVARIANCE:
+                raise ValueError(f"{method}: {e}") from e
+            rng = np.random.default_rng(seed)
+            # Xs has unit std per column, so this is 1e-3 of each column's spread: enough for an
+            # invertible covariance, far below the differences the baselines are meant to find.
+            jittered = Xs + rng.normal(scale=_JITTER, size=Xs.shape)
+            try:
+                flags, scores = fn(jittered, contamination, seed, **kwargs)
+            except _Singular as e2:
+                raise ValueError(f"{method}: singular covariance even after jitter ({e2})") from e2
+            notes.append(f"singular covariance ({e}); refit with seeded jitter {_JITTER:g} x std")
+            fallback = True
+    notes.extend(dict.fromkeys(f"warning: {w.message}" for w in caught))
+    return BaselineResult(
+        method,
+        flags.astype(np.int8),
+        np.asarray(scores, dtype=np.float64),
+        "fallback" if fallback else "ok",
+        "; ".join(notes),
+    )
+
+
+def unsupervised_labels(X, method: str, contamination="auto", seed: int = 0, **kwargs) -> np.ndarray:
+    """Labels of baseline ``method`` for every row of ``X``: 1 = noise/anomaly, 0 = good (int8).
+
+    See :func:`detect` for the options and the degenerate-input handling.
+    """
+    return detect(X, method, contamination, seed, **kwargs).labels
+
+
+def run_baselines(
+    X, methods: Sequence[str] | None = None, contamination="auto", seed: int = 0, index=None
+) -> pd.DataFrame:
+    """Labels of every baseline, one nullable Int8 column per method, rows aligned with ``X``.
+
+    A method that fails gets an all-NA column; it never stops the others. ``df.attrs["outcomes"]``
+    maps each method to ``{"outcome": "ok" | "fallback" | "failed", "reason": str}`` for the run
+    record. ``index`` defaults to ``X``'s index for a DataFrame, else a RangeIndex.
+    """
+    methods = list(methods or BASELINE_NAMES)
+    if index is None and isinstance(X, (pd.DataFrame, pd.Series)):
+        index = X.index
+    n = len(X)
+    cols, outcomes = {}, {}
+    for m in methods:
+        try:
+            r = detect(X, m, contamination, seed)
+            cols[m] = pd.array(r.labels, dtype="Int8")
+            outcomes[m] = {"outcome": r.outcome, "reason": r.reason}
+        except Exception as e:  # recorded per method: one baseline's failure must not abort the rest
+            cols[m] = pd.array([pd.NA] * n, dtype="Int8")
+            outcomes[m] = {"outcome": "failed", "reason": f"{type(e).__name__}: {e}"}
+    df = pd.DataFrame(cols, index=index)
+    df.attrs["outcomes"] = outcomes
+    return df
