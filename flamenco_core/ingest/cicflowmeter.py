@@ -1,0 +1,177 @@
+"""CICFlowMeter CSV (CIC-IDS2017, CSE-CIC-IDS2018, CIC-DDoS2019 and the like) into the flows table.
+
+Record: one non-blank line after the header; its record number is the 1-based line number in the file.
+Each record ends as one row, or is quarantined when malformed: the wrong number of fields (a truncated
+or over-long line), a text where a number belongs (the field is named), or an unparsable or missing
+timestamp, port or protocol. ``NaN`` and ``Infinity`` stay in the rows as NaN and inf; the driver
+drops them with reasons.
+
+Columns, matched on the snake-cased header (CIC-DDoS2019 writes most names with a leading space):
+
+- ``Source IP``/``Src IP`` -> ``src``, ``Destination IP``/``Dst IP`` -> ``dst``, ``Source Port``/``Src Port``
+  -> ``src_port``, ``Destination Port``/``Dst Port`` -> ``dst_port``, ``Protocol`` -> ``protocol`` (already
+  the IANA number), ``Timestamp`` -> ``timestamp``, ``Label`` -> ``label`` (text as written, whitespace
+  trimmed);
+- :data:`EXCLUDED_COLUMNS` (row index, flow id, the HTTP URL) are not features;
+- every other column is a numeric feature named by :func:`~flamenco_core.ingest.schema.snake_case`
+  (``" Average Packet Size"`` -> ``average_packet_size``, ``"Flow Bytes/s"`` -> ``flow_bytes_s``).
+
+``ctx.display_names`` maps each canonical name to the header as written, without the surrounding
+spaces (``"flow_iat_min": "Flow IAT Min"``).
+
+Options: ``tz`` (time zone of the naive timestamps, default UTC), ``timestamp_format`` (strftime
+format; default ISO 8601, e.g. ``2018-12-01 09:17:11.183810``, or guessed for other CIC versions),
+``dayfirst`` (for the guess of a non-ISO format; default True, as CICFlowMeter prints
+``dd/MM/yyyy``), ``exclude_columns`` (more header names to leave out of the features).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .base import IngestError, ReadContext, register
+from .schema import snake_case
+from .tabular import (
+    LineSource,
+    RowProblems,
+    add_int_problems,
+    add_timestamp_problems,
+    delimited_records,
+    open_text,
+    parse_header,
+    read_delimited,
+    to_float,
+    to_int,
+    to_protocol,
+    to_timestamp,
+)
+
+#: Columns that are not flow features: the pandas row index the dataset was saved with, the flow id
+#: (a text made of the 5-tuple) and the HTTP URL CIC-DDoS2019 adds. Matched on snake-cased names.
+EXCLUDED_COLUMNS = ("Unnamed: 0", "Flow ID", "SimillarHTTP")
+_EXCLUDED_SNAKE = {snake_case(c) for c in EXCLUDED_COLUMNS} | {"similarhttp", "index"}
+
+#: canonical column -> snake-cased header names it is read from
+KEY_ALIASES = {
+    "src": ("source_ip", "src_ip"),
+    "dst": ("destination_ip", "dst_ip"),
+    "src_port": ("source_port", "src_port"),
+    "dst_port": ("destination_port", "dst_port"),
+    "protocol": ("protocol",),
+    "timestamp": ("timestamp",),
+    "label": ("label",),
+}
+REQUIRED = ("timestamp", "src", "dst", "src_port", "dst_port", "protocol")
+
+
+def cic_columns(header: list[str], exclude: tuple[str, ...] = ()) -> tuple[dict[str, int], list[tuple[int, str]], list[str]]:
+    """Assign header positions: ``({canonical key: position}, [(position, feature name)], [excluded headers])``.
+
+    Raises :class:`IngestError` when a key column is missing."""
+    snakes = [snake_case(h) for h in header]
+    keys: dict[str, int] = {}
+    for canonical, aliases in KEY_ALIASES.items():
+        for i, s in enumerate(snakes):
+            if s in aliases:
+                keys[canonical] = i
+                break
+    missing = [k for k in REQUIRED if k not in keys]
+    if missing:
+        raise IngestError(
+            f"missing CICFlowMeter column(s) for {', '.join(missing)}; header has {[h.strip() for h in header]}"
+        )
+    skip = _EXCLUDED_SNAKE | {snake_case(c) for c in exclude}
+    used = set(keys.values())
+    taken = set(keys)
+    features: list[tuple[int, str]] = []
+    excluded: list[str] = []
+    for i, s in enumerate(snakes):
+        if i in used:
+            continue
+        if s in skip or s.startswith("unnamed_"):
+            excluded.append(header[i].strip())
+            continue
+        name, k = s or "column", 1
+        while name in taken:  # a header repeated verbatim (raw CIC-IDS2017 has two "Fwd Header Length")
+            name = f"{s}_{k}"
+            k += 1
+        taken.add(name)
+        features.append((i, name))
+    return keys, features, excluded
+
+
+@register("cicflowmeter", "flows")
+def read_cicflowmeter(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
+    """Read a CICFlowMeter CSV into canonical flow frames of at most ``ctx.batch_rows`` rows (see the
+    module docstring for the record definition, columns and options)."""
+    tz = options.get("tz")
+    fmt = options.get("timestamp_format")
+    # CICFlowMeter prints dd/MM/yyyy (CIC-IDS2017's "5/7/2017 8:59" is 5 July), so day first by default
+    dayfirst = bool(options.get("dayfirst", True))
+    with open_text(path) as fh:
+        src = LineSource(fh)
+        head = src.header()
+        if head is None:
+            raise IngestError(f"{path}: empty file, no CICFlowMeter header")
+        header = parse_header(head[1])
+        try:
+            keys, features, _ = cic_columns(header, tuple(options.get("exclude_columns") or ()))
+        except IngestError as exc:
+            raise IngestError(f"{path}: {exc}") from None
+        names = {k: header[i].strip() for k, i in keys.items()}
+        names.update({name: header[i].strip() for i, name in features})
+        ctx.display_names.update(names)
+        n_fields = len(header)
+        usecols = sorted([*keys.values(), *(i for i, _ in features)])
+        str_cols = [keys[k] for k in ("timestamp", "src", "dst", "label") if k in keys]
+
+        for block in src.blocks(ctx.batch_rows):
+            rows, quoted = delimited_records(block, n_fields, ctx)
+            if not len(rows):
+                continue
+            df = read_delimited(block, rows, quoted, n_fields, usecols, str_cols)
+            frame = _build(df, keys, features, header, tz, fmt, dayfirst, ctx, block, rows)
+            del df
+            if frame is not None:
+                yield frame
+
+
+def _build(df, keys, features, header, tz, fmt, dayfirst, ctx, block, rows) -> pd.DataFrame | None:
+    n = len(df)
+    pr = RowProblems(n)
+    ts_col = df[keys["timestamp"]]
+    ts, missing, bad = to_timestamp(ts_col, tz, fmt, dayfirst=dayfirst)
+    add_timestamp_problems(pr, header[keys["timestamp"]].strip(), ts_col, missing, bad)
+    key_cols: dict[str, object] = {
+        "timestamp": ts.array,
+        "src": df[keys["src"]].astype(str).str.strip().array,
+        "dst": df[keys["dst"]].astype(str).str.strip().array,
+    }
+    for key in ("src_port", "dst_port"):
+        col = df[keys[key]]
+        vals, miss, ibad = to_int(col, 0, 65535)
+        add_int_problems(pr, header[keys[key]].strip(), col, miss, ibad, "port")
+        key_cols[key] = vals
+    col = df[keys["protocol"]]
+    vals, miss, ibad = to_protocol(col)
+    add_int_problems(pr, header[keys["protocol"]].strip(), col, miss, ibad, "protocol")
+    key_cols["protocol"] = vals
+    # one 2-D float block: building 80 separate columns costs more than the parsing
+    feats = np.empty((n, len(features)), dtype="float64")
+    for j, (i, _) in enumerate(features):
+        col = df[i]
+        feats[:, j], fbad = to_float(col)
+        pr.add(fbad, header[i].strip(), "unparsable number", col)
+    parts = [pd.DataFrame(key_cols), pd.DataFrame(feats, columns=[name for _, name in features], copy=False)]
+    if "label" in keys:
+        lab = df[keys["label"]].astype(str).str.strip()
+        parts.append(pd.DataFrame({"label": lab.where(lab != "", None).array}))
+    frame = pd.concat(parts, axis=1)
+    if pr.bad.any():
+        pr.quarantine(ctx, block.first_no + rows, lambda i: block.lines[rows[i]])
+        frame = frame[~pr.bad].reset_index(drop=True)
+    return frame if len(frame) else None

@@ -1,0 +1,539 @@
+"""nfdump exports (``-o csv``, ``-o extended``, ``-o long``, ``-o line``) into the flows table.
+
+The format is detected from the first non-blank line: an nfdump CSV header (``ts,te,td,sa,da,...`` of
+nfdump 1.6/1.7.1, or ``firstSeen,lastSeen,...`` of later versions) or a text header starting with
+``Date first seen`` (``Date flow start`` in nfdump 1.6). Output printed with ``-q`` (no header) is
+recognised by its layout: 48 comma-separated fields (the 1.7.1 CSV), or 9/11/14 text tokens
+(line/long/extended).
+
+Record: one non-blank data line; its record number is the 1-based line number. Not records, and not
+counted: the header; in CSV everything from the ``Summary`` line on (the summary block); in text the
+trailer lines ``Summary: ...``, ``Time window: ...``, ``Total flows processed: ...``, ``Sys: ...``,
+``Aggregated flows ...``. A data line with the wrong number of fields, or with an unparsable
+timestamp, duration, address:port, protocol or number, is quarantined with the field named.
+
+Columns (the Worf study's fields): ``timestamp`` = first seen, ``src``, ``dst``, ``src_port``,
+``dst_port``, ``protocol`` (IANA number; nfdump's names such as ``TCP``/``ICMP6`` are mapped back) and
+the features ``last_seen`` (unix seconds), ``duration`` (seconds), ``packets``, ``bytes``, ``bps``,
+``pps``, ``bpp`` and, where the export has it, ``flows``. Where ``bps``/``pps``/``bpp`` are not printed
+(CSV, ``-o long``) they are computed as nfdump computes them: ``bps = trunc(8 * bytes / duration)`` and
+``pps = trunc(packets / duration)``, both 0 when the duration is 0, ``bpp = trunc(bytes / packets)``,
+0 without packets. Text values such as ``1.4 M`` are scaled (k/M/G/T = 1e3/1e6/1e9/1e12, as nfdump
+>= 1.6 prints them) and so carry nfdump's rounding (``1.8 M`` for 1,792,000).
+
+Text details: durations are ``HH:MM:SS.mmm`` (``Nd HH:MM:SS.mmm`` past a day, or plain seconds with
+``-N``); addresses are ``a.b.c.d:port`` for IPv4 and ``addr.port`` for IPv6 (nfdump condenses long IPv6
+addresses with ``..`` unless run with ``-6``; they are kept as printed). For ICMP the destination port
+is printed as ``type.code`` and is stored as nfdump stores it, ``type * 256 + code``.
+
+Timestamps are printed in the local time of the machine that ran nfdump; they are read as UTC unless
+option ``tz`` names that zone. ``ctx.display_names`` keeps nfdump's own names: the CSV header names for
+columns read from a CSV, the text header names (``Date first seen``, ``Packets``, ``Bytes``, ``pps``,
+``bps``, ``Bpp``, ``Flows``; ``Src IP Addr``/``Src Pt`` for the split ``Src IP Addr:Port``) otherwise.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from .base import IngestError, ReadContext, register
+from .tabular import (
+    LineSource,
+    RowProblems,
+    add_int_problems,
+    add_timestamp_problems,
+    TextBlock,
+    delimited_records,
+    open_text,
+    parse_header,
+    read_delimited,
+    to_float,
+    to_int,
+    to_protocol,
+    to_timestamp,
+    unix_seconds,
+)
+
+#: Unit suffixes nfdump (>= 1.6) prints after a space: decimal multiples.
+UNIT_SCALE = {"": 1.0, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+_SCALED = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)\s*([kKMGT]?)\s*$")
+_DURATION = re.compile(r"^(?:(\d+)d)?(\d+):(\d\d):(\d\d(?:\.\d*)?)$")
+_PORT = re.compile(r"^(\d+)(?:\.(\d+))?$")
+_DATE_START = re.compile(r"^\s*\d{4}-\d\d-\d\d[ T]\d\d:\d\d")
+_TEXT_HEADER = re.compile(r"^\s*Date (first seen|flow start)")
+#: Lines of the text trailer (and of aggregated output) that are not data.
+TRAILER = re.compile(r"^\s*(?:Summary:|Time window:|Total flows processed:|Sys:|Aggregated flows|No matching flows)")
+
+#: The CSV header of nfdump 1.6/1.7.1 ``-o csv``, used when the export was printed without it (``-q``).
+DEFAULT_CSV_HEADER = (
+    "ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt,in,out,sas,das,smk,dmk,dtos,dir,nh,nhb,svln,"
+    "dvln,ismc,odmc,idmc,osmc,mpls1,mpls2,mpls3,mpls4,mpls5,mpls6,mpls7,mpls8,mpls9,mpls10,cl,sl,al,ra,eng,exid,tr"
+).split(",")
+
+#: canonical column -> nfdump CSV header names (1.6/1.7.1 first, later versions second)
+CSV_ALIASES = {
+    "timestamp": ("ts", "firstSeen"),
+    "last_seen": ("te", "lastSeen"),
+    "duration": ("td", "duration"),
+    "src": ("sa", "srcAddr"),
+    "dst": ("da", "dstAddr"),
+    "src_port": ("sp", "srcPort"),
+    "dst_port": ("dp", "dstPort"),
+    "protocol": ("pr", "proto"),
+    "packets": ("ipkt", "inPackets", "pkt", "packets"),
+    "bytes": ("ibyt", "inBytes", "byt", "bytes"),
+    "bps": ("bps",),
+    "pps": ("pps",),
+    "bpp": ("bpp",),
+    "flows": ("fl", "flows"),
+}
+_CSV_REQUIRED = ("timestamp", "src", "dst", "src_port", "dst_port", "protocol", "packets", "bytes")
+
+#: Text header labels -> field code; longest first so ``Src IP Addr:Port`` wins over ``Src IP Addr``.
+TEXT_HEADER_FIELDS = {
+    "Date first seen": "ts",
+    "Date flow start": "ts",
+    "Date last seen": "te",
+    "Date flow end": "te",
+    "Duration": "td",
+    "Proto": "pr",
+    "Src IP Addr:Port": "sap",
+    "Dst IP Addr:Port": "dap",
+    "Src IP Addr": "sa",
+    "Dst IP Addr": "da",
+    "Src Pt": "sp",
+    "Dst Pt": "dp",
+    "Flags": "flg",
+    "Tos": "tos",
+    "Packets": "pkt",
+    "In Pkt": "pkt",
+    "Bytes": "byt",
+    "In Byte": "byt",
+    "pps": "pps",
+    "bps": "bps",
+    "Bpp": "bpp",
+    "Flows": "fl",
+    # printed by some formats, single tokens, not used
+    "Out Pkt": "-",
+    "Out Byte": "-",
+    "Src AS": "-",
+    "Dst AS": "-",
+    "Input": "-",
+    "Output": "-",
+    "STos": "-",
+    "DTos": "-",
+    "Dir": "-",
+    "SMask": "-",
+    "DMask": "-",
+}
+_HEADER_RE = re.compile("|".join(re.escape(k) for k in sorted(TEXT_HEADER_FIELDS, key=len, reverse=True)))
+#: Text layouts printed without a header (``-q``), by token count once the ``->`` are removed.
+HEADERLESS_LAYOUTS = {
+    9: ["ts", "td", "pr", "sap", "dap", "pkt", "byt", "fl"],  # -o line
+    11: ["ts", "td", "pr", "sap", "dap", "flg", "tos", "pkt", "byt", "fl"],  # -o long
+    14: ["ts", "td", "pr", "sap", "dap", "flg", "tos", "pkt", "byt", "pps", "bps", "bpp", "fl"],  # -o extended
+}
+_DEFAULT_TEXT_NAMES = {
+    "ts": "Date first seen",
+    "te": "Date last seen",
+    "td": "Duration",
+    "pr": "Proto",
+    "sap": "Src IP Addr:Port",
+    "dap": "Dst IP Addr:Port",
+    "sa": "Src IP Addr",
+    "da": "Dst IP Addr",
+    "sp": "Src Pt",
+    "dp": "Dst Pt",
+    "flg": "Flags",
+    "tos": "Tos",
+    "pkt": "Packets",
+    "byt": "Bytes",
+    "pps": "pps",
+    "bps": "bps",
+    "bpp": "Bpp",
+    "fl": "Flows",
+}
+FEATURES = ("last_seen", "duration", "packets", "bytes", "bps", "pps", "bpp", "flows")
+_ICMP = (1, 58)
+
+
+# --------------------------------------------------------------------------------------------------
+# Value parsers
+
+
+def parse_scaled(text: str) -> float:
+    """One nfdump number: ``"1.4 M"`` -> 1.4e6, ``"2578"`` -> 2578.0, ``"3 k"`` -> 3000.0.
+
+    Raises ``ValueError`` for anything else."""
+    m = _SCALED.match(text)
+    if not m:
+        raise ValueError(f"not an nfdump number: {text!r}")
+    return float(m.group(1)) * UNIT_SCALE[m.group(2)]
+
+
+def scaled_numbers(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised :func:`parse_scaled`: float values and a malformed mask (missing markers are NaN)."""
+    values, bad = to_float(col)
+    if pd.api.types.is_numeric_dtype(col):
+        return values, bad
+    # plain numbers parsed above; only what failed can carry a unit (and a bare "inf" is no nfdump number)
+    odd = bad | np.isinf(values)
+    if odd.any():
+        text = col[odd].astype(object).where(col[odd].notna(), "").astype(str)
+        parts = text.str.extract(_SCALED)
+        base = pd.to_numeric(parts[0], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        scale = parts[1].fillna("").map(UNIT_SCALE).to_numpy(dtype="float64", na_value=np.nan)
+        got = base * scale
+        values[odd] = got
+        bad[odd] = np.isnan(got)
+    return values, bad
+
+
+def durations(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Seconds from ``HH:MM:SS.mmm``, ``Nd HH:MM:SS.mmm`` (the space removed beforehand) or plain seconds
+    (``-N``), and a malformed mask (negative durations included)."""
+    if pd.api.types.is_numeric_dtype(col):
+        values, bad = to_float(col)
+    else:
+        text = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+        hms = text.str.contains(":", regex=False).to_numpy()
+        values = np.full(len(text), np.nan)
+        bad = np.zeros(len(text), dtype=bool)
+        if (~hms).any():
+            values[~hms], bad[~hms] = to_float(text[~hms])
+        if hms.any():
+            parts = text[hms].str.extract(_DURATION)
+            secs = (
+                pd.to_numeric(parts[0]).fillna(0).to_numpy(dtype="float64") * 86400
+                + pd.to_numeric(parts[1]).to_numpy(dtype="float64", na_value=np.nan) * 3600
+                + pd.to_numeric(parts[2]).to_numpy(dtype="float64", na_value=np.nan) * 60
+                + pd.to_numeric(parts[3]).to_numpy(dtype="float64", na_value=np.nan)
+            )
+            values[hms] = secs
+            bad[hms] = np.isnan(secs)
+    bad |= values < 0
+    return values, bad
+
+
+def ports(col: pd.Series, icmp: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Port numbers plus masks missing / malformed. For ICMP rows a ``type.code`` port (as nfdump prints
+    the destination port) becomes ``type * 256 + code``, nfdump's own encoding."""
+    if pd.api.types.is_numeric_dtype(col):
+        return to_int(col, 0, 65535)
+    text = col.astype(object).where(col.notna(), "").astype(str).str.strip()
+    values, missing, bad = to_int(text, 0, 65535)
+    sel = np.flatnonzero(icmp & text.str.contains(".", regex=False).to_numpy())
+    if len(sel):  # ICMP "type.code" ("8.0" is no port 8)
+        bad[sel] = True
+        parts = text.iloc[sel].str.extract(_PORT)
+        t, _, tbad = to_int(parts[0], 0, 255)
+        c, _, cbad = to_int(parts[1], 0, 255)
+        ok = ~tbad & ~cbad & parts[1].notna().to_numpy()
+        values[sel[ok]] = t[ok] * 256 + c[ok]
+        bad[sel[ok]] = False
+    return values, missing, bad
+
+
+_ADDR4 = r"^(\d{1,3}(?:\.\d{1,3}){3}):(\d+(?:\.\d+)?)$"
+_ADDR6 = r"^(.*:.*)\.(\d+)$"
+_ADDR6_ICMP = r"^(.*:.*)\.(\d+\.\d+)$"
+
+
+def split_address_port(col: pd.Series, icmp: np.ndarray) -> tuple[pd.Series, pd.Series, np.ndarray]:
+    """Split nfdump's ``a.b.c.d:port`` (IPv4) and ``addr.port`` (IPv6) tokens; for ICMP rows the port may
+    be ``type.code``. Returns address, port text and a malformed mask."""
+    col = col.astype(object).where(col.notna(), "").astype(str)
+    v4 = col.str.extract(_ADDR4)
+    addr, port = v4[0], v4[1]
+    other = addr.isna().to_numpy()
+    if other.any():  # IPv6 (or malformed): only those rows pay for the other patterns
+        rest = col[other]
+        v6 = rest.str.extract(_ADDR6)
+        v6i = rest.str.extract(_ADDR6_ICMP)
+        use_i = icmp[other] & v6i[0].notna().to_numpy()
+        addr = addr.astype(object)
+        port = port.astype(object)
+        addr[other] = v6[0].where(~use_i, v6i[0]).to_numpy()
+        port[other] = v6[1].where(~use_i, v6i[1]).to_numpy()
+    return addr, port, addr.isna().to_numpy()
+
+
+def _trunc_rate(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rate = np.trunc(num / den)
+    return np.where(den > 0, rate, np.where(np.isnan(den) | np.isnan(num), np.nan, 0.0))
+
+
+# --------------------------------------------------------------------------------------------------
+# Reader
+
+
+@register("nfdump", "flows")
+def read_nfdump(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
+    """Read an nfdump CSV or text export into canonical flow frames of at most ``ctx.batch_rows`` rows
+    (see the module docstring for detection, records, columns and the option ``tz``)."""
+    tz = options.get("tz")
+    with open_text(path) as fh:
+        src = LineSource(fh)
+        head = src.header()
+        if head is None:
+            raise IngestError(f"{path}: empty file, no nfdump output")
+        _, first = head
+        if _TEXT_HEADER.match(first):
+            yield from _read_text(path, ctx, src, first, None, tz)
+            return
+        fields = first.split(",")
+        known = {a for aliases in CSV_ALIASES.values() for a in aliases}
+        if not _DATE_START.match(first) and sum(f.strip() in known for f in fields) >= 3:
+            yield from _read_csv(path, ctx, src, parse_header(first), None, tz)
+            return
+        if _DATE_START.match(first):
+            # printed with -q: no header, the first line is already data
+            if len(fields) == len(DEFAULT_CSV_HEADER):
+                yield from _read_csv(path, ctx, src, list(DEFAULT_CSV_HEADER), head, tz)
+                return
+            n_tokens = len(_glue(first).split())
+            if n_tokens in HEADERLESS_LAYOUTS:
+                yield from _read_text(path, ctx, src, None, head, tz)
+                return
+        raise IngestError(f"{path}: not an nfdump csv/extended/long/line export (first line {first[:120]!r})")
+
+
+def _blocks(src: LineSource, first: tuple[int, str] | None, n: int) -> Iterator[TextBlock]:
+    if first is not None:  # headerless output: the line read for detection is already data
+        yield TextBlock(first[1], first[0], 1)
+    yield from src.blocks(n)
+
+
+_SUMMARY = re.compile(r"^[ \t]*Summary[ \t]*$", re.MULTILINE)
+
+
+def _read_csv(path, ctx: ReadContext, src: LineSource, header: list[str], first, tz) -> Iterator[pd.DataFrame]:
+    stripped = [h.strip() for h in header]
+    pos: dict[str, int] = {}
+    for canonical, aliases in CSV_ALIASES.items():
+        for a in aliases:
+            if a in stripped:
+                pos[canonical] = stripped.index(a)
+                break
+    missing = [c for c in _CSV_REQUIRED if c not in pos]
+    if "duration" not in pos and "last_seen" not in pos:
+        missing.append("duration (td) or last seen (te)")
+    if missing:
+        raise IngestError(f"{path}: nfdump csv lacks column(s) for {', '.join(missing)}; header: {stripped}")
+    names = {k: stripped[i] for k, i in pos.items()}
+    ctx.display_names.update({k: names.get(k, _DEFAULT_TEXT_NAMES[c]) for k, c in
+                              (("timestamp", "ts"), ("src", "sa"), ("dst", "da"), ("src_port", "sp"),
+                               ("dst_port", "dp"), ("protocol", "pr"), ("last_seen", "te"), ("duration", "td"),
+                               ("packets", "pkt"), ("bytes", "byt"), ("bps", "bps"), ("pps", "pps"), ("bpp", "bpp"))})
+    if "flows" in pos:
+        ctx.display_names["flows"] = names["flows"]
+    n_fields = len(header)
+    usecols = sorted(set(pos.values()))
+    str_cols = [pos[k] for k in ("timestamp", "last_seen", "src", "dst", "src_port", "dst_port", "protocol") if k in pos]
+    for block in _blocks(src, first, ctx.batch_rows):
+        m = _SUMMARY.search(block.text)
+        limit = block.text.count("\n", 0, m.start()) if m else None
+        rows, quoted = delimited_records(block, n_fields, ctx, limit=limit)
+        if len(rows):
+            df = read_delimited(block, rows, quoted, n_fields, usecols, str_cols)
+            cols = {k: df[i] for k, i in pos.items()}
+            frame = _assemble(cols, {k: stripped[i] for k, i in pos.items()}, tz, ctx, block.first_no + rows,
+                              lambda i, block=block, rows=rows: block.lines[rows[i]])
+            if frame is not None:
+                yield frame
+        if m:
+            return  # the summary block and anything after it is not flow data
+
+
+_DAYS = re.compile(r"(?<=\d)d[ \t]+(?=\d+:\d\d:)")
+
+
+def _glue(text: str) -> str:
+    """Make every field of the lines in ``text`` one whitespace-free token: ``1.4 M`` -> ``1.4M``,
+    ``2d 01:02:03.000`` -> ``2d01:02:03.000``, and blank out the ``->`` between the addresses.
+
+    Plain substring replacement on the whole block (no per-line regex): in nfdump output a lone unit
+    letter only ever follows a number, and the line structure is untouched."""
+    for unit in UNIT_SCALE:
+        if unit and f" {unit}" in text:
+            text = text.replace(f" {unit} ", f"{unit} ").replace(f" {unit}\n", f"{unit}\n")
+            if text.endswith(f" {unit}"):
+                text = text[:-2] + unit
+    if "d " in text or "d\t" in text:
+        text = _DAYS.sub("d", text)
+    return text.replace(" -> ", "    ")
+
+
+def _text_layout(path, header: str) -> tuple[list[str], list[str]]:
+    codes, labels, rest = [], [], header
+    for m in _HEADER_RE.finditer(header):
+        codes.append(TEXT_HEADER_FIELDS[m.group(0)])
+        labels.append(m.group(0))
+    rest = _HEADER_RE.sub(" ", header)
+    if rest.strip():
+        raise IngestError(f"{path}: unsupported nfdump text column(s) {rest.split()} in header {header.strip()!r}")
+    return codes, labels
+
+
+def _read_text(path, ctx: ReadContext, src: LineSource, header: str | None, first, tz) -> Iterator[pd.DataFrame]:
+    if header is not None:
+        codes, labels = _text_layout(path, header)
+    else:
+        n_tokens = len(_glue(first[1]).split())
+        codes = HEADERLESS_LAYOUTS[n_tokens]
+        labels = [_DEFAULT_TEXT_NAMES[c] for c in codes]
+    have = set(codes)
+    missing = [
+        name
+        for name, ok in (
+            ("Date first seen", "ts" in have),
+            ("Proto", "pr" in have),
+            ("Src IP Addr[:Port]", "sap" in have or {"sa", "sp"} <= have),
+            ("Dst IP Addr[:Port]", "dap" in have or {"da", "dp"} <= have),
+            ("Packets", "pkt" in have),
+            ("Bytes", "byt" in have),
+            ("Duration or Date last seen", "td" in have or "te" in have),
+        )
+        if not ok
+    ]
+    if missing:
+        raise IngestError(f"{path}: nfdump text output lacks {', '.join(missing)}")
+    # token positions: the dates take two tokens (day and time)
+    starts, k = {}, 0
+    for code, label in zip(codes, labels):
+        if code != "-":
+            starts.setdefault(code, (k, label))
+        k += 2 if code in ("ts", "te") else 1
+    n_tokens = k
+    label_of = {code: label for code, (_, label) in starts.items()}
+    disp = {
+        "timestamp": label_of["ts"],
+        "src": "Src IP Addr",
+        "dst": "Dst IP Addr",
+        "src_port": "Src Pt",
+        "dst_port": "Dst Pt",
+        "protocol": label_of["pr"],
+        "last_seen": label_of.get("te", "Date last seen"),
+        "duration": label_of.get("td", "Duration"),
+        "packets": label_of["pkt"],
+        "bytes": label_of["byt"],
+        "bps": label_of.get("bps", "bps"),
+        "pps": label_of.get("pps", "pps"),
+        "bpp": label_of.get("bpp", "Bpp"),
+    }
+    if "fl" in starts:
+        disp["flows"] = label_of["fl"]
+    ctx.display_names.update(disp)
+
+    for block in _blocks(src, first, ctx.batch_rows):
+        lines = block.series()
+        glued = TextBlock(_glue(block.text), block.first_no, block.n).series()
+        skip = ((lines.str.len() == 0) | lines.str.isspace() | lines.str.contains(TRAILER)).to_numpy()
+        if skip.any():
+            lines, glued = lines[~skip], glued[~skip]
+        if not len(lines):
+            continue
+        ctx.count_input(len(lines))
+        tokens = glued.str.split(expand=True)
+        counts = tokens.notna().sum(axis=1).to_numpy()
+        wrong = counts != n_tokens
+        if wrong.any():
+            for no, raw, c in zip(lines.index[wrong], lines[wrong], counts[wrong]):
+                ctx.quarantine(no, f"expected {n_tokens} fields, found {c}", raw)
+            lines, tokens = lines[~wrong], tokens[~wrong]
+        if not len(lines):
+            continue
+        tok = {code: tokens[i] for code, (i, _) in starts.items()}
+        cols: dict[str, pd.Series] = {}
+        names: dict[str, str] = {}
+        cols["timestamp"], names["timestamp"] = tok["ts"] + " " + tokens[starts["ts"][0] + 1], label_of["ts"]
+        if "te" in tok:
+            cols["last_seen"], names["last_seen"] = tok["te"] + " " + tokens[starts["te"][0] + 1], label_of["te"]
+        for key, code in (("duration", "td"), ("protocol", "pr"), ("packets", "pkt"), ("bytes", "byt"),
+                          ("bps", "bps"), ("pps", "pps"), ("bpp", "bpp"), ("flows", "fl")):
+            if code in tok:
+                cols[key], names[key] = tok[code], label_of[code]
+        for side, combined, a, p in (("src", "sap", "sa", "sp"), ("dst", "dap", "da", "dp")):
+            if combined in tok:
+                cols[f"{side}_addrport"], names[f"{side}_addrport"] = tok[combined], label_of[combined]
+            else:
+                cols[side], names[side] = tok[a], label_of[a]
+                cols[f"{side}_port"], names[f"{side}_port"] = tok[p], label_of[p]
+        texts = lines.to_numpy()
+        frame = _assemble(cols, names, tz, ctx, lines.index.to_numpy(), texts.__getitem__)
+        if frame is not None:
+            yield frame
+
+
+def _assemble(
+    cols: dict[str, pd.Series], names: dict[str, str], tz, ctx: ReadContext, record_nos: np.ndarray, raw_of
+) -> pd.DataFrame | None:
+    """Canonical frame from the export's columns (positional, text or numbers), quarantining malformed
+    rows; ``raw_of(i)`` gives the original line of row ``i``."""
+    cols = {k: v.reset_index(drop=True) for k, v in cols.items()}
+    n = len(record_nos)
+    pr = RowProblems(n)
+    out: dict[str, object] = {}
+
+    ts, miss, bad = to_timestamp(cols["timestamp"], tz)
+    add_timestamp_problems(pr, names["timestamp"], cols["timestamp"], miss, bad)
+    out["timestamp"] = ts.to_numpy()
+
+    proto, miss, bad = to_protocol(cols["protocol"])
+    add_int_problems(pr, names["protocol"], cols["protocol"], miss, bad, "protocol")
+    icmp = np.isin(proto, _ICMP) & ~miss & ~bad
+
+    for side in ("src", "dst"):
+        if f"{side}_addrport" in cols:
+            field = names[f"{side}_addrport"]
+            addr, port_text, abad = split_address_port(cols[f"{side}_addrport"], icmp)
+            pr.add(abad, field, "unparsable address:port", cols[f"{side}_addrport"])
+            port_field = field
+        else:
+            addr, port_text, abad = cols[side], cols[f"{side}_port"], np.zeros(n, dtype=bool)
+            port_field = names[f"{side}_port"]
+        port, pmiss, pbad = ports(port_text, icmp)
+        add_int_problems(pr, port_field, port_text, pmiss & ~abad, pbad & ~abad, "port")
+        out[side] = addr.astype(object).where(addr.notna(), "").astype(str).str.strip().to_numpy(dtype=object)
+        out[f"{side}_port"] = port
+    out["protocol"] = proto
+
+    if "last_seen" in cols:
+        last, lmiss, lbad = to_timestamp(cols["last_seen"], tz)
+        add_timestamp_problems(pr, names["last_seen"], cols["last_seen"], lmiss, lbad)
+    if "duration" in cols:
+        dur, dbad = durations(cols["duration"])
+        pr.add(dbad, names["duration"], "unparsable duration", cols["duration"])
+    start = unix_seconds(ts)
+    if "last_seen" in cols:
+        out["last_seen"] = unix_seconds(last)
+    if "duration" not in cols:
+        dur = out["last_seen"] - start
+    if "last_seen" not in cols:
+        out["last_seen"] = start + dur
+    out["duration"] = dur
+
+    for key in ("packets", "bytes", "bps", "pps", "bpp", "flows"):
+        if key in cols:
+            v, vbad = scaled_numbers(cols[key])
+            pr.add(vbad, names[key], "unparsable number", cols[key])
+            out[key] = v
+    packets, nbytes = out["packets"], out["bytes"]
+    if "bps" not in out:
+        out["bps"] = _trunc_rate(nbytes * 8.0, dur)
+    if "pps" not in out:
+        out["pps"] = _trunc_rate(packets, dur)
+    if "bpp" not in out:
+        out["bpp"] = _trunc_rate(nbytes, packets)
+    order = ["timestamp", "src", "dst", "src_port", "dst_port", "protocol", *[f for f in FEATURES if f in out]]
+    frame = pd.DataFrame({k: out[k] for k in order})
+    if pr.bad.any():
+        pr.quarantine(ctx, record_nos, raw_of)
+        frame = frame[~pr.bad].reset_index(drop=True)
+    return frame if len(frame) else None
