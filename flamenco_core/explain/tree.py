@@ -56,6 +56,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from flamenco_core.evaluation.metrics import prediction_difference
 from flamenco_core.labeling.applier import CompiledPack, _condition_mask
 from flamenco_core.labeling.constants import ABSTAIN
 from flamenco_core.labeling.expr import SpecError
@@ -319,15 +320,6 @@ def lf_decision(
     return combination_decision(L, pack.cardinality)
 
 
-def prediction_difference(a: Any, b: Any) -> float:
-    """Fraction of positions where two prediction vectors differ (inconclusive -1 is a value of its own);
-    symmetric; 0.0 for empty input."""
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        raise ValueError(f"predictions differ in shape: {a.shape} vs {b.shape}")
-    return float((a != b).mean()) if a.size else 0.0
-
-
 def tree_f1(
     tree: Tree,
     df: pd.DataFrame,
@@ -362,41 +354,19 @@ def feature_importance(
     n_estimators: int = 100,
     n_repeats: int = 5,
 ) -> dict[str, float]:
-    """Feature importance from labeled data, ``{feature: score}`` (higher: more important).
+    """``{feature: score}`` for ordering tree nodes (higher: more important): the ``impurity``
+    (``method="forest"``) or ``permutation`` importance of
+    :func:`flamenco_core.preprocess.feature_selection.feature_importance`."""
+    from flamenco_core.preprocess.feature_selection import feature_importance as ranked
 
-    ``method="forest"``: a random forest's impurity importance (sums to 1); ``"permutation"``: mean drop
-    in accuracy when a feature is shuffled (scikit-learn's ``permutation_importance`` on the same data:
-    pass held-out rows for an unbiased ranking). Non-finite values become a value below the feature's
-    minimum, so a split can still separate missing data.
-    """
-    from sklearn.ensemble import RandomForestClassifier
-
-    if method not in ("forest", "permutation"):
+    column = {"forest": "impurity", "permutation": "permutation"}.get(method)
+    if column is None:
         raise ValueError(f"method={method!r}; choose forest or permutation")
     features = list(features)
     if not features:
         return {}
-    X = np.column_stack([_finite_filled(column_values(df, f)) for f in features])
-    y = np.asarray(y)
-    if y.shape[0] != X.shape[0]:
-        raise ValueError(f"{y.shape[0]} labels for {X.shape[0]} rows")
-    forest = RandomForestClassifier(n_estimators=n_estimators, random_state=seed, n_jobs=1)
-    forest.fit(X, y)
-    if method == "forest":
-        scores = forest.feature_importances_
-    else:
-        from sklearn.inspection import permutation_importance
-
-        scores = permutation_importance(forest, X, y, n_repeats=n_repeats, random_state=seed).importances_mean
-    return {f: float(s) for f, s in zip(features, scores)}
-
-
-def _finite_filled(x: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(x)
-    if ok.all():
-        return x
-    fill = float(x[ok].min()) - 1.0 if ok.any() else 0.0
-    return np.where(ok, x, fill)
+    table = ranked(df, y, features, methods=(column,), seed=seed, n_estimators=n_estimators, n_repeats=n_repeats)
+    return {f: float(table.loc[f, column]) for f in features}
 
 
 # ---------------------------------------------------------------------------------------------- building
