@@ -142,10 +142,13 @@ def _noise(good: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.
     kind[rng.choice(n, min(n_spikes, n), replace=False)] = 1
 
     # Excursions scale with the path's RTT (at least a few ms), so noise is relative, not absolute.
-    c = np.maximum(0.25 * good, 6.0)
+    # At least half the path's RTT (or 10 ms) above it: congestion and ICMP slow-path spikes stand out from
+    # jitter, as in the paper's Ark data; they can still land on another route's level, which is what
+    # makes modality matter.
+    c = np.maximum(0.5 * good, 10.0)
     amp = rng.lognormal(0.3, 0.5, max(n_bursts, 1))
     spike_exc = c * (1.0 + rng.pareto(1.4, n))
-    burst_exc = c * amp[np.clip(burst_id, 0, None)] * rng.uniform(0.5, 1.5, n)
+    burst_exc = c * (1.0 + amp[np.clip(burst_id, 0, None)] * rng.uniform(0.5, 1.5, n))
     exc = np.where(kind == 1, spike_exc, np.where(kind == 2, burst_exc, 0.0))
     return good + np.minimum(exc, 5000.0), kind
 
