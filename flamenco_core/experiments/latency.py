@@ -161,10 +161,18 @@ def resolve_ratios(config: LatencyConfig, source: str) -> Union[str, tuple[float
 
 
 def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Per-class and macro F1 on a test split. A class absent from both truth and predictions has no
+    F1 (NaN, left out of averages): a noise-free subset predicted noise-free is not a 0 for noise."""
     from flamenco_core.evaluation.metrics import classification_scores
 
     s = classification_scores(y_true, y_pred, list(CLASSES), positive="noise", abstain="negative")
-    return {k: float(s[k]) for k in METRIC_KEYS}
+    out = {f"f1_{c}": float(s[f"f1_{c}"]) for c in CLASSES}
+    for i, c in enumerate(CLASSES):
+        if not (np.asarray(y_true) == i).any() and not (np.asarray(y_pred) == i).any():
+            out[f"f1_{c}"] = float("nan")
+    out["f1_macro"] = float(np.nanmean([out[f"f1_{c}"] for c in CLASSES])) if any(
+        not np.isnan(out[f"f1_{c}"]) for c in CLASSES) else float("nan")
+    return out
 
 
 def _features(df: pd.DataFrame, config: LatencyConfig) -> list[str]:
@@ -218,6 +226,18 @@ def run_subset(sub: pd.DataFrame, subset_id: int, config: LatencyConfig, ratios,
         y_test = pd.Series(np.where(test["rtt_ms"] > cut, "noise", "good"), index=test.index, dtype="string")
         res.label_source = "heuristic"
     feats = _features(df, config)
+    pool = pd.concat([y_val, y_test]).dropna()
+    if pool.nunique() == 1:
+        # The labeled pool of this subset holds one class (typically the lowest route of a multimodal pair,
+        # whose noise lands above it in another subset): it is labeled that class, as the labels say.
+        only = str(pool.iloc[0])
+        res.outcome, res.reason = "fallback", f"labeled pool holds only {only!r} ({len(pool)} rows): subset labeled {only!r}"
+        res.model = "labeled_pool"
+        out["label"], out["label_source"], out["probability"] = only, "labeled_pool", float(only == "noise")
+        y_true = _encode(y_test)
+        res.scores = _scores(y_true, np.full(len(y_true), CLASSES.index(only), dtype="float64"))
+        res.baselines = _baselines(df, feats, test.index, y_true, config)
+        return res, out
     train_stats = DataStatistics(train)  # thresholds resolve on the training split, for every row
     labeled = val.assign(label=y_val)
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
