@@ -22,6 +22,8 @@ def setup_environment() -> Path:
     os.environ.setdefault("FLAMENCO_HOME", str(h))
     os.environ.setdefault("PREFECT_HOME", str(h / "prefect"))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary local server needs ~20 s on 2 busy cores; Prefect's default wait is shorter.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(h / "prefect" / "storage"))
     os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{h / 'mlflow.db'}")
     os.environ.setdefault("FLAMENCO_ARTIFACT_ROOT", (h / "mlartifacts").as_uri())

@@ -405,9 +405,9 @@ def _labels_frame(df: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
     })
 
 
-def summarize(pairs: list[PairResult]) -> dict[str, Any]:
-    """``report.json``'s body: the pair records and their average (pairs averaged unweighted)."""
-    records = [p.report() for p in pairs]
+def summarize(pairs: Sequence[Union[PairResult, dict]]) -> dict[str, Any]:
+    """``report.json``'s body: the pair records (:meth:`PairResult.report`) and their unweighted average."""
+    records = [p.report() if isinstance(p, PairResult) else p for p in pairs]
     scored = [r for r in records if not np.isnan(r.get("f1_macro", np.nan))]
     avg = {k: float(np.nanmean([r[k] for r in scored])) if scored else float("nan") for k in METRIC_KEYS}
     methods = sorted({m for r in scored for m in r["baselines"]})
@@ -425,3 +425,42 @@ def comparison_frame(summary: dict[str, Any]) -> pd.DataFrame:
     rows = [{"method": "flamenco", **{k: avg[k] for k in METRIC_KEYS}}]
     rows += [{"method": m, **v} for m, v in avg["baselines"].items()]
     return pd.DataFrame(rows).set_index("method")
+
+
+def attach_labels(df: pd.DataFrame, labels: Optional[pd.DataFrame], *, name: str = "labels") -> pd.DataFrame:
+    """The labeled pool: a ``label`` column with good/noise where known, NA elsewhere.
+
+    ``labels`` is joined on ``src, dst, timestamp`` (plus ``reply`` for Atlas replies sharing a timestamp,
+    see :func:`flamenco_core.synth.join_labels`); without it an existing ``label`` column (blanks for
+    unlabeled rows) is used. Values other than good/noise raise ``ValueError`` naming ``name`` and them.
+    """
+    from flamenco_core.synth import join_labels
+
+    out = df
+    if labels is not None:
+        out = join_labels(df.drop(columns=["label"], errors="ignore"), labels, require_all=False)
+    if "label" not in out.columns:
+        return out.assign(label=pd.Series(pd.NA, index=out.index, dtype="string"))
+    lab = out["label"].astype("string").str.strip().str.lower().replace("", pd.NA)
+    bad = sorted(set(lab.dropna().unique()) - set(CLASSES))
+    if bad:
+        raise ValueError(f"{name}: label values {bad[:5]} are not one of {list(CLASSES)}")
+    return out.assign(label=lab)
+
+
+def heuristic_labels(df: pd.DataFrame, config: LatencyConfig, reason: str) -> pd.DataFrame:
+    """Labels for rows no pair run labeled (pairs under ``min_points``, failed pairs): the threshold
+    heuristic on the pair's own RTTs, marked ``heuristic``; the user's label where given."""
+    from flamenco_core.preprocess import propose_labels
+
+    prop = propose_labels(df, method=config.thresholds.method, k=config.thresholds.k, by=["src", "dst"])
+    labels = pd.DataFrame({"label": prop["label"].astype("string"), "probability": (prop["label"] == "noise").astype(float),
+                           "label_source": pd.Series("heuristic", index=df.index, dtype="string")}, index=df.index)
+    if "label" in df.columns:
+        given = df["label"].notna()
+        labels.loc[given, "label"] = df.loc[given, "label"].astype(str)
+        labels.loc[given, "label_source"] = "user"
+        labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
+    out = _labels_frame(df, labels)
+    out["note"] = reason
+    return out

@@ -168,7 +168,7 @@ def _norm_keys(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 
 def join_labels(
-    df: pd.DataFrame, labels_df: pd.DataFrame, columns: Sequence[str] = ("label",)
+    df: pd.DataFrame, labels_df: pd.DataFrame, columns: Sequence[str] = ("label",), require_all: bool = True
 ) -> pd.DataFrame:
     """Attach ground truth to a table produced by a reader from generated files.
 
@@ -181,7 +181,8 @@ def join_labels(
     ports, protocol names such as ``UDP`` mapped to numbers).
 
     Returns a copy of ``df`` with ``columns`` (default just ``label``) set from the labels, in ``df``'s row
-    order. Raises ``ValueError`` naming how many rows did not match when any row has no label, or when
+    order. Raises ``ValueError`` naming how many rows did not match when any row has no label (unless
+    ``require_all=False``: a user's labeled pool covers some rows, the rest stay NA), or when
     ``labels_df`` is not unique on the key.
     """
     keys = key_columns(labels_df)
@@ -204,7 +205,7 @@ def join_labels(
         raise ValueError(f"labels are not unique on {keys}: {dup} duplicate key(s)")
     merged = left.merge(right, on=keys, how="left", indicator=True, validate="many_to_one")
     unmatched = int((merged["_merge"] == "left_only").sum())
-    if unmatched:
+    if unmatched and require_all:
         raise ValueError(f"{unmatched} of {len(df)} rows did not match a label on {keys}")
     out = df.copy()
     for c in columns:

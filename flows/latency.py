@@ -1,0 +1,109 @@
+"""The latency flow (issue 4): ingest -> labeled pool -> SD pairs -> one task and MLflow child run per pair
+-> labels for every row, report.json, the averaged comparison table and chart on the parent run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from prefect import flow, unmapped
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.ingest import finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
+from tasks.latency import attach_labels_task, latency_pair_task
+
+DEFAULT_EXPERIMENT = "flamenco-latency"
+SOURCES = {"atlas": "atlas", "scamper": "ark", "warts": "ark"}
+
+
+def _assemble(out: Path, labeled_path: str, done: list[dict], config) -> Path:
+    """labels.parquet: every row that survived cleaning, from its pair run or, for pairs that were
+    skipped or failed, the recorded threshold heuristic."""
+    import pandas as pd
+
+    from flamenco_core.experiments.latency import heuristic_labels
+
+    frames = [pd.read_parquet(d["labels"]) for d in done]
+    df = pd.read_parquet(labeled_path)
+    covered = {(d["report"]["src"], d["report"]["dst"]) for d in done}
+    rest = df[~pd.MultiIndex.from_frame(df[["src", "dst"]].astype(str)).isin(list(covered))] if covered else df
+    if len(rest):
+        frames.append(heuristic_labels(rest, config, "pair skipped or failed").drop(columns=["note"]))
+    labels = pd.concat(frames, ignore_index=True).sort_values(["src", "dst", "timestamp"], kind="stable")
+    path = out / "labels.parquet"
+    labels.to_parquet(path, index=False)
+    return path
+
+
+@flow(name="flamenco-latency")
+def latency_flow(
+    sources: list[str],
+    fmt: str,
+    out_dir: str,
+    labels: str | None = None,
+    config: str | None = None,
+    experiment: str = DEFAULT_EXPERIMENT,
+    run_name: str | None = None,
+) -> dict:
+    """Run the automatic latency path on ``sources``; writes ``out_dir/labels.parquet`` and
+    ``out_dir/report.json`` and returns the summary (pairs, average, outcomes)."""
+    from flamenco_core.evaluation.plots import f1_bar_chart
+    from flamenco_core.experiments.latency import LatencyConfig, comparison_frame, summarize
+
+    cfg = LatencyConfig.from_yaml(config)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    parent = start_parent_run_task(
+        experiment, run_name or f"latency-{fmt}-{out.name}",
+        params={"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "config": cfg.model_dump(mode="json")},
+        tags={"flamenco.pipeline": "latency", "flamenco.format": fmt, "flamenco.dataset": out.name},
+    )
+    report = ingest_task(sources, fmt, str(out / "ingest"))
+    if report["kind"] != "latency":
+        raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
+    labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"))
+    split = split_pairs_task(labeled["path"], str(out / "pairs"), cfg.min_points)
+    source = SOURCES.get(fmt, "csv")
+    futures = latency_pair_task.map(
+        split["pairs"], config=unmapped(cfg.model_dump(mode="json")), out_dir=unmapped(str(out / "per_pair")),
+        experiment=unmapped(experiment), parent_run_id=unmapped(parent), source=unmapped(source),
+    )
+    done, failed = [], []
+    for item, fut in zip(split["pairs"], futures):
+        fut.wait()
+        if fut.state.is_completed():
+            done.append(fut.result())
+        else:
+            err = fut.state.result(raise_on_failure=False)
+            failed.append({"pair": item["pair_id"], "rows": item["rows"], "error": f"{type(err).__name__}: {err}"})
+    summary = summarize([d["report"] for d in done])
+    summary.update({"failed": failed, "skipped": split["skipped"], "labeled_rows": labeled["labeled_rows"],
+                    "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",
+                    "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
+                    "parent_run_id": parent, "experiment": experiment})
+    labels_path = _assemble(out, labeled["path"], done, cfg)
+    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
+    table = comparison_frame(summary)
+    table.to_csv(out / "comparison.csv")
+    md = "| method | f1_good | f1_noise | f1_macro |\n| --- | --- | --- | --- |\n" + "\n".join(
+        f"| {m} | {r.f1_good:.3f} | {r.f1_noise:.3f} | {r.f1_macro:.3f} |" for m, r in table.iterrows())
+    (out / "comparison.md").write_text(md + "\n")
+    chart = f1_bar_chart(table, out / "comparison.png")
+    create_markdown_artifact(
+        f"# Latency: {len(done)} pairs ok, {len(failed)} failed, {len(split['skipped'])} skipped\n\n{md}\n\n"
+        + "\n".join(f"- failed {f['pair']}: {f['error']}" for f in failed),
+        key="latency-summary",
+    )
+    from tasks import tracking
+
+    tracking.log_artifacts(parent, [out / "comparison.csv", out / "comparison.md", Path(chart)])
+    avg = summary["average"]
+    finish_parent_run_task(
+        parent, summary,
+        {"f1_good": avg["f1_good"], "f1_noise": avg["f1_noise"], "f1_macro": avg["f1_macro"], "pairs_ok": len(done),
+         "pairs_failed": len(failed), "pairs_skipped": len(split["skipped"]),
+         **{f"{m}.f1_macro": v["f1_macro"] for m, v in avg["baselines"].items()}},
+        "FINISHED",
+    )
+    summary["labels_path"] = str(labels_path)
+    return summary

@@ -1,0 +1,116 @@
+"""The automatic latency path: per-pair core on generated data with ground truth, its bad inputs, and the
+Prefect flow with MLflow runs and the issue's output files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from flamenco_core.experiments.latency import LatencyConfig, attach_labels, run_pair, summarize
+
+FAST = {"model": {"forest": {"n_iter": 2, "n_splits": 2}, "lstm": {"epochs": 3}}, "snuba": {"budget": 3}}
+
+
+def _series(n=600, seed=0, noise=0.06, level=40.0):
+    rng = np.random.default_rng(seed)
+    rtt = level + rng.gamma(2.0, 0.3, n)
+    is_noise = rng.random(n) < noise
+    rtt[is_noise] += level * (0.6 + rng.pareto(1.5, is_noise.sum()))
+    ts = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(np.arange(n) * 30, unit="s")
+    return pd.DataFrame({"timestamp": ts, "src": "10.0.0.1", "dst": "8.8.8.8", "rtt_ms": rtt,
+                         "label": np.where(is_noise, "noise", "good")})
+
+
+def test_pair_with_user_labels_beats_the_baselines():
+    res = run_pair(_series(), LatencyConfig(**FAST))
+    assert res.outcome == "ok", res.reason
+    assert res.scores["f1_noise"] > 0.9 and res.scores["f1_good"] > 0.95
+    assert all(res.scores["f1_macro"] >= v["f1_macro"] for v in res.baseline_scores.values())
+    lab = res.labels
+    assert len(lab) == 600 and lab["label"].isin(["good", "noise"]).all()
+    assert set(lab["label_source"]) <= {"user", "label_model", "classifier"}
+    # LFs are declarative specs with statistic thresholds, never raw numbers
+    pack = res.subsets[0].pack_yaml
+    assert "rtt_ms" in pack and "value: p" in pack
+
+
+def test_without_labels_the_pool_is_heuristic_and_marked():
+    res = run_pair(_series().drop(columns=["label"]), LatencyConfig(**FAST))
+    assert res.report()["label_sources"] == ["heuristic"]
+    assert res.subsets[0].threshold["method"] == "median_mad"
+
+
+@pytest.mark.parametrize("case, outcome, words", [
+    ("constant", "skipped", "constant"),
+    ("small", "skipped", "min_points"),
+    ("one_class", "fallback", "only 'good'"),
+])
+def test_bad_inputs_end_in_recorded_outcomes(case, outcome, words):
+    df = _series(noise=0.0)
+    if case == "constant":
+        df["rtt_ms"] = 12.5
+    if case == "small":
+        df = df.iloc[:50]
+    res = run_pair(df, LatencyConfig(**FAST))
+    got = res.outcome if case == "small" else res.subsets[0].outcome
+    text = res.reason if case == "small" else res.subsets[0].reason
+    assert got == outcome and words in text
+    assert len(res.labels) == len(df)
+
+
+def test_multimodal_pair_is_split_and_tiny_subsets_do_not_crash():
+    a, b = _series(500, seed=1, level=20.0), _series(400, seed=2, level=80.0)
+    b["timestamp"] = b["timestamp"] + pd.Timedelta(days=1)
+    tiny = _series(8, seed=3, level=200.0, noise=0.0)
+    tiny["timestamp"] = tiny["timestamp"] + pd.Timedelta(days=2)
+    res = run_pair(pd.concat([a, b, tiny], ignore_index=True), LatencyConfig(**FAST))
+    assert res.modality["n_modes"] >= 2
+    assert len(res.subsets) >= 2 and len(res.labels) == 908
+    assert summarize([res])["average"]["pairs_scored"] == 1
+
+
+def test_attach_labels_names_bad_values():
+    df = _series(10).drop(columns=["label"])
+    labels = df[["timestamp", "src", "dst"]].assign(label="maybe")
+    with pytest.raises(ValueError, match="mylabels.csv.*maybe"):
+        attach_labels(df, labels, name="mylabels.csv")
+    partial = df[["timestamp", "src", "dst"]].iloc[:4].assign(label="noise")
+    out = attach_labels(df, partial)
+    assert out["label"].notna().sum() == 4
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_latency_flow_end_to_end(tmp_path, mlflow_uri):
+    import mlflow
+    import yaml
+
+    from flamenco_core.synth import GENERATORS
+    from flows.latency import latency_flow
+
+    res = GENERATORS["ark"](tmp_path / "raw", scale=0.02, seed=1)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(FAST))
+    src = [str(p) for p in res.data_paths[:1]]
+    summary = latency_flow(src, "scamper", str(tmp_path / "out"), labels=str(res.labels_path), config=str(cfg),
+                           experiment="test-latency")
+    assert not summary["failed"]
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    for p in report["pairs"]:
+        assert {"src", "dst", "rows", "modality", "f1_good", "f1_noise", "f1_macro", "baselines"} <= set(p)
+        assert set(p["baselines"]) == {"lof", "elliptic_envelope", "robust_covariance", "isolation_forest"}
+    assert {"f1_good", "f1_noise", "f1_macro", "baselines"} <= set(report["average"])
+    labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
+    cleaned = pd.read_parquet(tmp_path / "out" / "ingest" / "data.parquet")
+    assert len(labels) == len(cleaned)
+    assert labels["label"].isin(["good", "noise"]).all()
+    assert set(labels["label_source"]) <= {"user", "label_model", "classifier", "heuristic", "labeled_pool", "constant"}
+    assert {"timestamp", "src", "dst", "rtt_ms", "label", "probability", "label_source"} <= set(labels.columns)
+
+    mlflow.set_tracking_uri(mlflow_uri)
+    runs = mlflow.search_runs(experiment_names=["test-latency"])
+    children = runs[runs["tags.mlflow.parentRunId"] == summary["parent_run_id"]]
+    assert len(children) == len(report["pairs"])
+    assert children["params.modality"].notna().all() and "metrics.f1_macro" in children
+    arts = {a.path for a in mlflow.MlflowClient().list_artifacts(children["run_id"].iloc[0])}
+    assert "report.json" in arts and any(a.endswith("_kde.png") for a in arts)
