@@ -1,0 +1,80 @@
+"""Issue 4's benchmark: the automatic latency path on generated Ark-like and Atlas-like data with ground
+truth, FLAMENCO against the unsupervised baselines, averaged over SD pairs.
+
+    .venv/bin/python benchmarks/latency.py --scale 1 [--which ark,atlas] [--workers 2] [--config conf/latency.yaml]
+
+The ground truth is the labeled pool (the pipeline only ever reads labels of the validation and test
+splits; training labels come from the automatic LFs and the label model). Prints one comparison table per
+dataset (F1 of good, of noise, macro: the paper's Figures 7 and 9) with the wall time, and writes
+``report_<dataset>.json`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _pair(args):
+    df, config, source = args
+    from flamenco_core.experiments.latency import LatencyConfig, run_pair
+
+    return run_pair(df, LatencyConfig.model_validate(config), source=source).report()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scale", type=float, default=1.0)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--which", default="ark,atlas")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out/latency"))
+    args = ap.parse_args()
+    import pandas as pd
+    from rich.console import Console
+    from rich.table import Table
+
+    from flamenco_core.experiments.latency import LatencyConfig, attach_labels, comparison_frame, summarize
+    from flamenco_core.ingest.pairs import split_pairs
+    from flamenco_core.ingest.pipeline import ingest
+    from flamenco_core.synth import GENERATORS
+
+    console = Console()
+    cfg = LatencyConfig.from_yaml(args.config)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.which.split(","):
+        t0 = time.perf_counter()
+        res = GENERATORS[name](args.out / f"raw_{name}", scale=args.scale, seed=args.seed)
+        rep = ingest(res.data_paths, res.format, args.out / f"ingest_{name}")
+        df = attach_labels(pd.read_parquet(rep.data_path), pd.read_parquet(res.labels_path))
+        pairs, skipped = split_pairs(df, cfg.min_points)
+        t1 = time.perf_counter()
+        source = "atlas" if name == "atlas" else "ark"
+        jobs = [(g, cfg.model_dump(mode="json"), source) for g in pairs.values()]
+        with ProcessPoolExecutor(args.workers) as pool:
+            records = list(pool.map(_pair, jobs))
+        t2 = time.perf_counter()
+        summary = summarize(records)
+        summary.update({"rows": int(len(df)), "pairs": records, "skipped": skipped.to_dict("records"),
+                        "seconds_prepare": t1 - t0, "seconds_pairs": t2 - t1, "scale": args.scale, "workers": args.workers})
+        (args.out / f"report_{name}.json").write_text(json.dumps(summary, indent=2, default=str))
+        table = comparison_frame(summary)
+        t = Table(title=f"{name}-like, scale {args.scale}: {len(records)} pairs, {len(df):,} RTTs; "
+                        f"generate+ingest {t1 - t0:.0f} s, pairs {t2 - t1:.0f} s on {args.workers} workers")
+        for c in ("method", "f1_good", "f1_noise", "f1_macro", "vs FLAMENCO macro"):
+            t.add_column(c, justify="left" if c == "method" else "right")
+        base = table.loc["flamenco", "f1_macro"]
+        for m, r in table.iterrows():
+            t.add_row(m, f"{r.f1_good:.3f}", f"{r.f1_noise:.3f}", f"{r.f1_macro:.3f}", f"{r.f1_macro / base:.2f}")
+        console.print(t)
+
+
+if __name__ == "__main__":
+    main()
