@@ -26,6 +26,16 @@ lf_app.command("analyze", help="Coverage, overlaps, conflicts, polarity, accurac
 app.add_typer(lf_app, name="lf", help="Labeling functions: apply, analyze, combine, audit.")
 app.command("collaborate", help="Code-to-data: apply each group's pack and their combination to local data; "
             "write a shareable, aggregate-only report.")(collaborate_cmd)
+from flamenco.cli_latency import latency_cmd  # noqa: E402
+from flamenco.cli_run import run_app  # noqa: E402
+
+run_app.command("latency", help="Automatic latency path: KDE subsets, Snuba LFs, label model, end model, baselines.")(latency_cmd)
+app.add_typer(run_app, name="run", help="Run a pipeline: latency (automatic LFs) or flows (manual LF packs).")
+from flamenco.cli_ops import compare_cmd, serve_cmd, watch_dumps_cmd  # noqa: E402
+
+app.command("watch-dumps", help="Process new dump files in DIR once (or on a schedule through the deployment).")(watch_dumps_cmd)
+app.command("serve", help="Start a Prefect server, a worker and an MLflow server on loopback; deploy prefect.yaml.")(serve_cmd)
+app.command("compare", help="Compare runs of an MLflow experiment (LF combinations) by a metric; CSV + Markdown.")(compare_cmd)
 app.command("explain", help="Trace a point through an interpretability tree: the path taken and the label.")(explain_cmd)
 
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
@@ -127,44 +137,116 @@ def _print_report(r: dict) -> None:
 @app.command()
 def demo(
     out: Path = typer.Option(Path("demo_out"), "--out", help="working folder for the demo's data and results"),
-    scale: float = typer.Option(0.02, "--scale", help="size of the generated data"),
+    scale: float = typer.Option(0.02, "--scale", help="size of the generated Ark- and CIC-like data (1 = paper size)"),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
-    """The main job on embedded defaults: synthetic Ark/Atlas/CIC data -> ingest flows -> MLflow."""
+    """The main job on embedded defaults (Prefect local mode, MLflow SQLite): generate Ark-, Atlas- and
+    CIC-like data; run the automatic latency pipeline, the manual flow pipeline with the paper's packs and a
+    two-group collaboration; print the summary and where to open the results."""
     import os
 
     from flamenco.env import setup_environment
 
-    # Task-level INFO lines drown the summary; the runs are all in the Prefect and MLflow stores.
+    # Task-level INFO lines drown the summary; every run is in the Prefect and MLflow stores.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     home = setup_environment()
-    from flamenco_core.synth import GENERATORS
-    from flows.ingest import ingest_flow
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    from flamenco_core.synth import GENERATORS
+
+    root = Path(__file__).resolve().parents[1]
+    conf = root / "conf"
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    # Atlas-like data is small at paper size (25 pairs of 100-450 pings), so the demo keeps its scale 1.
-    for kind, kind_scale in (("ark", scale), ("atlas", 1.0), ("cic", scale)):
-        with console.status(f"generating {kind}-like data"):
-            res = GENERATORS[kind](out / "raw" / kind, scale=kind_scale, seed=seed)
-        console.print(f"[cyan]{kind}[/]: running the ingest flow on {len(res.data_paths)} {res.format} file(s)")
-        summary = ingest_flow([str(p) for p in res.data_paths], res.format, str(out / kind), min_points=100,
-                              experiment="flamenco-demo", run_name=f"demo-{kind}-seed{seed}")
-        rep = summary["report"]
-        ok = sum(1 for o in summary["items"] if o["status"] == "ok")
-        rows.append((kind, res.format, rep["input_records"], rep["rows"], sum(rep["dropped"].values()), rep["quarantined"],
-                     ok, summary["failed"], len(summary["skipped"])))
-    t = Table(title="flamenco demo: ingest")
-    for col in ("data", "format", "input", "rows", "dropped", "quarantined", "items ok", "failed", "skipped"):
-        t.add_column(col, justify="left" if col in ("data", "format") else "right")
-    for r in rows:
-        t.add_row(*map(str, r))
-    console.print(t)
-    console.print(f"Results: {out.resolve()}  (profiles under */profiles, SD pairs under */pairs)")
-    console.print(f"MLflow runs (experiment 'flamenco-demo'): mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
-    console.print(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})")
-    if any(r[7] for r in rows):
+    results: dict = {}
+    steps = [("generate Ark-, Atlas- and CIC-like data", "synth"), ("latency pipeline on Ark-like data", "ark"),
+             ("latency pipeline on Atlas-like data", "atlas"), ("flow pipeline on CIC-like data (paper's NTP pack)", "flows"),
+             ("two-group collaboration on CIC-like data", "collab")]
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console) as bar:
+        overall = bar.add_task("flamenco demo", total=len(steps))
+        for text, key in steps:
+            tid = bar.add_task(text, total=None)
+            if key == "synth":
+                # Atlas-like pairs are small at paper size (100-450 pings); 0.3 keeps most above min_points.
+                data = {k: GENERATORS[k](out / "raw" / k, scale=sc, seed=seed)
+                        for k, sc in (("ark", scale), ("atlas", max(scale, 0.3)), ("cic", scale))}
+            elif key in ("ark", "atlas"):
+                from flows.latency import latency_flow
+
+                d = data[key]
+                results[key] = latency_flow([str(p) for p in d.data_paths], d.format, str(out / f"latency_{key}"),
+                                            labels=str(d.labels_path), config=str(conf / "demo_latency.yaml"),
+                                            experiment="flamenco-demo-latency", run_name=f"demo-{key}-seed{seed}")
+            elif key == "flows":
+                from flows.flow_records import flow_records_flow
+
+                d = data["cic"]
+                results[key] = flow_records_flow(str(d.data_paths[0]), d.format, [str(conf / "lf_packs" / "cic_ntp.yaml")],
+                                                 str(out / "flows_cic"), experiment="flamenco-demo-flows",
+                                                 run_name=f"demo-cic-seed{seed}")
+            else:
+                import pandas as pd
+
+                from flamenco_core.ingest.pipeline import ingest as run_ingest
+                from flamenco_core.preprocess import labels_from_column
+                from flows.collaboration import collaboration_flow
+
+                # Group A's local data; its CIC labels (BENIGN / attack names) become the labeled pool.
+                local = run_ingest(data["cic"].data_paths, "cicflowmeter", out / "collaboration_local")
+                df = pd.read_parquet(local.data_path)
+                labeled = out / "collaboration_local" / "labeled.parquet"
+                df.assign(label=labels_from_column(df, "label").labels).to_parquet(labeled)
+                results[key] = collaboration_flow(
+                    [str(conf / "lf_packs" / "cic_ntp.yaml"), str(conf / "lf_packs" / "cic_ntp_group_b.yaml")],
+                    local.data_path, str(out / "collaboration"), labeled=str(labeled),
+                    experiment="flamenco-demo-collaboration", run_name=f"demo-collaboration-seed{seed}")
+            bar.update(tid, total=1, completed=1)
+            bar.advance(overall)
+    _print_demo(results, out, home)
+    failed = len(results["ark"]["failed"]) + len(results["atlas"]["failed"])
+    if failed:
         raise typer.Exit(1)
+
+
+def _print_demo(results: dict, out: Path, home: Path) -> None:
+    import os
+
+    t = Table(title="latency: F1 on test, averaged over SD pairs (FLAMENCO vs unsupervised baselines)")
+    for c in ("data", "method", "f1_good", "f1_noise", "f1_macro"):
+        t.add_column(c, justify="left" if c in ("data", "method") else "right")
+    for key in ("ark", "atlas"):
+        avg = results[key]["average"]
+        t.add_row(f"{key}-like ({avg['pairs_scored']} pairs)", "[b]FLAMENCO", *(f"{avg[k]:.3f}" for k in ("f1_good", "f1_noise", "f1_macro")))
+        for m, v in avg["baselines"].items():
+            t.add_row("", m, *(f"{v[k]:.3f}" for k in ("f1_good", "f1_noise", "f1_macro")))
+    console.print(t)
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) and v == v else "-"  # noqa: E731
+    combos = results["flows"]["combinations"]
+    names = list(dict.fromkeys(lf for r in combos for lf in (r.get("lfs") or [])))
+    letter = {n: chr(ord("A") + i) for i, n in enumerate(names)}
+    t = Table(title="CIC-like NTP: LF combinations (F1 of attack on test; faithful trees)")
+    for c in ("LFs", "outcome", "lf_f1", "cls_f1", "tree_f1", "tree vs LF", "coverage"):
+        t.add_column(c, justify="left" if c in ("LFs", "outcome") else "right")
+    for r in combos:
+        t.add_row("+".join(letter[n] for n in r.get("lfs") or []) or str(r.get("combination")), str(r.get("outcome")),
+                  fmt(r.get("lf_f1")), fmt(r.get("cls_f1")), fmt(r.get("tree_f1")), fmt(r.get("tree_vs_lf_difference")),
+                  fmt(r.get("coverage")))
+    console.print(t)
+    console.print("  " + "   ".join(f"{v} = {k}" for k, v in letter.items()))
+    collab = results["collab"]
+    t = Table(title="two-group collaboration (aggregates only: what the groups share)")
+    for c in ("pack", "LFs", "coverage", "conflict", "F1 majority vote", "F1 label model"):
+        t.add_column(c, justify="left" if c == "pack" else "right")
+    for r in collab["comparison"]:
+        t.add_row(r["name"], str(r["lfs"]), fmt(r.get("coverage")), fmt(r.get("conflict")),
+                  fmt(r.get("f1_majority_vote")), fmt(r.get("f1_label_model")))
+    console.print(t)
+    console.print(f"\nResults under {out}:")
+    for key in ("ark", "atlas"):
+        console.print(f"  latency {key}: {out / f'latency_{key}'}/report.json, labels.parquet, comparison.png, per_pair/*/*_kde.png")
+    console.print(f"  flows: {out / 'flows_cic'}/report.json, tables/, trees/   collaboration: {out / 'collaboration'}/report.md")
+    console.print(f"MLflow runs: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
+    console.print(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})")
 
 
 def main() -> None:  # pragma: no cover

@@ -148,7 +148,7 @@ def flow_records_flow(
         "dataset": prep["dataset"],
         "summary": s,
         "combinations": [
-            {k: r.get(k) for k in ("combination", "outcome", "reason", "lf_f1", "cls_f1", "tree_f1",
+            {k: r.get(k) for k in ("combination", "lfs", "outcome", "reason", "lf_f1", "cls_f1", "tree_f1",
                                    "tree_vs_lf_difference", "coverage", "run_id")}
             for r in final["combinations"]
         ],

@@ -7,7 +7,10 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from tasks import tracking
+from tasks.caching import call_cached
 from tasks.ingest import (
+    fail_parent_run_task,
     finish_parent_run_task,
     ingest_task,
     profile_pair_task,
@@ -63,25 +66,52 @@ def ingest_flow(
     experiment: str = DEFAULT_EXPERIMENT,
     options: dict | None = None,
     run_name: str | None = None,
+    runner: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> dict:
     """Ingest ``sources`` (format ``fmt``) into ``out_dir``, split latency data into SD pairs, profile each
     pair in its own task and MLflow child run. Returns the summary (also a Prefect artifact and the MLflow
-    parent run's ``summary.json``)."""
+    parent run's ``summary.json``).
+
+    ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
+    the task runner of the per-pair fan-out (``tasks/runners.py``). Ingest and split are cached on the
+    inputs' content (``tasks/caching.py``); the parent run's identity is the flow name, the inputs' hashes
+    and the parameters, so a retry or a rerun logs into the same MLflow runs."""
+    from tasks.runners import resolve, with_runner
+
     out = Path(out_dir)
+    params = {"format": fmt, "sources": [str(s) for s in sources], "min_points": min_points, "options": options or {}}
+    key = tracking.run_key(
+        "flamenco-ingest",
+        [s for s in sources if Path(s).is_file()],
+        {k: v for k, v in params.items() if k != "sources"} | {"out_dir": str(out.resolve()), "run_name": run_name},
+    )
     parent = start_parent_run_task(
         experiment,
         run_name or f"ingest-{fmt}-{out.name}",
-        params={"format": fmt, "sources": [str(s) for s in sources], "min_points": min_points, "options": options or {}},
+        params=params,
         tags={"flamenco.pipeline": "ingest", "flamenco.format": fmt},
+        key=key,
     )
-    report = ingest_task(sources, fmt, str(out), options)
-    if report["kind"] == "latency":
-        split = split_pairs_task(report["data_path"], str(out / "pairs"), min_points)
-        items, skipped = split["pairs"], split["skipped"]
-    else:
-        items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}] if report["data_path"] else []
-        skipped = []
-    outcomes = profile_items_flow(items, str(out / "profiles"), experiment, parent, fmt)
+    try:
+        report, ingest_cached = call_cached(ingest_task, sources, fmt, str(out), options,
+                                            outputs=lambda r: [r["data_path"]])
+        split_cached = False
+        if report["kind"] == "latency":
+            split, split_cached = call_cached(split_pairs_task, report["data_path"], str(out / "pairs"), min_points,
+                                              outputs=lambda r: [p["path"] for p in r["pairs"]])
+            items, skipped = split["pairs"], split["skipped"]
+        else:
+            items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}] if report["data_path"] else []
+            skipped = []
+    except Exception as exc:
+        # Nothing to fan out: the whole input is unusable. The parent run says why, then the flow fails.
+        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        raise
+    choice = resolve(runner, workers, scheduler)
+    fan_out = with_runner(profile_items_flow, choice["kind"], choice["workers"], choice["address"])
+    outcomes = fan_out(items, str(out / "profiles"), experiment, parent, fmt)
     failed = [o for o in outcomes if o["status"] != "ok"]
     summary = {
         "experiment": experiment,
@@ -91,6 +121,8 @@ def ingest_flow(
         "skipped": skipped,
         "failed": len(failed),
         "out_dir": str(out),
+        "cached": {"ingest": ingest_cached, "split": split_cached},
+        "runner": choice["kind"],
     }
     create_markdown_artifact(
         _summary_markdown(f"Ingest {fmt}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped", outcomes, skipped),

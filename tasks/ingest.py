@@ -11,6 +11,7 @@ from flamenco_core.ingest.pairs import validate_latency, write_pairs
 from flamenco_core.ingest.pipeline import file_sha256, ingest
 from flamenco_core.preprocess.profile import profile
 from tasks import tracking
+from tasks.caching import cached
 
 
 def _transient(task, task_run, state) -> bool:
@@ -24,7 +25,10 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+# Preprocessing is cached on the inputs' content, the task's and the readers' source (tasks/caching.py):
+# a rerun on an unchanged dump reuses the canonical table and the SD-pair split.
+@task(name="ingest", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
+      **cached(files=("sources",), code=("flamenco_core.ingest",)))
 def ingest_task(sources: list[str], fmt: str, out_dir: str, options: dict | None = None) -> dict:
     report = ingest(sources, fmt, out_dir, options=options)
     get_run_logger().info(
@@ -34,7 +38,8 @@ def ingest_task(sources: list[str], fmt: str, out_dir: str, options: dict | None
     return report.to_dict()
 
 
-@task(name="split-sd-pairs", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+@task(name="split-sd-pairs", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
+      **cached(files=("data_path",), code=("flamenco_core.ingest.pairs", "flamenco_core.ingest.schema")))
 def split_pairs_task(data_path: str, out_dir: str, min_points: int) -> dict:
     split = write_pairs(data_path, out_dir, min_points)
     get_run_logger().info("%d SD pairs kept, %d skipped (< %d rows)", len(split.pairs), len(split.skipped), min_points)
@@ -72,9 +77,17 @@ def profile_pair_task(item: dict, out_dir: str, experiment: str, parent_run_id: 
     return {"pair_id": item["pair_id"], "rows": len(df), "profile": str(csv), "run_id": run_id}
 
 
-@task(name="start-parent-run")
-def start_parent_run_task(experiment: str, run_name: str, params: dict, tags: dict) -> str:
-    return tracking.start_run(experiment, run_name, params=params, tags=tags)
+@task(name="start-parent-run", retries=2, retry_delay_seconds=1)
+def start_parent_run_task(experiment: str, run_name: str, params: dict, tags: dict, key: str | None = None) -> str:
+    """Open the flow's parent MLflow run; ``key`` (``tracking.run_key``) makes reruns reuse it."""
+    return tracking.start_run(experiment, run_name, params=params, tags=tags, key=key)
+
+
+@task(name="fail-parent-run", retries=2, retry_delay_seconds=1)
+def fail_parent_run_task(run_id: str, error: str) -> None:
+    """End the parent run FAILED with the error as a tag, so MLflow shows why (the flow then re-raises)."""
+    tracking.log(run_id, tags={"flamenco.outcome": "failed", "flamenco.error": error[:5000]})
+    tracking.end_run(run_id, "FAILED")
 
 
 @task(name="finish-parent-run")

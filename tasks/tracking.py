@@ -3,17 +3,45 @@
 Runs are created through :class:`mlflow.MlflowClient`, never the fluent API: MLflow's active run is
 thread-local, and Prefect runs mapped tasks in worker threads, so children are created by id with the
 ``mlflow.parentRunId`` tag (what ``start_run(parent_run_id=...)`` sets) and work from any thread.
+
+**Run identity.** Every run carries a deterministic key in the tag :data:`RUN_KEY_TAG`, and
+:func:`start_run` looks the key up before creating anything: a task retry, a flow-run retry or a rerun on
+the same input finds the run it created before and logs into it, so retries never duplicate runs. The key
+is what the run *is*: by default a hash of the experiment, run name, parent run, params and tags; pipelines
+pass :func:`run_key` of the flow name, the inputs' content hashes and the parameters. Two workers racing to
+create the same key both create, see each other, and the later one deletes its copy.
+
+**Naming and tags** (see ``docs/orchestration.md``): experiments are named ``flamenco-<pipeline>`` unless
+the user names one; a parent run is ``<pipeline>-<dataset>[-<detail>]`` (:func:`run_name`), a child run is
+named after its item (SD pair, pack or LF combination). Tags: :func:`standard_tags` (dataset, pipeline,
+LF pack, group, combination) under the ``flamenco.`` prefix; ``flamenco compare`` reads them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from flamenco.env import setup_environment
+
+log_ = logging.getLogger(__name__)
+
+RUN_KEY_TAG = "flamenco.run_key"
+TAG_PIPELINE = "flamenco.pipeline"
+TAG_DATASET = "flamenco.dataset"
+TAG_LF_PACK = "flamenco.lf_pack"
+TAG_GROUP = "flamenco.group"
+TAG_COMBINATION = "flamenco.combination"
+TAG_ITEM = "flamenco.item"
+TAG_ATTEMPTS = "flamenco.attempts"
+#: Tag prefix for a param whose value changed on a reused run (MLflow forbids changing a param).
+PARAM_CHANGED_PREFIX = "flamenco.param_changed."
 
 
 def client():
@@ -45,6 +73,92 @@ def ensure_experiment(name: str) -> str:
         return exp.experiment_id
 
 
+# ----------------------------------------------------------------------------------------- naming, tags
+
+
+def run_name(pipeline: str, dataset: str, *detail: Any) -> str:
+    """The parent-run name of the naming scheme: ``<pipeline>-<dataset>[-<detail>...]``
+    (``latency-ark-seed0``, ``flows-cic-group_a+group_b``); empty parts are left out."""
+    return "-".join(str(p) for p in (pipeline, dataset, *detail) if p not in (None, ""))
+
+
+def standard_tags(
+    *,
+    pipeline: str | None = None,
+    dataset: str | None = None,
+    lf_pack: str | None = None,
+    group: str | None = None,
+    combination: str | None = None,
+    **extra: Any,
+) -> dict[str, str]:
+    """The scheme's tags, ``flamenco.<name>``; ``None`` values are left out, ``extra`` keys are added
+    under the same prefix (``item="10.0.0.1__8.8.8.8"`` -> ``flamenco.item``)."""
+    named = {TAG_PIPELINE: pipeline, TAG_DATASET: dataset, TAG_LF_PACK: lf_pack, TAG_GROUP: group,
+             TAG_COMBINATION: combination}
+    named.update({f"flamenco.{k}": v for k, v in extra.items()})
+    return {k: str(v) for k, v in named.items() if v is not None}
+
+
+# --------------------------------------------------------------------------------------------- identity
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+
+
+def input_hashes(paths: Iterable[str | Path]) -> dict[str, str]:
+    """``{file name: SHA-256 of its content}`` for ``paths`` (memoized per process)."""
+    from flamenco_core.ingest.manifest import content_hash
+
+    return {Path(p).name: content_hash(p) for p in paths}
+
+
+def run_key(flow: str, inputs: Iterable[str | Path] | Mapping[str, str] | None = None,
+            params: Mapping[str, Any] | None = None, **extra: Any) -> str:
+    """A deterministic run identity: SHA-256 over the flow name, the inputs' content hashes (``inputs``
+    is a list of files, hashed here, or a ready ``{name: sha256}`` mapping), the parameters, anything in
+    ``extra`` (a parent run id, an item name) and the Flamenco version.
+
+    Only content counts for inputs (not where the file lies), so moving a dump keeps its identity, and
+    rewriting it with new data gives a new one.
+    """
+    from flamenco_core import __version__
+
+    if inputs is None:
+        hashes: list[str] = []
+    elif isinstance(inputs, Mapping):
+        hashes = sorted(inputs.values())
+    else:
+        hashes = sorted(input_hashes(inputs).values())
+    payload = {"flow": flow, "inputs": hashes, "params": dict(params or {}), "extra": extra, "version": __version__}
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def _default_key(experiment: str, name: str, parent_run_id: str | None, params: dict | None, tags: dict | None) -> str:
+    payload = {"experiment": experiment, "name": name, "parent": parent_run_id, "params": params or {},
+               "tags": {k: str(v) for k, v in (tags or {}).items()}}
+    return hashlib.sha256(_canonical(payload).encode()).hexdigest()
+
+
+def find_runs(experiment: str, key: str) -> list:
+    """Active runs of ``experiment`` whose :data:`RUN_KEY_TAG` is ``key``, oldest first."""
+    c = client()
+    exp = c.get_experiment_by_name(experiment)
+    if exp is None:
+        return []
+    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=50)
+    return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
+def find_run(experiment: str, key: str) -> str | None:
+    """The id of the run with identity ``key`` in ``experiment``, or ``None``."""
+    runs = find_runs(experiment, key)
+    return runs[0].info.run_id if runs else None
+
+
+# ---------------------------------------------------------------------------------------------- logging
+
+
 def _clean_params(params: dict[str, Any]) -> dict[str, str]:
     # MLflow caps param values at 6000 chars; long lists (file names) are truncated, the full value goes
     # into a JSON artifact by the caller where it matters.
@@ -53,16 +167,28 @@ def _clean_params(params: dict[str, Any]) -> dict[str, str]:
 
 def _log(run_id: str, params: dict | None, metrics: dict | None, tags: dict | None) -> None:
     from mlflow.entities import Metric, Param, RunTag
-    import time
+    from mlflow.exceptions import MlflowException
 
     c = client()
     ts = int(time.time() * 1000)
-    c.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items() if v is not None],
-        params=[Param(k, v) for k, v in _clean_params(params or {}).items()],
-        tags=[RunTag(k, str(v)) for k, v in (tags or {}).items()],
-    )
+    clean = _clean_params(params or {})
+    metric_list = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items() if v is not None]
+    tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
+    try:
+        c.log_batch(run_id, metrics=metric_list, params=[Param(k, v) for k, v in clean.items()], tags=tag_list)
+    except MlflowException:
+        if not clean:
+            raise
+        # A reused run (retry, rerun) may already hold a param with another value, which MLflow refuses to
+        # change: keep the first value, record the new one as a tag, and log everything else.
+        existing = c.get_run(run_id).data.params
+        fresh = {k: v for k, v in clean.items() if k not in existing}
+        changed = {f"{PARAM_CHANGED_PREFIX}{k}": v[:5000] for k, v in clean.items() if k in existing and existing[k] != v}
+        if changed:
+            log_.warning("run %s: params %s changed on rerun; new values kept as tags", run_id,
+                         sorted(k[len(PARAM_CHANGED_PREFIX):] for k in changed))
+        c.log_batch(run_id, metrics=metric_list, params=[Param(k, v) for k, v in fresh.items()],
+                    tags=tag_list + [RunTag(k, v) for k, v in changed.items()])
 
 
 def start_run(
@@ -73,23 +199,52 @@ def start_run(
     params: dict | None = None,
     metrics: dict | None = None,
     tags: dict | None = None,
+    key: str | None = None,
 ) -> str:
-    """Create a run (a child when ``parent_run_id`` is given), log params/metrics/tags, return its id."""
+    """Create a run (a child when ``parent_run_id`` is given), log params/metrics/tags, return its id.
+
+    Idempotent: the run's identity ``key`` (default: a hash of experiment, name, parent, params and tags;
+    pipelines pass :func:`run_key`) is looked up first, and an existing run with that key is reopened
+    (status RUNNING, :data:`TAG_ATTEMPTS` counted up) instead of creating a duplicate.
+    """
     c = client()
     exp_id = ensure_experiment(experiment)
-    all_tags = {"mlflow.runName": run_name, **(tags or {})}
+    key = key or _default_key(experiment, run_name, parent_run_id, params, tags)
+    all_tags = {"mlflow.runName": run_name, **(tags or {}), RUN_KEY_TAG: key}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
+
+    existing = find_runs(experiment, key)
+    if existing:
+        run = existing[0]
+        run_id = run.info.run_id
+        attempts = int(run.data.tags.get(TAG_ATTEMPTS, "1")) + 1
+        c.update_run(run_id, status="RUNNING")
+        _log(run_id, params, metrics, {**{k: v for k, v in all_tags.items() if k != "mlflow.runName"},
+                                       TAG_ATTEMPTS: attempts})
+        return run_id
+
+    all_tags[TAG_ATTEMPTS] = 1
     run = c.create_run(exp_id, run_name=run_name, tags={k: str(v) for k, v in all_tags.items()})
-    _log(run.info.run_id, params, metrics, None)
-    return run.info.run_id
+    run_id = run.info.run_id
+    # Lookup-then-create is not atomic: if another worker created the same key meanwhile, the oldest run
+    # wins and the others delete themselves, so exactly one survives.
+    racing = find_runs(experiment, key)
+    if len(racing) > 1 and racing[0].info.run_id != run_id:
+        c.delete_run(run_id)
+        return start_run(experiment, run_name, parent_run_id=parent_run_id, params=params, metrics=metrics,
+                         tags=tags, key=key)
+    _log(run_id, params, metrics, None)
+    return run_id
 
 
 def log(run_id: str, *, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None) -> None:
+    """Log params (a changed value on a reused run becomes a tag), metrics and tags to ``run_id``."""
     _log(run_id, params, metrics, tags)
 
 
 def log_artifacts(run_id: str, paths: Iterable[str | Path], artifact_path: str | None = None) -> None:
+    """Upload files (a rerun overwrites the same artifact paths, so reused runs hold no stale copies)."""
     c = client()
     for p in paths:
         c.log_artifact(run_id, str(p), artifact_path)
@@ -102,5 +257,94 @@ def log_json(run_id: str, obj: Any, name: str) -> None:
         client().log_artifact(run_id, str(p))
 
 
+def log_figure(run_id: str, figure: Any, name: str, artifact_path: str = "figures") -> None:
+    """Log a figure under ``figures/``: a matplotlib figure (saved as ``name``, PNG by default) or the
+    path of an image already written."""
+    if isinstance(figure, (str, Path)):
+        client().log_artifact(run_id, str(figure), artifact_path)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / (name if Path(name).suffix else f"{name}.png")
+        figure.savefig(p, dpi=120, bbox_inches="tight")
+        client().log_artifact(run_id, str(p), artifact_path)
+
+
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)
+
+
+# ------------------------------------------------------------------------------------------- comparison
+
+#: Metrics shown beside the chosen one in the LF-combination comparison, when runs have them.
+COMPARE_METRICS = ("cls_f1", "lf_f1", "tree_f1", "f1_label_model", "f1_majority_vote", "coverage", "conflict",
+                   "conflicts")
+
+
+def search_runs(experiment: str):
+    """All active runs of ``experiment`` as ``mlflow.search_runs`` returns them (a DataFrame with
+    ``metrics.*``, ``params.*``, ``tags.*`` columns). Raises ``ValueError`` for an unknown experiment,
+    naming the ones there are."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    c = client()
+    if c.get_experiment_by_name(experiment) is None:
+        names = sorted(e.name for e in c.search_experiments())
+        raise ValueError(f"no experiment {experiment!r} in {uri}; experiments: {', '.join(names) or 'none'}")
+    return mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+
+
+def comparison(experiment: str, metric: str = "cls_f1", dataset: str | None = None):
+    """The LF-combination comparison of ``experiment``: ``(runs, table)``.
+
+    ``runs``: one row per run tagged with a combination (:data:`TAG_COMBINATION`; parents are not), with
+    dataset, pipeline, combination, group, LF pack, status, the chosen ``metric`` and the other
+    :data:`COMPARE_METRICS` present. ``table``: per (dataset, pipeline, combination), the number of runs
+    (e.g. one per SD pair) and the metric's mean, std, min and max, plus the means of the other metrics,
+    best first within each dataset. Raises ``ValueError`` when no run has the metric (naming those there
+    are)."""
+    import pandas as pd
+
+    df = search_runs(experiment)
+
+    def col(name: str) -> pd.Series:
+        return df[name] if name in df.columns else pd.Series([None] * len(df), index=df.index, dtype=object)
+
+    comb = col(f"tags.{TAG_COMBINATION}")
+    df = df[comb.notna() & (comb.astype(str) != "")]
+    if dataset is not None:
+        df = df[col(f"tags.{TAG_DATASET}") == dataset]
+    metric_cols = sorted(c[len("metrics."):] for c in df.columns if c.startswith("metrics.") and df[c].notna().any())
+    if df.empty:
+        raise ValueError(f"experiment {experiment!r} has no run tagged {TAG_COMBINATION}"
+                         + (f" for dataset {dataset!r}" if dataset else ""))
+    if metric not in metric_cols:
+        raise ValueError(f"no combination run of {experiment!r} has metric {metric!r}; metrics: {', '.join(metric_cols) or 'none'}")
+    group = col(f"tags.{TAG_GROUP}").where(col(f"tags.{TAG_GROUP}").notna(), col("tags.flamenco.groups"))
+    others = [m for m in COMPARE_METRICS if m != metric and m in metric_cols]
+    runs = pd.DataFrame({
+        "dataset": col(f"tags.{TAG_DATASET}").fillna(""),
+        "pipeline": col(f"tags.{TAG_PIPELINE}").fillna(""),
+        "combination": col(f"tags.{TAG_COMBINATION}"),
+        "group": group.fillna(""),
+        "lf_pack": col(f"tags.{TAG_LF_PACK}").fillna(""),
+        "run_name": col("tags.mlflow.runName"),
+        "status": col("status"),
+        metric: df[f"metrics.{metric}"],
+        **{m: df[f"metrics.{m}"] for m in others},
+        "run_id": col("run_id"),
+        "parent_run_id": col("tags.mlflow.parentRunId"),
+    }).loc[df.index].reset_index(drop=True)
+    keys = ["dataset", "pipeline", "combination"]
+    g = runs.groupby(keys, sort=False, dropna=False)
+    table = g[metric].agg(["size", "mean", "std", "min", "max"]).rename(
+        columns={"size": "runs", "mean": metric, "std": f"{metric}_std", "min": f"{metric}_min", "max": f"{metric}_max"})
+    for m in others:
+        table[m] = g[m].mean()
+    table["group"] = g["group"].first()
+    table["lf_pack"] = g["lf_pack"].first()
+    table = table.reset_index()
+    table = table.sort_values(["dataset", metric], ascending=[True, False], na_position="last", kind="stable")
+    table.insert(0, "rank", table.groupby("dataset").cumcount() + 1)
+    return runs, table.reset_index(drop=True)

@@ -1,0 +1,92 @@
+"""Task runners: where a flow's mapped tasks run.
+
+``--runner {threads,processes,dask}`` (and ``runner:`` in a config file) picks one:
+
+- ``threads``: Prefect's ``ThreadPoolTaskRunner``. The default: cheapest to start, but Python code holding
+  the GIL (most per-pair work) does not run in parallel.
+- ``processes``: Prefect's ``ProcessPoolTaskRunner`` (spawned worker processes): real parallelism on one
+  machine; each worker pays the imports once.
+- ``dask``: ``prefect_dask.DaskTaskRunner`` on a local cluster (one single-threaded worker process per
+  worker, loopback only, no dashboard) or, given ``address`` (``tcp://host:8786``), on an existing Dask
+  scheduler, which is how work scales out past one machine.
+
+Prefect subflows keep their own task runner, so a flow that fans out in a subflow takes the runner as a
+parameter and applies it there with :func:`with_runner`.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+RUNNERS = ("threads", "processes", "dask")
+
+
+def resolve(kind: str | None = None, workers: int | None = None, address: str | None = None,
+            config: Mapping[str, Any] | str | Path | None = None) -> dict:
+    """The runner choice from, in order of precedence: the arguments, ``config`` (a mapping or a YAML
+    file with a ``runner:`` key holding a kind or ``{kind, workers, address}``), the environment
+    (``FLAMENCO_RUNNER``, ``FLAMENCO_WORKERS``, ``FLAMENCO_DASK_ADDRESS``), then threads."""
+    cfg: dict = {}
+    if isinstance(config, (str, Path)):
+        import yaml
+
+        loaded = yaml.safe_load(Path(config).read_text()) or {}
+        config = loaded if isinstance(loaded, Mapping) else {}
+    if isinstance(config, Mapping):
+        r = config.get("runner", config.get("task_runner"))
+        if isinstance(r, str):
+            cfg = {"kind": r}
+        elif isinstance(r, Mapping):
+            cfg = dict(r)
+    env_workers = os.environ.get("FLAMENCO_WORKERS")
+    out = {
+        "kind": kind or cfg.get("kind") or os.environ.get("FLAMENCO_RUNNER") or "threads",
+        "workers": workers or cfg.get("workers") or (int(env_workers) if env_workers else None),
+        "address": address or cfg.get("address") or os.environ.get("FLAMENCO_DASK_ADDRESS"),
+    }
+    if out["kind"] not in RUNNERS:
+        raise ValueError(f"unknown runner {out['kind']!r}; choose one of {', '.join(RUNNERS)}")
+    if out["address"] and out["kind"] != "dask":
+        raise ValueError("a scheduler address needs the dask runner (--runner dask)")
+    return out
+
+
+def make_task_runner(kind: str = "threads", workers: int | None = None, address: str | None = None):
+    """A fresh Prefect task runner of ``kind`` with ``workers`` workers (default: the CPU count)."""
+    if kind == "threads":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=workers)
+    if kind == "processes":
+        from prefect.task_runners import ProcessPoolTaskRunner
+
+        return ProcessPoolTaskRunner(max_workers=workers or os.cpu_count() or 1)
+    if kind == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if address:
+            return DaskTaskRunner(address=address)
+        return DaskTaskRunner(
+            cluster_class="distributed.LocalCluster",
+            # One single-threaded process per worker: per-pair work is Python/pandas code that holds the
+            # GIL. Loopback only and no dashboard (its port may be taken, and nothing must listen outside).
+            cluster_kwargs={"n_workers": workers or os.cpu_count() or 1, "threads_per_worker": 1,
+                            "processes": True, "host": "127.0.0.1", "dashboard_address": None},
+        )
+    raise ValueError(f"unknown runner {kind!r}; choose one of {', '.join(RUNNERS)}")
+
+
+def with_runner(flow, kind: str | None = "threads", workers: int | None = None, address: str | None = None):
+    """``flow`` with the chosen task runner (``flow.with_options(task_runner=...)``); ``kind=None``
+    keeps the flow's own runner."""
+    if kind is None:
+        return flow
+    return flow.with_options(task_runner=make_task_runner(kind, workers, address))
+
+
+def run_with_runner(flow, *args, runner: str = "threads", workers: int | None = None,
+                    address: str | None = None, **kwargs):
+    """Call ``flow(*args, **kwargs)`` with the chosen task runner and return its result."""
+    return with_runner(flow, runner, workers, address)(*args, **kwargs)
