@@ -58,6 +58,12 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
             p = out / f"subset{s.subset}_tree.json"
             p.write_text(s.tree_json)
             artifacts.append(p)
+            from flamenco_core.explain import Tree, render_png
+
+            try:
+                artifacts.append(Path(render_png(Tree.from_json(s.tree_json), out / f"subset{s.subset}_tree.png")))
+            except (RuntimeError, OSError) as exc:  # no graphviz: the text and JSON trees still explain
+                get_run_logger().warning("%s: tree not rendered: %s", item["pair_id"], exc)
     metrics = {k: rep[k] for k in ("f1_good", "f1_noise", "f1_macro")}
     for m, v in rep["baselines"].items():
         metrics.update({f"{m}.{k}": x for k, x in v.items()})
