@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
+# Dask's per-worker INFO lines would bury the table (workers read this from the environment).
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
 
 BENCH_CONFIG = {
     "model": {"forest": {"n_iter": 2, "n_splits": 2}, "lstm": {"epochs": 10, "hidden": 32, "batch_size": 128, "lr": 0.003}},
@@ -65,6 +67,14 @@ def prepare(work: Path, scale: float, seed: int, min_points: int) -> list[dict]:
     labeled.to_parquet(work / "labeled.parquet")
     split = write_pairs(work / "labeled.parquet", work / "pairs", min_points)
     return split.pairs
+
+
+def core_seconds(out: Path) -> float:
+    """Sum of ``run_pair``'s own timing over the pairs written under ``out``: the core work alone. When it
+    grows with the worker count, the cores were oversubscribed (other load on the machine)."""
+    import json
+
+    return sum(json.loads(p.read_text()).get("seconds", 0.0) for p in out.glob("*/report.json"))
 
 
 def run_direct(items: list[dict], config: dict, out: Path) -> tuple[float, int]:
@@ -189,38 +199,43 @@ def main() -> None:
 
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     results = []
+    load0 = os.getloadavg()[0]
     with console.status("direct: core run_pair in a loop"):
-        results.append(("direct (core loop)", 1, *run_direct(items, config, work / "direct")))
+        results.append(("direct (core loop)", 1, *run_direct(items, config, work / "direct"), core_seconds(work / "direct")))
     console.print(f"direct: {results[-1][2]:.1f} s")
     for mode in modes:
         for workers in (1, 2):
             with console.status(f"{mode} x{workers}"):
+                out = work / f"{mode}{workers}"
                 if mode == "cold":
-                    res = run_prefect(items, config, work / f"cold{workers}", "processes", workers)
+                    res = run_prefect(items, config, out, "processes", workers)
                     name = "Prefect processes (cold)"
                 elif mode == "warm":
-                    res = run_warm_dask(items, config, work / f"warm{workers}", workers)
+                    res = run_warm_dask(items, config, out, workers)
                     name = "Prefect dask (warm cluster)"
                 else:
                     raise SystemExit(f"unknown mode {mode!r}")
-            results.append((name, workers, *res))
+            results.append((name, workers, *res, core_seconds(out)))
             console.print(f"{name} x{workers}: {res[0]:.1f} s")
 
     direct = results[0][2]
     t = Table(title=f"25-pair Ark-like fan-out (scale {args.scale}, {rows} rows, {os.cpu_count()} cores)")
-    for c in ("run", "workers", "seconds", "pairs ok", "speedup vs 1 worker", "vs direct", "overhead vs direct"):
+    for c in ("run", "workers", "seconds", "pairs ok", "speedup vs 1 worker", "vs direct", "overhead vs direct",
+              "core s"):
         t.add_column(c, justify="left" if c == "run" else "right")
     one = {}
-    for name, w, sec, ok in results:
+    for name, w, sec, ok, core in results:
         if w == 1:
             one[name] = sec
         is_direct = name.startswith("direct")
         t.add_row(name, str(w), f"{sec:.1f}", f"{ok}/{len(items)}",
                   "-" if is_direct else f"{one[name] / sec:.2f}x", f"{direct / sec:.2f}x",
-                  "-" if is_direct or w != 1 else f"{(sec - direct) / direct * 100:+.1f}%")
+                  "-" if is_direct or w != 1 else f"{(sec - direct) / direct * 100:+.1f}%", f"{core:.1f}")
     console.print(t)
+    console.print(f"core s: run_pair's own time summed over the pairs (same work everywhere; growth = contention). "
+                  f"Load average {load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end.")
     for name in dict.fromkeys(n for n, *_ in results[1:]):
-        by_w = {w: sec for n, w, sec, _ in results if n == name}
+        by_w = {w: sec for n, w, sec, *_ in results if n == name}
         speedup, overhead = by_w[1] / by_w[2], (by_w[1] - direct) / direct
         console.print(f"{name}: 2 workers {speedup:.2f}x one worker (goal >= 1.8x: {'met' if speedup >= 1.8 else 'not met'}); "
                       f"overhead {overhead * 100:+.1f}% (goal < 10%: {'met' if overhead < 0.10 else 'not met'})")
