@@ -33,7 +33,7 @@ run_app.command("latency", help="Automatic latency path: KDE subsets, Snuba LFs,
 app.add_typer(run_app, name="run", help="Run a pipeline: latency (automatic LFs) or flows (manual LF packs).")
 from flamenco.cli_ops import compare_cmd, serve_cmd, watch_dumps_cmd  # noqa: E402
 
-app.command("watch-dumps", help="Process new dump files in DIR once (or on a schedule through the deployment).")(watch_dumps_cmd)
+app.command("watch-dumps", help="Process new dump files in DIR: once with --once, else scanning every --interval seconds.")(watch_dumps_cmd)
 app.command("serve", help="Start a Prefect server, a worker and an MLflow server on loopback; deploy prefect.yaml.")(serve_cmd)
 app.command("compare", help="Compare runs of an MLflow experiment (LF combinations) by a metric; CSV + Markdown.")(compare_cmd)
 app.command("explain", help="Trace a point through an interpretability tree: the path taken and the label.")(explain_cmd)

@@ -9,7 +9,9 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
-from tasks.ingest import finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
+from tasks import tracking
+from tasks.caching import call_cached
+from tasks.ingest import fail_parent_run_task, finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
 from tasks.latency import attach_labels_task, latency_pair_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
@@ -53,16 +55,24 @@ def latency_flow(
     cfg = LatencyConfig.from_yaml(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "config": cfg.model_dump(mode="json")}
+    # The run's identity covers the inputs' content, so a retry reuses its runs and changed data gets new ones.
+    key = tracking.run_key("flamenco-latency", [s for s in [*sources, labels] if s and Path(s).is_file()],
+                           {k: v for k, v in params.items() if k != "sources"} | {"out_dir": str(out.resolve()), "run_name": run_name})
     parent = start_parent_run_task(
-        experiment, run_name or f"latency-{fmt}-{out.name}",
-        params={"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "config": cfg.model_dump(mode="json")},
-        tags={"flamenco.pipeline": "latency", "flamenco.format": fmt, "flamenco.dataset": out.name},
+        experiment, run_name or f"latency-{fmt}-{out.name}", params=params,
+        tags={"flamenco.pipeline": "latency", "flamenco.format": fmt, "flamenco.dataset": out.name}, key=key,
     )
-    report = ingest_task(sources, fmt, str(out / "ingest"))
-    if report["kind"] != "latency":
-        raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
-    labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"))
-    split = split_pairs_task(labeled["path"], str(out / "pairs"), cfg.min_points)
+    try:
+        report, _ = call_cached(ingest_task, sources, fmt, str(out / "ingest"), outputs=lambda r: [r["data_path"]])
+        if report["kind"] != "latency":
+            raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
+        labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"))
+        split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,
+                               outputs=lambda r: [p["path"] for p in r["pairs"]])
+    except Exception as exc:
+        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        raise
     source = SOURCES.get(fmt, "csv")
     futures = latency_pair_task.map(
         split["pairs"], config=unmapped(cfg.model_dump(mode="json")), out_dir=unmapped(str(out / "per_pair")),
@@ -94,8 +104,6 @@ def latency_flow(
         + "\n".join(f"- failed {f['pair']}: {f['error']}" for f in failed),
         key="latency-summary",
     )
-    from tasks import tracking
-
     tracking.log_artifacts(parent, [out / "comparison.csv", out / "comparison.md", Path(chart)])
     avg = summary["average"]
     finish_parent_run_task(
