@@ -9,7 +9,6 @@ end-to-end deployment test uses the same code.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal

@@ -123,18 +123,24 @@ def iter_json_records(path: str | Path, ctx: ReadContext) -> Iterator[tuple[int,
                         ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
                 return
     with open_maybe_compressed(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except (ValueError, RecursionError, UnicodeDecodeError) as exc:
-                # ValueError covers JSONDecodeError and ints longer than Python's digit limit.
-                ctx.count_input()
-                ctx.quarantine(lineno, f"invalid JSON: {str(exc)[:200]}", line)
-                continue
-            if not isinstance(obj, dict):
-                ctx.count_input()
-                ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", line)
-                continue
-            yield lineno, obj
+        yield from iter_json_lines(fh, ctx)
+
+
+def iter_json_lines(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_no, obj)`` from a binary stream of JSON lines (a file, or ``sc_warts2json``'s stdout),
+    quarantining each line that is not a JSON object as one input record."""
+    for lineno, line in enumerate(stream, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError) as exc:
+            # ValueError covers JSONDecodeError, UnicodeDecodeError and ints past Python's digit limit.
+            ctx.count_input()
+            ctx.quarantine(lineno, f"invalid JSON: {str(exc)[:200]}", line)
+            continue
+        if not isinstance(obj, dict):
+            ctx.count_input()
+            ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", line)
+            continue
+        yield lineno, obj

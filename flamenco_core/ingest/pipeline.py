@@ -182,11 +182,10 @@ def ingest(
         if writer is not None:
             writer.close()
             df = pq.read_table(tmp_path).to_pandas()
+            file_idx = df[_FILE_COL].to_numpy()
             df, _, dup = dedupe_and_sort(df, ignore=(_FILE_COL,))
             if dup.any():
-                per_file = pd.Series(pq.read_table(tmp_path, columns=[_FILE_COL]).column(0).to_numpy())[
-                    dup.to_numpy()
-                ].value_counts()
+                per_file = pd.Series(file_idx[dup.to_numpy()]).value_counts()
                 for idx, n in per_file.items():
                     fr = file_reports[int(idx)]
                     fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + int(n)

@@ -39,7 +39,6 @@ the earliest probe ``tx`` in the record (unique across pantrace's 1,000 start-0 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import tempfile
@@ -50,7 +49,7 @@ from typing import IO, Any, Iterable, Iterator
 import pandas as pd
 
 from .atlas import LatencyBatch, as_int, as_rtt, readable_records
-from .base import IngestError, ReadContext, iter_json_records, open_maybe_compressed, register
+from .base import IngestError, ReadContext, iter_json_lines, iter_json_records, open_maybe_compressed, register
 
 SOURCE = "ark"
 METADATA_TYPES = frozenset({"cycle-start", "cycle-stop", "cycle-def", "list"})
@@ -280,29 +279,6 @@ def parse_scamper_records(
         handler(_Record(no, obj, ctx, batch, all_hops))
         yield from batch.full_frames()
     yield from batch.flush()
-
-
-def iter_json_lines(stream: IO[bytes], ctx: ReadContext) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_no, obj)`` from a binary stream of JSON lines, quarantining lines that are not objects.
-
-    The stream twin of :func:`~flamenco_core.ingest.base.iter_json_records`, for ``sc_warts2json``'s stdout.
-    """
-    for lineno, line in enumerate(stream, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError) as exc:
-            # ValueError covers JSONDecodeError, UnicodeDecodeError and integers past Python's digit limit;
-            # RecursionError is absurdly deep nesting.
-            ctx.count_input()
-            ctx.quarantine(lineno, f"invalid JSON: {exc}", line)
-            continue
-        if not isinstance(obj, dict):
-            ctx.count_input()
-            ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", line)
-            continue
-        yield lineno, obj
 
 
 @register("scamper", "latency")
