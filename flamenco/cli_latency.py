@@ -19,6 +19,9 @@ def latency_cmd(
     labels: Optional[Path] = typer.Option(None, "--labels", help="labeled pool joined on src, dst, timestamp (good/noise)"),
     config: Optional[Path] = typer.Option(None, "--config", help="conf/latency.yaml-style settings"),
     experiment: str = typer.Option("flamenco-latency", "--experiment", help="MLflow experiment"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="per-pair fan-out: threads | processes | dask (default: config, then threads)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="task-runner workers (default: CPU count)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="an existing Dask scheduler, tcp://host:8786 (implies dask)"),
 ) -> None:
     """Label RTT noise per SD pair with automatic LFs; compare with unsupervised baselines."""
     console = Console()
@@ -31,11 +34,21 @@ def latency_cmd(
             raise typer.Exit(2)
     from flamenco.env import setup_environment
 
+    if scheduler and not runner:
+        runner = "dask"
+    try:
+        from tasks.runners import resolve
+
+        resolve(runner, workers, scheduler)
+    except ValueError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2)
     setup_environment()
     from flows.latency import latency_flow
 
     summary = latency_flow([str(p) for p in inputs], fmt, str(out), labels=str(labels) if labels else None,
-                           config=str(config) if config else None, experiment=experiment)
+                           config=str(config) if config else None, experiment=experiment,
+                           runner=runner, workers=workers, scheduler=scheduler)
     print_latency_summary(console, summary)
     if summary["failed"]:
         raise typer.Exit(1)

@@ -55,7 +55,7 @@ def watch_dumps_cmd(
     retry_failed: bool = typer.Option(False, "--retry-failed", help="run dumps that failed before again"),
     recursive: bool = typer.Option(False, "--recursive", help="also look in subfolders"),
     manifest: Optional[Path] = typer.Option(None, "--manifest", help="manifest file (default OUT/manifest.json)"),
-    runner: Optional[str] = typer.Option(None, "--runner", help="threads | processes | dask (ingest fallback's fan-out)"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="threads | processes | dask: the per-pair fan-out of each dump's pipeline"),
     workers: Optional[int] = typer.Option(None, "--workers", help="task-runner workers"),
 ) -> None:
     """Run the latency pipeline on each new dump in DIR (new = content never seen, by SHA-256); write

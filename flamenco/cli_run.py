@@ -49,6 +49,9 @@ def flows_cmd(
                                            "as ground truth instead of the label column"),
     out: Path = typer.Option(..., "--out", help="output folder: labels.parquet, report.json, tables/, trees/"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML overrides of conf/flow_records.yaml"),
+    runner: Optional[str] = typer.Option(None, "--runner", help="per-combination fan-out: threads | processes | dask"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="task-runner workers (default: CPU count)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="an existing Dask scheduler, tcp://host:8786 (implies dask)"),
 ) -> None:
     """LF-combination experiment on flow records: LF F1, classifier F1, Tree F1 per combination, the paper's
     tables, interpretability trees and labels for every flow."""
@@ -61,7 +64,12 @@ def flows_cmd(
     from flamenco_core.experiments.flow_records import load_config, load_experiment, load_packs
     from flamenco_core.labeling import SpecError
 
+    if scheduler and not runner:
+        runner = "dask"
     try:
+        from tasks.runners import resolve
+
+        resolve(runner, workers, scheduler)
         load_packs(lfs)
         exp = load_experiment(experiments)
         load_config(exp.config if exp else None, config)
@@ -81,7 +89,8 @@ def flows_cmd(
         summary = flow_records_flow(str(input_path), fmt, [str(p) for p in lfs], str(out),
                                     experiments=str(experiments) if experiments else None,
                                     alerts=str(alerts) if alerts else None,
-                                    config=str(config) if config else None)
+                                    config=str(config) if config else None,
+                                    runner=runner, workers=workers, scheduler=scheduler)
     except Exception as exc:  # ingest errors and the like: the flow failed as a whole
         _fail(f"the flow failed: {type(exc).__name__}: {exc}", 1)
 

@@ -91,6 +91,9 @@ def flow_records_flow(
     config: Any = None,
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: Optional[str] = None,
+    runner: Optional[str] = None,
+    workers: Optional[int] = None,
+    scheduler: Optional[str] = None,
 ) -> dict:
     """Run the LF-combination experiment on one flows file.
 
@@ -99,8 +102,12 @@ def flow_records_flow(
     as ground truth instead of the label column; ``config``: overrides of ``conf/flow_records.yaml`` (a
     YAML path or a mapping). Writes ``out_dir/labels.parquet``, ``report.json``, ``tables/``, ``trees/``;
     logs an MLflow parent run (``experiment``) with one child run per combination. Returns a summary.
+    ``runner``/``workers``/``scheduler``: the per-combination fan-out's task runner (else the config's
+    ``runner``, else the environment; ``tasks/runners.py``).
     """
+    from flamenco_core.experiments.flow_records import load_config
     from flamenco_core.ingest.pipeline import file_sha256
+    from tasks.runners import fan_out
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -131,7 +138,10 @@ def flow_records_flow(
         return {"experiment": experiment, "parent_run_id": parent, "out_dir": str(out), "preparation": "failed",
                 "error": prep["error"], "summary": prep["report"]["summary"], "combinations": records,
                 "report": str(out / "report.json"), "labels": None}
-    records = combinations_flow(prep["combinations"], prep["work_dir"], str(out), experiment, parent, prep["dataset"])
+    cfg_runner = load_config(config).runner if config else None
+    records, _ = fan_out(combinations_flow, prep["combinations"], prep["work_dir"], str(out), experiment, parent,
+                         prep["dataset"], runner=runner, workers=workers, scheduler=scheduler,
+                         config={"runner": cfg_runner} if cfg_runner else None)
     final = finish_task(prep["work_dir"], str(out), records, parent,
                         {"mlflow": {"experiment": experiment, "parent_run_id": parent}})
     s = final["summary"]

@@ -78,7 +78,7 @@ def ingest_flow(
     the task runner of the per-pair fan-out (``tasks/runners.py``). Ingest and split are cached on the
     inputs' content (``tasks/caching.py``); the parent run's identity is the flow name, the inputs' hashes
     and the parameters, so a retry or a rerun logs into the same MLflow runs."""
-    from tasks.runners import resolve, with_runner
+    from tasks.runners import fan_out
 
     out = Path(out_dir)
     params = {"format": fmt, "sources": [str(s) for s in sources], "min_points": min_points, "options": options or {}}
@@ -109,9 +109,8 @@ def ingest_flow(
         # Nothing to fan out: the whole input is unusable. The parent run says why, then the flow fails.
         fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
         raise
-    choice = resolve(runner, workers, scheduler)
-    fan_out = with_runner(profile_items_flow, choice["kind"], choice["workers"], choice["address"])
-    outcomes = fan_out(items, str(out / "profiles"), experiment, parent, fmt)
+    outcomes, choice = fan_out(profile_items_flow, items, str(out / "profiles"), experiment, parent, fmt,
+                               runner=runner, workers=workers, scheduler=scheduler)
     failed = [o for o in outcomes if o["status"] != "ok"]
     summary = {
         "experiment": experiment,

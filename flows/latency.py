@@ -37,6 +37,25 @@ def _assemble(out: Path, labeled_path: str, done: list[dict], config) -> Path:
     return path
 
 
+@flow(name="flamenco-latency-pairs")
+def latency_pairs_flow(items: list[dict], config: dict, out_dir: str, experiment: str, parent_run_id: str,
+                       source: str) -> list[dict]:
+    """Fan out one task (and MLflow child run) per SD pair; returns per-pair outcomes, never raises for one."""
+    futures = latency_pair_task.map(
+        items, config=unmapped(config), out_dir=unmapped(out_dir), experiment=unmapped(experiment),
+        parent_run_id=unmapped(parent_run_id), source=unmapped(source),
+    )
+    out = []
+    for item, fut in zip(items, futures):
+        fut.wait()
+        if fut.state.is_completed():
+            out.append({"status": "ok", **fut.result()})
+        else:
+            err = fut.state.result(raise_on_failure=False)
+            out.append({"status": "failed", "pair": item["pair_id"], "rows": item["rows"], "error": f"{type(err).__name__}: {err}"})
+    return out
+
+
 @flow(name="flamenco-latency")
 def latency_flow(
     sources: list[str],
@@ -46,16 +65,26 @@ def latency_flow(
     config: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
     run_name: str | None = None,
+    runner: str | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
 ) -> dict:
     """Run the automatic latency path on ``sources``; writes ``out_dir/labels.parquet`` and
-    ``out_dir/report.json`` and returns the summary (pairs, average, outcomes)."""
+    ``out_dir/report.json`` and returns the summary (pairs, average, outcomes).
+
+    ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
+    the per-pair fan-out's task runner; else the config's ``runner``, else the environment
+    (``tasks/runners.py``). The runner changes where pairs run, never their results."""
     from flamenco_core.evaluation.plots import f1_bar_chart
     from flamenco_core.experiments.latency import LatencyConfig, comparison_frame, summarize
+    from tasks.runners import fan_out
 
     cfg = LatencyConfig.from_yaml(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "config": cfg.model_dump(mode="json")}
+    # Where pairs run is not what the run is: the runner stays out of the params and the run identity.
+    params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "",
+              "config": cfg.model_dump(mode="json", exclude={"runner"})}
     # The run's identity covers the inputs' content, so a retry reuses its runs and changed data gets new ones.
     key = tracking.run_key("flamenco-latency", [s for s in [*sources, labels] if s and Path(s).is_file()],
                            {k: v for k, v in params.items() if k != "sources"} | {"out_dir": str(out.resolve()), "run_name": run_name})
@@ -74,23 +103,22 @@ def latency_flow(
         fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
         raise
     source = SOURCES.get(fmt, "csv")
-    futures = latency_pair_task.map(
-        split["pairs"], config=unmapped(cfg.model_dump(mode="json")), out_dir=unmapped(str(out / "per_pair")),
-        experiment=unmapped(experiment), parent_run_id=unmapped(parent), source=unmapped(source),
-    )
-    done, failed = [], []
-    for item, fut in zip(split["pairs"], futures):
-        fut.wait()
-        if fut.state.is_completed():
-            done.append(fut.result())
-        else:
-            err = fut.state.result(raise_on_failure=False)
-            failed.append({"pair": item["pair_id"], "rows": item["rows"], "error": f"{type(err).__name__}: {err}"})
+    try:
+        outcomes, choice = fan_out(
+            latency_pairs_flow, split["pairs"], cfg.model_dump(mode="json", exclude={"runner"}), str(out / "per_pair"),
+            experiment, parent, source, runner=runner, workers=workers, scheduler=scheduler,
+            config={"runner": cfg.runner} if cfg.runner else None,
+        )
+    except Exception as exc:  # the fan-out itself broke (bad runner, unreachable scheduler): no pair ran
+        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        raise
+    done = [o for o in outcomes if o["status"] == "ok"]
+    failed = [{k: o[k] for k in ("pair", "rows", "error")} for o in outcomes if o["status"] != "ok"]
     summary = summarize([d["report"] for d in done])
     summary.update({"failed": failed, "skipped": split["skipped"], "labeled_rows": labeled["labeled_rows"],
                     "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",
                     "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
-                    "parent_run_id": parent, "experiment": experiment})
+                    "parent_run_id": parent, "experiment": experiment, "runner": choice["kind"]})
     labels_path = _assemble(out, labeled["path"], done, cfg)
     (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
     table = comparison_frame(summary)

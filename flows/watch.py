@@ -82,7 +82,7 @@ def run_dump(pipeline: str, pipeline_flow: Callable, e: Entry, out_dir: Path, ex
     run_name = f"watch-{e.format}-{name}"
     sub = pipeline_flow.with_options(flow_run_name=f"{pipeline}-{name}")
     if pipeline == "latency":
-        kwargs = {"config": config, "experiment": experiment, "run_name": run_name}
+        kwargs = {"config": config, "experiment": experiment, "run_name": run_name, "runner": runner, "workers": workers}
         return sub([e.path], e.format, str(out_dir), return_state=True, **{k: v for k, v in kwargs.items() if v is not None})
     return sub([e.path], e.format, str(out_dir), min_points=min_points, experiment=experiment, run_name=run_name,
                runner=runner, workers=workers, return_state=True)
@@ -119,7 +119,7 @@ def watch_dumps_flow(
     ``pipeline``: ``auto`` (latency when available, else ingest), ``latency`` or ``ingest``;
     ``min_age_s``: leave files modified more recently alone (they may still be copied in);
     ``retry_failed``: run dumps that failed before again; ``config``: the latency pipeline's config file;
-    ``runner``/``workers``: the ingest fallback's fan-out runner.
+    ``runner``/``workers``: the per-pair fan-out runner of the pipeline (latency or the ingest fallback).
     """
     logger = get_run_logger()
     out_p = Path(out)

@@ -38,32 +38,9 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     out.mkdir(parents=True, exist_ok=True)
     df = pd.read_parquet(item["path"])
     result = run_pair(df, cfg, source=source, plot_dir=out)
+    artifacts = result.write(out)
     labels_path = out / "labels.parquet"
-    result.labels.to_parquet(labels_path)
     rep = result.report()
-    (out / "report.json").write_text(json.dumps(rep, indent=2, default=str))
-    artifacts = [out / "report.json"]
-    if result.plot_path:
-        artifacts.append(Path(result.plot_path))
-    for s in result.subsets:
-        if s.pack_yaml:
-            p = out / f"subset{s.subset}_lfs.yaml"
-            p.write_text(s.pack_yaml)
-            artifacts.append(p)
-        if s.tree_text:
-            p = out / f"subset{s.subset}_tree.txt"
-            p.write_text(s.tree_text)
-            artifacts.append(p)
-        if s.tree_json:
-            p = out / f"subset{s.subset}_tree.json"
-            p.write_text(s.tree_json)
-            artifacts.append(p)
-            from flamenco_core.explain import Tree, render_png
-
-            try:
-                artifacts.append(Path(render_png(Tree.from_json(s.tree_json), out / f"subset{s.subset}_tree.png")))
-            except (RuntimeError, OSError) as exc:  # no graphviz: the text and JSON trees still explain
-                get_run_logger().warning("%s: tree not rendered: %s", item["pair_id"], exc)
     metrics = {k: rep[k] for k in ("f1_good", "f1_noise", "f1_macro")}
     for m, v in rep["baselines"].items():
         metrics.update({f"{m}.{k}": x for k, x in v.items()})

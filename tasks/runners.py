@@ -17,8 +17,9 @@ parameter and applies it there with :func:`with_runner`.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 RUNNERS = ("threads", "processes", "dask")
 
@@ -86,7 +87,42 @@ def with_runner(flow, kind: str | None = "threads", workers: int | None = None, 
     return flow.with_options(task_runner=make_task_runner(kind, workers, address))
 
 
+@contextmanager
+def shared_local_api(kind: str | None) -> Iterator[str | None]:
+    """Point worker processes at this process's Prefect API.
+
+    Without ``PREFECT_API_URL`` Prefect runs a temporary local server per *process*: every process or
+    Dask worker would start its own (~20 s of CPU each, then a share of a core for its background
+    services, all writing one SQLite file). For ``processes`` and ``dask`` runners this starts (or finds)
+    this process's local server and puts its URL in the settings that Prefect serializes to the workers,
+    so they all report to one server. A no-op when an API is configured or the runner is ``threads``.
+    Yields the API URL in use (``None`` when unchanged)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if kind not in ("processes", "dask") or PREFECT_API_URL.value():
+        yield None
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # a per-process singleton: the one this process's flows already use
+    server.start()
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield server.api_url
+
+
+def fan_out(subflow, *args, runner: str | None = None, workers: int | None = None, scheduler: str | None = None,
+            config: Mapping[str, Any] | str | Path | None = None, **kwargs) -> tuple[Any, dict]:
+    """Call the fan-out ``subflow(*args, **kwargs)`` on the runner chosen by :func:`resolve` (arguments,
+    then ``config``, then the environment), with worker processes reporting to this process's API.
+    Returns ``(result, choice)``."""
+    choice = resolve(runner, workers, scheduler, config)
+    with shared_local_api(choice["kind"]):
+        return with_runner(subflow, choice["kind"], choice["workers"], choice["address"])(*args, **kwargs), choice
+
+
 def run_with_runner(flow, *args, runner: str = "threads", workers: int | None = None,
                     address: str | None = None, **kwargs):
-    """Call ``flow(*args, **kwargs)`` with the chosen task runner and return its result."""
-    return with_runner(flow, runner, workers, address)(*args, **kwargs)
+    """Call ``flow(*args, **kwargs)`` with the chosen task runner (workers reporting to this process's
+    API, :func:`shared_local_api`) and return its result."""
+    with shared_local_api(runner):
+        return with_runner(flow, runner, workers, address)(*args, **kwargs)

@@ -56,15 +56,28 @@ def tracking_uri() -> str:
     return os.environ["MLFLOW_TRACKING_URI"]
 
 
+#: ``(tracking URI, experiment name) -> id``: an experiment's id never changes, and every child run would
+#: otherwise pay a lookup for it.
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}
+
+
 def ensure_experiment(name: str) -> str:
     """Experiment id for ``name``, created with a project-local artifact root when new."""
     c = client()
+    cache_key = (os.environ["MLFLOW_TRACKING_URI"], name)
+    if cache_key in _EXPERIMENT_IDS:
+        return _EXPERIMENT_IDS[cache_key]
     exp = c.get_experiment_by_name(name)
+    if exp is not None and exp.lifecycle_stage == "active":
+        _EXPERIMENT_IDS[cache_key] = exp.experiment_id
+        return exp.experiment_id
     if exp is not None:
         return exp.experiment_id
     root = os.environ.get("FLAMENCO_ARTIFACT_ROOT")
     try:
-        return c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        exp_id = c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        _EXPERIMENT_IDS[cache_key] = exp_id
+        return exp_id
     except Exception:
         # Another worker created it between our lookup and create.
         exp = c.get_experiment_by_name(name)
@@ -140,13 +153,15 @@ def _default_key(experiment: str, name: str, parent_run_id: str | None, params: 
     return hashlib.sha256(_canonical(payload).encode()).hexdigest()
 
 
-def find_runs(experiment: str, key: str) -> list:
+def find_runs(experiment: str, key: str, experiment_id: str | None = None) -> list:
     """Active runs of ``experiment`` whose :data:`RUN_KEY_TAG` is ``key``, oldest first."""
     c = client()
-    exp = c.get_experiment_by_name(experiment)
-    if exp is None:
-        return []
-    runs = c.search_runs([exp.experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=50)
+    if experiment_id is None:
+        exp = c.get_experiment_by_name(experiment)
+        if exp is None:
+            return []
+        experiment_id = exp.experiment_id
+    runs = c.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=50)
     return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
 
 
@@ -214,7 +229,7 @@ def start_run(
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
 
-    existing = find_runs(experiment, key)
+    existing = find_runs(experiment, key, exp_id)
     if existing:
         run = existing[0]
         run_id = run.info.run_id
@@ -229,7 +244,7 @@ def start_run(
     run_id = run.info.run_id
     # Lookup-then-create is not atomic: if another worker created the same key meanwhile, the oldest run
     # wins and the others delete themselves, so exactly one survives.
-    racing = find_runs(experiment, key)
+    racing = find_runs(experiment, key, exp_id)
     if len(racing) > 1 and racing[0].info.run_id != run_id:
         c.delete_run(run_id)
         return start_run(experiment, run_name, parent_run_id=parent_run_id, params=params, metrics=metrics,

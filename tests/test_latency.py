@@ -35,6 +35,32 @@ def test_pair_with_user_labels_beats_the_baselines():
     assert "rtt_ms" in pack and "value: p" in pack
 
 
+def test_pair_outputs_are_written_once_for_flow_and_benchmark(tmp_path):
+    import shutil
+
+    res = run_pair(_series(), LatencyConfig(**FAST), plot_dir=tmp_path)
+    artifacts = res.write(tmp_path / "pair")
+    labels = pd.read_parquet(tmp_path / "pair" / "labels.parquet")
+    assert len(labels) == 600 and labels["label"].notna().all()
+    assert json.loads((tmp_path / "pair" / "report.json").read_text())["f1_macro"] == pytest.approx(res.scores["f1_macro"])
+    names = {p.name for p in artifacts}
+    assert {"report.json", "subset0_lfs.yaml", "subset0_tree.txt", "subset0_tree.json"} <= names
+    assert res.plot_path and res.plot_path in {str(p) for p in artifacts}
+    assert ("subset0_tree.png" in names) == bool(shutil.which("dot"))
+    assert all(p.stat().st_size > 0 for p in artifacts)
+
+
+def test_undefined_f1_averages_to_nan_without_warning():
+    import warnings
+
+    from flamenco_core.experiments.latency import _mean_scores
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = _mean_scores([{"f1_noise": float("nan"), "f1_good": 1.0}, {"f1_noise": float("nan"), "f1_good": 0.5}])
+    assert np.isnan(out["f1_noise"]) and out["f1_good"] == 0.75
+
+
 def test_without_labels_the_pool_is_heuristic_and_marked():
     res = run_pair(_series().drop(columns=["label"]), LatencyConfig(**FAST))
     assert res.report()["label_sources"] == ["heuristic"]
@@ -114,3 +140,25 @@ def test_latency_flow_end_to_end(tmp_path, mlflow_uri):
     assert children["params.modality"].notna().all() and "metrics.f1_macro" in children
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(children["run_id"].iloc[0])}
     assert "report.json" in arts and any(a.endswith("_kde.png") for a in arts)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_runner_changes_where_pairs_run_not_their_labels(tmp_path, mlflow_uri):
+    import yaml
+
+    from flamenco_core.synth import GENERATORS
+    from flows.latency import latency_flow
+
+    res = GENERATORS["ark"](tmp_path / "raw", scale=0.02, seed=2)
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump({**FAST, "runner": {"kind": "dask", "workers": 2}}))
+    src = [str(p) for p in res.data_paths[:1]]
+    threads = latency_flow(src, "scamper", str(tmp_path / "threads"), labels=str(res.labels_path), config=str(cfg),
+                           experiment="test-latency-runners", runner="threads")
+    dask = latency_flow(src, "scamper", str(tmp_path / "dask"), labels=str(res.labels_path), config=str(cfg),
+                        experiment="test-latency-runners")  # the config's runner
+    assert threads["runner"] == "threads" and dask["runner"] == "dask"
+    assert not threads["failed"] and not dask["failed"] and len(dask["pairs"]) >= 2
+    a = pd.read_parquet(tmp_path / "threads" / "labels.parquet")
+    b = pd.read_parquet(tmp_path / "dask" / "labels.parquet")
+    pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))

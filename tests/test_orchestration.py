@@ -388,6 +388,47 @@ def test_runner_runs_a_flow(kind):
         assert os.getpid() not in pids
 
 
+_WORKER_API_SCRIPT = """
+import os, sys
+sys.path.insert(0, {root!r})
+from prefect import flow, task
+from tasks.runners import run_with_runner
+
+def where(x):
+    from prefect.settings import PREFECT_API_URL
+    return os.getpid(), PREFECT_API_URL.value()
+
+@flow
+def tiny(n):
+    return [f.result() for f in task(where).map(range(n))]
+
+if __name__ == "__main__":
+    import json
+    print("RESULT", json.dumps(run_with_runner(tiny, 4, runner="dask", workers=2)))
+"""
+
+
+def test_worker_processes_report_to_the_parents_local_server(tmp_path):
+    """Local mode, no harness: without a shared API URL each Dask worker would start a Prefect server of its
+    own (20 s of CPU each, then a share of a core); the workers must use the parent's."""
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "worker_api.py"
+    script.write_text(_WORKER_API_SCRIPT.format(root=str(Path(__file__).resolve().parents[1])))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180", PREFECT_LOGGING_LEVEL="WARNING")
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT "))
+    out = json.loads(line[len("RESULT "):])
+    urls = {u for _, u in out}
+    assert len(urls) == 1 and next(iter(urls)).startswith("http://127.0.0.1:"), urls
+    assert os.getpid() not in {p for p, _ in out}
+
+
 # -------------------------------------------------------------------------------------------- compare
 
 

@@ -151,11 +151,15 @@ def test_time_splits_presets_small_data_and_zero_ratio():
     assert split_sizes(100, "ark") == (65, 25, 10)
     assert split_sizes(100, "atlas") == (55, 20, 25)
     with pytest.raises(ValueError, match=r"too few .* at least \d+ rows"):
-        time_splits(latency_frame(4), "ark")
+        time_splits(latency_frame(2), "ark")
     with pytest.raises(ValueError, match="sum to 1"):
         time_splits(latency_frame(50), (0.5, 0.2, 0.2))
     with pytest.raises(ValueError, match="unknown ratio preset"):
         time_splits(latency_frame(50), "caida")
+    assert split_sizes(4, "ark") == (2, 1, 1)  # test's 0.4 row rounds to 1, taken from train's rounded-up row
+    assert split_sizes(20, (0.485, 0.485, 0.03)) == (10, 9, 1)
+    with pytest.raises(ValueError, match="at least 11 rows"):  # no donor within 1 row of its share below that
+        split_sizes(10, (0.9, 0.05, 0.05))
     s = time_splits(latency_frame(50), (0.8, 0.2, 0.0))
     assert s.sizes() == {"train": 40, "validation": 10, "test": 0}
 

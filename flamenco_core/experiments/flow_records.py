@@ -205,6 +205,8 @@ class FlowRecordsConfig(_Strict):
     correlation: Literal["pearson", "spearman"] = "pearson"
     tree: TreeConfig = Field(default_factory=TreeConfig)
     plots: bool = True
+    runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
+        None, description="the per-combination fan-out's task runner: a kind, or {kind, workers, address}")
 
     @field_validator("feature_selection")
     @classmethod

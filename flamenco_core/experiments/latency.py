@@ -73,6 +73,9 @@ class LatencyConfig(BaseModel):
     baselines: tuple[str, ...] = ("lof", "elliptic_envelope", "robust_covariance", "isolation_forest")
     contamination: Union[Literal["auto"], float] = "auto"
     seed: int = 0
+    runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
+        None, description="the per-pair fan-out's task runner: a kind, or {kind, workers, address}; the CLI's "
+                          "--runner/--workers/--scheduler win over it (tasks/runners.py)")
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path, None]) -> "LatencyConfig":
@@ -146,12 +149,47 @@ class PairResult:
             "seconds": round(self.seconds, 2),
         }
 
+    def write(self, out_dir: Union[str, Path], *, render: bool = True) -> list[Path]:
+        """Write the pair's outputs under ``out_dir``: ``labels.parquet``, ``report.json`` and per subset
+        the LF pack (``subset<i>_lfs.yaml``) and its tree as text, JSON and (``render``, with Graphviz)
+        PNG. Returns the files worth keeping as run artifacts (everything but the labels, plus the KDE
+        plot when there is one). A missing Graphviz costs only the PNG: it is logged, not raised."""
+        import json
+        import logging
+
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        self.labels.to_parquet(out / "labels.parquet")
+        (out / "report.json").write_text(json.dumps(self.report(), indent=2, default=str))
+        artifacts = [out / "report.json"]
+        if self.plot_path:
+            artifacts.append(Path(self.plot_path))
+        for s in self.subsets:
+            for text, suffix in ((s.pack_yaml, "lfs.yaml"), (s.tree_text, "tree.txt"), (s.tree_json, "tree.json")):
+                if text:
+                    p = out / f"subset{s.subset}_{suffix}"
+                    p.write_text(text)
+                    artifacts.append(p)
+            if s.tree_json and render:
+                from flamenco_core.explain import Tree, render_png
+
+                try:
+                    artifacts.append(Path(render_png(Tree.from_json(s.tree_json), out / f"subset{s.subset}_tree.png")))
+                except (RuntimeError, OSError) as exc:
+                    logging.getLogger(__name__).warning("%s -> %s: tree not rendered: %s", self.src, self.dst, exc)
+        return artifacts
+
 
 def _mean_scores(items: list[dict[str, float]]) -> dict[str, float]:
     if not items:
         return {}
     keys = [k for k in METRIC_KEYS if any(k in d for d in items)]
-    return {k: float(np.nanmean([d.get(k, np.nan) for d in items])) for k in keys}
+    out = {}
+    for k in keys:
+        v = np.array([d.get(k, np.nan) for d in items], dtype="float64")
+        # An F1 undefined in every subset (no test point of that class) stays NaN, without numpy's warning.
+        out[k] = float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else float("nan")
+    return out
 
 
 def resolve_ratios(config: LatencyConfig, source: str) -> Union[str, tuple[float, float, float]]:

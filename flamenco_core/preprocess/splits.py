@@ -71,18 +71,14 @@ def _resolve_ratios(ratios: Sequence[float] | str) -> tuple[float, float, float]
 
 def split_sizes(n: int, ratios: Sequence[float] | str) -> tuple[int, int, int]:
     """Rows per split for ``n`` rows: largest-remainder rounding, so each size is within 1 row of
-    ``n * ratio`` and the sizes sum to ``n``.
+    ``n * ratio`` and the sizes sum to ``n``; a split with a positive ratio gets at least one row whenever
+    that bound allows it (a rounded-up split gives its extra row to it).
 
-    Raises ``ValueError`` when a split with a positive ratio would get 0 rows; the message gives the
+    Raises ``ValueError`` when a split with a positive ratio would still get 0 rows; the message gives the
     minimum number of rows these ratios need.
     """
     r = np.asarray(_resolve_ratios(ratios))
-    exact = n * r
-    sizes = np.floor(exact).astype(int)
-    rest = n - int(sizes.sum())
-    # Ties go to the earlier split (train first): stable sort on the negated remainders.
-    order = np.argsort(-(exact - sizes), kind="stable")
-    sizes[order[:rest]] += 1
+    sizes = _allocate(n, r)
     empty = [SPLIT_NAMES[i] for i in range(3) if r[i] > 0 and sizes[i] == 0]
     if empty:
         need = _min_rows(r)
@@ -93,12 +89,29 @@ def split_sizes(n: int, ratios: Sequence[float] | str) -> tuple[int, int, int]:
     return int(sizes[0]), int(sizes[1]), int(sizes[2])
 
 
+def _allocate(n: int, r: np.ndarray) -> np.ndarray:
+    exact = n * r
+    floors = np.floor(exact).astype(int)
+    sizes = floors.copy()
+    remainder = exact - floors
+    # Ties go to the earlier split (train first): stable sort on the negated remainders.
+    order = np.argsort(-remainder, kind="stable")
+    sizes[order[: n - int(floors.sum())]] += 1
+    for i in range(3):
+        if r[i] > 0 and sizes[i] == 0:
+            # The donor is the rounded-up split whose rounding was least due (smallest remainder); losing
+            # its extra row keeps it within 1 row of its exact share.
+            donors = [j for j in range(3) if sizes[j] > floors[j] and sizes[j] > 1]
+            if donors:
+                j = min(donors, key=lambda k: (remainder[k], -k))
+                sizes[j] -= 1
+                sizes[i] += 1
+    return sizes
+
+
 def _min_rows(r: np.ndarray) -> int:
     for n in range(1, 10_000):
-        exact = n * r
-        sizes = np.floor(exact).astype(int)
-        order = np.argsort(-(exact - sizes), kind="stable")
-        sizes[order[: n - int(sizes.sum())]] += 1
+        sizes = _allocate(n, r)
         if not any(r[i] > 0 and sizes[i] == 0 for i in range(3)):
             return n
     return 10_000
