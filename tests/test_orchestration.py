@@ -500,3 +500,17 @@ def test_collaboration_flow_and_compare(tmp_path, cli):
     assert res.exit_code == 2 and "cls_f1" in res.output
     res = CliRunner().invoke(cli, ["compare", "--experiment", "no-such-experiment"])
     assert res.exit_code == 2 and "no experiment" in res.output
+
+
+def test_local_dask_workers_run_without_the_statistical_profiler():
+    import dask
+    from distributed import Client, LocalCluster
+
+    from tasks.runners import LOCAL_WORKER_CONFIG, make_task_runner
+
+    runner = make_task_runner("dask", workers=1)
+    assert runner.cluster_kwargs["config"] is LOCAL_WORKER_CONFIG
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+                      config=LOCAL_WORKER_CONFIG) as cluster, Client(cluster, set_as_default=False) as client:
+        states = client.run(lambda: dask.config.get("distributed.worker.profile.enabled"))
+    assert list(states.values()) == [False]
