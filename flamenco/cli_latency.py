@@ -34,8 +34,6 @@ def latency_cmd(
             raise typer.Exit(2)
     from flamenco.env import setup_environment
 
-    if scheduler and not runner:
-        runner = "dask"
     try:
         from tasks.runners import resolve
 

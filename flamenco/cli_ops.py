@@ -401,7 +401,7 @@ def serve_cmd(
             with console.status("stopping the worker and the servers"):
                 ctx.__exit__(None, None, None)
     except KeyboardInterrupt:
-        pass
+        pass  # Ctrl-C is how `serve` is stopped; the finally block above already tore the stack down
     except RuntimeError as exc:
         _fail(str(exc), 1)
     console.print("stopped.")

@@ -64,8 +64,6 @@ def flows_cmd(
     from flamenco_core.experiments.flow_records import load_config, load_experiment, load_packs
     from flamenco_core.labeling import SpecError
 
-    if scheduler and not runner:
-        runner = "dask"
     try:
         from tasks.runners import resolve
 

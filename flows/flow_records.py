@@ -105,7 +105,6 @@ def flow_records_flow(
     ``runner``/``workers``/``scheduler``: the per-combination fan-out's task runner (else the config's
     ``runner``, else the environment; ``tasks/runners.py``).
     """
-    from flamenco_core.experiments.flow_records import load_config
     from flamenco_core.ingest.pipeline import file_sha256
     from tasks.runners import fan_out
 
@@ -138,10 +137,9 @@ def flow_records_flow(
         return {"experiment": experiment, "parent_run_id": parent, "out_dir": str(out), "preparation": "failed",
                 "error": prep["error"], "summary": prep["report"]["summary"], "combinations": records,
                 "report": str(out / "report.json"), "labels": None}
-    cfg_runner = load_config(config).runner if config else None
     records, _ = fan_out(combinations_flow, prep["combinations"], prep["work_dir"], str(out), experiment, parent,
                          prep["dataset"], runner=runner, workers=workers, scheduler=scheduler,
-                         config={"runner": cfg_runner} if cfg_runner else None)
+                         config={"runner": prep["runner"]} if prep.get("runner") else None)
     final = finish_task(prep["work_dir"], str(out), records, parent,
                         {"mlflow": {"experiment": experiment, "parent_run_id": parent}})
     s = final["summary"]

@@ -108,6 +108,7 @@ def prepare_task(data_path: Optional[str], packs: list[str], out_dir: str, exper
         "rows": prep.meta["rows"],
         "lf_errors": dict(prep.lf_errors),
         "packs": prep.meta["packs"],
+        "runner": prep.config.runner,
     }
 
 

@@ -33,7 +33,8 @@ def resolve(kind: str | None = None, workers: int | None = None, address: str | 
             config: Mapping[str, Any] | str | Path | None = None) -> dict:
     """The runner choice from, in order of precedence: the arguments, ``config`` (a mapping or a YAML
     file with a ``runner:`` key holding a kind or ``{kind, workers, address}``), the environment
-    (``FLAMENCO_RUNNER``, ``FLAMENCO_WORKERS``, ``FLAMENCO_DASK_ADDRESS``), then threads."""
+    (``FLAMENCO_RUNNER``, ``FLAMENCO_WORKERS``, ``FLAMENCO_DASK_ADDRESS``), then threads; an address
+    with no kind given means dask."""
     cfg: dict = {}
     if isinstance(config, (str, Path)):
         import yaml
@@ -47,10 +48,12 @@ def resolve(kind: str | None = None, workers: int | None = None, address: str | 
         elif isinstance(r, Mapping):
             cfg = dict(r)
     env_workers = os.environ.get("FLAMENCO_WORKERS")
+    addr = address or cfg.get("address") or os.environ.get("FLAMENCO_DASK_ADDRESS")
     out = {
-        "kind": kind or cfg.get("kind") or os.environ.get("FLAMENCO_RUNNER") or "threads",
+        # A scheduler address without a kind means Dask (`--scheduler tcp://...` alone).
+        "kind": kind or cfg.get("kind") or ("dask" if addr else None) or os.environ.get("FLAMENCO_RUNNER") or "threads",
         "workers": workers or cfg.get("workers") or (int(env_workers) if env_workers else None),
-        "address": address or cfg.get("address") or os.environ.get("FLAMENCO_DASK_ADDRESS"),
+        "address": addr,
     }
     if out["kind"] not in RUNNERS:
         raise ValueError(f"unknown runner {out['kind']!r}; choose one of {', '.join(RUNNERS)}")

@@ -68,10 +68,9 @@ def ensure_experiment(name: str) -> str:
     if cache_key in _EXPERIMENT_IDS:
         return _EXPERIMENT_IDS[cache_key]
     exp = c.get_experiment_by_name(name)
-    if exp is not None and exp.lifecycle_stage == "active":
-        _EXPERIMENT_IDS[cache_key] = exp.experiment_id
-        return exp.experiment_id
     if exp is not None:
+        if exp.lifecycle_stage == "active":  # a deleted one may be restored or purged: not cached
+            _EXPERIMENT_IDS[cache_key] = exp.experiment_id
         return exp.experiment_id
     root = os.environ.get("FLAMENCO_ARTIFACT_ROOT")
     try:
