@@ -70,7 +70,7 @@ def test_without_labels_the_pool_is_heuristic_and_marked():
 @pytest.mark.parametrize("case, outcome, words", [
     ("constant", "skipped", "constant"),
     ("small", "skipped", "min_points"),
-    ("one_class", "fallback", "only 'good'"),
+    ("one_class", "fallback", "0 noise"),
 ])
 def test_bad_inputs_end_in_recorded_outcomes(case, outcome, words):
     df = _series(noise=0.0)

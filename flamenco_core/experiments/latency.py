@@ -72,6 +72,10 @@ class LatencyConfig(BaseModel):
     model: ModelConfig = Field(default_factory=ModelConfig)
     baselines: tuple[str, ...] = ("lof", "elliptic_envelope", "robust_covariance", "isolation_forest")
     contamination: Union[Literal["auto"], float] = "auto"
+    relative_window: int = Field(30, ge=2, description="past points in the local baseline of the relative features")
+    min_class_rows: int = Field(5, ge=1, description="labeled rows of each class a level needs to learn LFs")
+    heuristic_k: float = Field(3.5, gt=0, description="robust z above which the heuristic pool and the envelope say noise")
+    envelope_margin: float = Field(1.5, ge=1, description="envelope: noise beyond this multiple of the labeled good rows' highest robust z")
     seed: int = 0
     runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
         None, description="the per-pair fan-out's task runner: a kind, or {kind, workers, address}; the CLI's "
@@ -105,6 +109,9 @@ class SubsetResult:
     tree_text: str = ""
     tree_json: str = ""
     threshold: dict[str, Any] = field(default_factory=dict)
+    level: str = ""  # subset | pair | envelope | constant: where the LFs that labeled it were learned
+    test_index: Any = field(default=None, repr=False)
+    baseline_labels: Any = field(default=None, repr=False)
 
 
 @dataclass
@@ -121,6 +128,7 @@ class PairResult:
     labels: pd.DataFrame
     seconds: float = 0.0
     plot_path: Optional[str] = None
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def scores(self) -> dict[str, float]:
@@ -132,22 +140,39 @@ class PairResult:
         return {m: _mean_scores([s.baselines[m] for s in self.subsets if m in s.baselines]) for m in names}
 
     def report(self) -> dict[str, Any]:
-        """The pair's record of ``report.json`` (issue 4 section 6)."""
+        """The pair's record of ``report.json``: test-split F1 of FLAMENCO and each baseline, F1 on the
+        rows outside the labeled pool when the truth was given (``f1_unlabeled``), and per subset its
+        outcome, label source and the level its LFs were learned at."""
         sc = self.scores
-        return {
+        nan3 = {k: float("nan") for k in METRIC_KEYS}
+        levels: dict[str, int] = {}
+        for s in self.subsets:
+            if s.level:
+                levels[s.level] = levels.get(s.level, 0) + 1
+        rec = {
             "src": self.src, "dst": self.dst, "rows": self.rows, "outcome": self.outcome, "reason": self.reason,
             "modality": self.modality.get("label", ""), "n_modes": self.modality.get("n_modes"),
             **{k: sc.get(k, float("nan")) for k in METRIC_KEYS},
             "baselines": {m: {k: v.get(k, float("nan")) for k in METRIC_KEYS} for m, v in self.baseline_scores.items()},
             "label_sources": sorted({s.label_source for s in self.subsets if s.label_source}),
+            "levels": levels,
             "models": sorted({s.model for s in self.subsets if s.model}),
             "subsets": [
                 {"subset": s.subset, "rows": s.rows, "outcome": s.outcome, "reason": s.reason, "label_source": s.label_source,
-                 "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])]}
+                 "level": s.level, "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])]}
                 for s in self.subsets
             ],
             "seconds": round(self.seconds, 2),
         }
+        for k in ("pool_source", "pool_rows", "unlabeled_rows", "pair_reason", "truth_rows"):
+            if k in self.extra:
+                rec[k] = self.extra[k]
+        if "truth_rows" in self.extra:
+            fu = self.extra.get("f1_unlabeled", nan3)
+            rec["f1_unlabeled"] = {k: fu.get(k, float("nan")) for k in METRIC_KEYS}
+            rec["baselines_unlabeled"] = {m: {k: v.get(k, float("nan")) for k in METRIC_KEYS}
+                                          for m, v in self.extra.get("baselines_unlabeled", {}).items()}
+        return rec
 
     def write(self, out_dir: Union[str, Path], *, render: bool = True) -> list[Path]:
         """Write the pair's outputs under ``out_dir``: ``labels.parquet``, ``report.json`` and per subset
@@ -213,6 +238,12 @@ def _scores(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
     return out
 
 
+def score_labels(truth, pred) -> dict[str, float]:
+    """F1 of good, noise and their macro mean for class-name arrays (``"good"``/``"noise"``), with the
+    latency path's convention: a class absent from both truth and predictions has no F1 (NaN)."""
+    return _scores(_encode(pd.Series(np.asarray(truth, dtype=object))), _encode(pd.Series(np.asarray(pred, dtype=object))))
+
+
 def _features(df: pd.DataFrame, config: LatencyConfig) -> list[str]:
     if config.features == "raw":
         return ["rtt_ms"]
@@ -225,191 +256,200 @@ def _encode(labels: pd.Series) -> np.ndarray:
     return labels.map({c: i for i, c in enumerate(CLASSES)}).to_numpy(dtype="float64")
 
 
-def run_subset(sub: pd.DataFrame, subset_id: int, config: LatencyConfig, ratios, has_user_labels: bool) -> tuple[SubsetResult, pd.DataFrame]:
-    """Label one unimodal subset; returns its result and its per-row labels (index of ``sub``)."""
-    from flamenco_core.autolf import SnubaConfig, add_window_features, generate_lfs
+# ---------------------------------------------------------------------------------------------- learning levels
+
+
+@dataclass
+class _Learner:
+    """LFs, label model and end model learned at one level (a subset, or the whole pair)."""
+
+    level: str  # subset | pair
+    auto: Any
+    stats: Any
+    feats: list[str]
+    model: Any = None
+    kind: str = ""
+    reason: str = ""
+    dropped: int = 0
+
+    def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index, P(noise), source) for ``rows``: the label model where an LF voted, the end model
+        where all abstained (or the label model's prior when there is no end model)."""
+        L = self.auto.label_matrix(rows, stats=self.stats)
+        covered = (L != -1).any(axis=1)
+        lm = self.auto.label_model.predict_proba(L)[:, 1]
+        if self.model is not None and len(rows):
+            X = rows[self.feats].to_numpy(dtype="float64")
+            proba = np.asarray(self.model.predict_proba(X))[:, 1]
+            cls = np.asarray(self.model.predict(X)).astype(int)
+        else:
+            proba, cls = lm, (lm >= 0.5).astype(int)
+        p = np.where(covered, lm, proba)
+        lab = np.where(covered, (lm >= 0.5).astype(int), cls)
+        src = np.where(covered, "label_model", "classifier" if self.model is not None else "label_model")
+        return lab, p, src
+
+
+def _learn(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[str], config: LatencyConfig,
+           size: int) -> tuple[Optional[_Learner], str]:
+    """Snuba LFs on ``labeled`` (validation rows, class names in ``label``) over ``train`` (the unlabeled
+    rows), the label model, and the end model on the covered training rows. ``(None, reason)`` when the LFs
+    cannot be learned; an end model that cannot train leaves the label model alone, with the reason."""
+    from flamenco_core.autolf import SnubaConfig, generate_lfs
     from flamenco_core.labeling import DataStatistics, filter_unlabeled
     from flamenco_core.models import build_model, choose_model
-    from flamenco_core.preprocess import threshold_stats, time_splits
 
-    res = SubsetResult(subset=subset_id, rows=len(sub), outcome="ok")
-    out = pd.DataFrame(index=sub.index, data={"label": pd.Series(pd.NA, index=sub.index, dtype="string"),
-                                               "probability": np.nan, "label_source": pd.Series(pd.NA, index=sub.index, dtype="string")})
-    rtt = sub["rtt_ms"].to_numpy(dtype="float64")
-    if np.unique(rtt).size < 2:
-        res.outcome, res.reason = "skipped", "constant series: nothing to separate"
-        out["label"], out["label_source"], out["probability"] = "good", "constant", 0.0
-        return res, out
-    if len(sub) < config.window:
-        res.outcome, res.reason = "skipped", f"{len(sub)} points, fewer than the window of {config.window}"
-        return res, out
-    df = add_window_features(sub, window=config.window) if config.features == "window" else sub.copy()
-    try:
-        splits = time_splits(df, ratios)
-    except ValueError as exc:
-        res.outcome, res.reason = "skipped", f"cannot split: {exc}"
-        return res, out
-    train, val, test = splits.train, splits.validation, splits.test
-    # The labeled pool is validation + test. Without user labels the threshold heuristic proposes them
-    # from the training data's statistics, and every report says so.
-    th = threshold_stats(train["rtt_ms"], method=config.thresholds.method, k=config.thresholds.k)
-    res.threshold = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v) for k, v in th.items()}
-    user = has_user_labels and val["label"].notna().any() and test["label"].notna().any()
-    if user:
-        y_val, y_test = val["label"].astype("string"), test["label"].astype("string")
-        res.label_source = "user"
-    else:
-        cut = th["threshold"]
-        y_val = pd.Series(np.where(val["rtt_ms"] > cut, "noise", "good"), index=val.index, dtype="string")
-        y_test = pd.Series(np.where(test["rtt_ms"] > cut, "noise", "good"), index=test.index, dtype="string")
-        res.label_source = "heuristic"
-    feats = _features(df, config)
-    pool = pd.concat([y_val, y_test]).dropna()
-    if pool.nunique() == 1:
-        # The labeled pool of this subset holds one class (typically the lowest route of a multimodal pair,
-        # whose noise lands above it in another subset): it is labeled that class, as the labels say.
-        only = str(pool.iloc[0])
-        res.outcome, res.reason = "fallback", f"labeled pool holds only {only!r} ({len(pool)} rows): subset labeled {only!r}"
-        res.model = "labeled_pool"
-        out["label"], out["label_source"], out["probability"] = only, "labeled_pool", float(only == "noise")
-        y_true = _encode(y_test)
-        res.scores = _scores(y_true, np.full(len(y_true), CLASSES.index(only), dtype="float64"))
-        res.baselines = _baselines(df, feats, test.index, y_true, config)
-        return res, out
-    train_stats = DataStatistics(train)  # thresholds resolve on the training split, for every row
-    labeled = val.assign(label=y_val)
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
     try:
         auto = generate_lfs(labeled, train, feats, "label", scfg)
     except ValueError as exc:
-        res.outcome, res.reason = "fallback", f"automatic LFs: {exc}"
-        auto = None
-    if auto is None:
-        # One class in the labeled pool (or no usable heuristic): the threshold heuristic labels the rows.
-        cut = th["threshold"]
-        lab = np.where(df["rtt_ms"] > cut, "noise", "good")
-        out["label"], out["label_source"], out["probability"] = lab, "heuristic", (lab == "noise").astype(float)
-        pred_test = _encode(pd.Series(np.where(test["rtt_ms"] > cut, "noise", "good"), index=test.index))
-        res.model = "threshold"
-        y_true = _encode(y_test)
-        res.scores = _scores(y_true, pred_test)
-        res.baselines = _baselines(df, feats, test.index, y_true, config)
-        return res, out
-    res.autolf = auto.to_dict()
-    res.pack_yaml = auto.pack.to_yaml() if hasattr(auto.pack, "to_yaml") else ""
-    # End model on the training rows the LFs covered, with the label model's probabilities.
-    X_train = train[feats].to_numpy(dtype="float64")
-    probs = auto.train_probs
-    X_fit, p_fit, dropped = filter_unlabeled(X_train, probs, auto.L_train)
-    choice = choose_model(len(sub), {"model": config.model.model, "small_threshold": config.model.small_threshold})
+        return None, f"automatic LFs at the {level} level: {exc}"
+    learner = _Learner(level, auto, DataStatistics(train), feats)
+    X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
+    choice = choose_model(size, {"model": config.model.model, "small_threshold": config.model.small_threshold})
     params = dict(config.model.lstm if choice.kind == "lstm" else config.model.forest)
     if choice.kind == "lstm":
         params.setdefault("window", config.window)
-    res.model = choice.kind
-    X_val = val[feats].to_numpy(dtype="float64")
-    X_test = test[feats].to_numpy(dtype="float64")
-    y_val_i = _encode(y_val)
+    X_val = labeled[feats].to_numpy(dtype="float64")
+    # Every validation row is labeled (the pool is the labeled rows only), so this cast cannot meet a NaN.
+    y_val = _encode(labeled["label"]).astype(int)
     try:
-        if len(np.unique(p_fit.argmax(axis=1))) < 2:
+        if len(p_fit) == 0 or len(np.unique(p_fit.argmax(axis=1))) < 2:
             raise ValueError("the label model gave one class to every covered training row")
         if choice.kind == "lstm" and config.model.search:
             from flamenco_core.models.search import PAPER_LSTM_GRID, search
 
-            found = search(build_model("lstm", params, config.seed), PAPER_LSTM_GRID, X_fit, p_fit, X_val,
-                           y_val_i.astype(int), seed=config.seed, **config.model.search)
+            found = search(build_model("lstm", params, config.seed), PAPER_LSTM_GRID, X_fit, p_fit, X_val, y_val,
+                           seed=config.seed, **config.model.search)
             model = found.best_estimator
         else:
             model = build_model(choice.kind, params, config.seed)
             if choice.kind == "lstm":
-                model.fit(X_fit, p_fit, X_val=X_val, y_val=y_val_i.astype(int))
+                model.fit(X_fit, p_fit, X_val=X_val, y_val=y_val)
             else:
                 model.fit(X_fit, p_fit)
-        pred_test = np.asarray(model.predict(X_test), dtype="float64")
-        all_pred = np.asarray(model.predict(df[feats].to_numpy(dtype="float64")))
-        all_proba = np.asarray(model.predict_proba(df[feats].to_numpy(dtype="float64")))[:, 1]
+        learner.model, learner.kind = model, choice.kind
     except ValueError as exc:
-        # The end model cannot train (one class): the label model labels what the LFs cover.
-        res.outcome, res.reason = "fallback", f"end model: {exc}; label-model labels only"
-        res.model = "label_model"
-        lm_test = auto.predict_proba(test, stats=train_stats)
-        covered = (auto.label_matrix(test, stats=train_stats) != -1).any(axis=1)
-        pred_test = np.where(covered, lm_test.argmax(axis=1), 0).astype("float64")
-        all_pred = np.zeros(len(df), dtype=int)
-        all_proba = np.zeros(len(df))
-    y_true = _encode(y_test)
-    res.scores = _scores(y_true, pred_test)
-    res.baselines = _baselines(df, feats, test.index, y_true, config)
-    # A label for every row: the label model's where the LFs voted (thresholds from the train split),
-    # the classifier's where they all abstained, the user's where given.
-    L_all = auto.label_matrix(df, stats=train_stats)
-    covered = (L_all != -1).any(axis=1)
-    lm = auto.label_model.predict_proba(L_all)[:, 1]
-    p_noise = np.where(covered, lm, all_proba)
-    lab = np.where(covered, (lm >= 0.5).astype(int), all_pred)
-    out["label"] = np.array(CLASSES)[lab]
-    out["probability"] = p_noise
-    out["label_source"] = np.where(covered, "label_model", "classifier")
+        learner.kind, learner.reason = "label_model", f"end model: {exc}; label-model labels only"
+    return learner, ""
+
+
+def _class_counts(labels: pd.Series) -> dict[str, int]:
+    vc = labels.dropna().astype(str).value_counts()
+    return {c: int(vc.get(c, 0)) for c in CLASSES}
+
+
+def _learnable(labeled: pd.Series, config: LatencyConfig) -> tuple[bool, str]:
+    counts = _class_counts(labeled)
+    if min(counts.values()) >= config.min_class_rows:
+        return True, ""
+    return False, (f"labeled rows hold {counts['good']} good and {counts['noise']} noise "
+                   f"(fewer than min_class_rows={config.min_class_rows} of a class)")
+
+
+def _envelope(rows: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[np.ndarray, str]:
+    """Labels where no level could learn: the relative deviation of every row against what the labeled
+    rows showed. The pool's good rows bound how far good RTTs stray from their baseline; only rows far
+    beyond that bound (``envelope_margin`` times its highest robust z, and at least ``heuristic_k``)
+    are noise. A pool of good rows whose range covers the data therefore labels it all good, which is
+    then what the evidence says, not a default."""
+    rz = rows[RZ].to_numpy(dtype="float64")
+    good = pool.reindex(rows.index) == "good"
+    good_rz = rz[good.fillna(False).to_numpy()]
+    if good_rz.size:
+        bound = max(config.heuristic_k, config.envelope_margin * float(np.nanmax(good_rz)))
+        why = (f"robust z above {bound:.2f} (= max({config.heuristic_k:g}, {config.envelope_margin:g} x the "
+               f"highest of {good_rz.size} labeled good rows))")
+    else:
+        bound = config.heuristic_k
+        why = f"robust z above heuristic_k={config.heuristic_k:g} (no labeled good rows to bound it)"
+    return (rz > bound).astype(int), why
+
+
+RZ = "rtt_ms_rz"
+
+
+def _add_features(df: pd.DataFrame, config: LatencyConfig) -> pd.DataFrame:
+    """Window statistics and deviations from the local baseline per subset series, and the deviations
+    against the whole pair's baseline (``rtt_ms_pair_*``: they see a spike that landed in another mode)."""
+    from flamenco_core.autolf import add_window_features
+    from flamenco_core.preprocess.baseline import relative_features
+
+    out = add_window_features(df, window=config.window) if config.features == "window" else df.copy()
+    rel = relative_features(df, window=config.relative_window, by=["subset"])
+    pair = relative_features(df, window=config.relative_window, by=None, prefix="rtt_ms_pair")
+    return pd.concat([out, rel.drop(columns=["rtt_ms_base"]), pair.drop(columns=["rtt_ms_pair_base"])], axis=1)
+
+
+def _subset_features(config: LatencyConfig) -> list[str]:
+    from flamenco_core.preprocess.baseline import relative_columns
+
+    return [*_features(None, config), *relative_columns("rtt_ms"), *relative_columns("rtt_ms", "rtt_ms_pair")]
+
+
+def _pair_features() -> list[str]:
+    from flamenco_core.preprocess.baseline import relative_columns
+
+    # Only features relative to a local baseline: the pair-level LFs must hold on every mode.
+    return [*relative_columns("rtt_ms"), *relative_columns("rtt_ms", "rtt_ms_pair")]
+
+
+def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
+    """The labeled pool (class names, NA elsewhere), its source, and its validation and test rows.
+
+    With user labels the pool is every labeled row, wherever it lies in time; without, the latest
+    (validation + test) share of each subset gets the heuristic's labels (rolling robust z above
+    ``heuristic_k``). The pool is cut in time order into validation (Snuba fits on it) and test (scored)."""
+    from flamenco_core.preprocess.splits import RATIOS
+
+    r = RATIOS[ratios] if isinstance(ratios, str) else tuple(ratios)
     if user:
-        given = df["label"].notna().to_numpy()
-        out.loc[given, "label"] = df.loc[given, "label"].astype(str).to_numpy()
-        out.loc[given, "label_source"] = "user"
-        out.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float).to_numpy()
-    try:
-        from flamenco_core.explain import build_tree, render_text
-
-        tree = build_tree(auto.pack, train, importance=_importance(auto), mode="faithful")
-        res.tree_text = render_text(tree)
-        res.tree_json = tree.to_json()
-    except Exception as exc:  # the tree is an explanation, not a result: record and go on
-        res.tree_text = f"(tree not built: {type(exc).__name__}: {exc})"
-    res.autolf["dropped_unlabeled_train_rows"] = int(dropped)
-    return res, out
-
-
-def _importance(auto) -> dict[str, float]:
-    """Tree node order: the committed heuristics' order (Snuba commits the best-scoring first)."""
-    order: dict[str, float] = {}
-    for rank, h in enumerate(auto.heuristics):
-        for f in h.features:
-            order.setdefault(f, float(len(auto.heuristics) - rank))
-    return order
-
-
-def _baselines(df: pd.DataFrame, feats: Sequence[str], test_index, y_true: np.ndarray, config: LatencyConfig) -> dict:
-    """Each unsupervised method sees the whole subset (no labels) and is scored on its test rows."""
-    from flamenco_core.models import run_baselines
-
-    X = df[list(feats)].to_numpy(dtype="float64")
-    labels = run_baselines(X, list(config.baselines), config.contamination, config.seed, index=df.index)
-    out = {}
-    for m in labels.columns:
-        col = labels.loc[test_index, m]
-        if col.isna().all():
-            continue
-        out[m] = _scores(y_true, col.astype("float64").to_numpy())
-    return out
+        pool = df["label"].astype("string")
+        source = "user"
+    else:
+        share = (r[1] + r[2]) or 0.35
+        pos = df.groupby("subset").cumcount() / df.groupby("subset")["subset"].transform("size")
+        late = pos >= 1.0 - share
+        lab = np.where(df[RZ].to_numpy() > config.heuristic_k, "noise", "good")
+        pool = pd.Series(lab, index=df.index, dtype="string").where(late)
+        source = "heuristic"
+    idx = pool.dropna().index
+    n_val = int(round(len(idx) * (r[1] / max(r[1] + r[2], 1e-9))))
+    if len(idx) >= 2:
+        n_val = min(max(n_val, 1), len(idx) - 1)
+    return pool, source, idx[:n_val], idx[n_val:]
 
 
 def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", plot_dir: Optional[Path] = None) -> PairResult:
-    """Run the latency path on one SD pair (rows of one src/dst, any order)."""
+    """Run the latency path on one SD pair (rows of one src/dst, any order).
+
+    A ``label`` column holds the user's labels (NA where unknown); a ``truth`` column, when present, is
+    never read by the learning: it only scores the rows outside the labeled pool (``f1_unlabeled``).
+    """
     from flamenco_core.ingest.pairs import pair_id
     from flamenco_core.preprocess import detect_modes, plot_modality, split_by_modes
+    from flamenco_core.preprocess.baseline import rolling_mad
 
     t0 = time.perf_counter()
     df = df.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    truth = df.pop("truth").astype("string") if "truth" in df.columns else None
     src, dst = str(df["src"].iloc[0]), str(df["dst"].iloc[0])
     has_labels = "label" in df.columns and df["label"].notna().any()
     if not has_labels and "label" in df.columns:
         df = df.drop(columns=["label"])
     empty = pd.DataFrame(index=df.index, data={"label": pd.Series(pd.NA, index=df.index, dtype="string"),
-                                               "probability": np.nan, "label_source": pd.Series(pd.NA, index=df.index, dtype="string")})
+                                               "probability": np.nan, "label_source": pd.Series(pd.NA, index=df.index, dtype="string"),
+                                               "level": pd.Series(pd.NA, index=df.index, dtype="string")})
 
-    def done(outcome, reason, modality, subsets, labels, plot=None):
-        return PairResult(src, dst, len(df), outcome, reason, modality, subsets, _labels_frame(df, labels),
-                          time.perf_counter() - t0, plot)
+    def done(outcome, reason, modality, subsets, labels, plot=None, extra=None):
+        res = PairResult(src, dst, len(df), outcome, reason, modality, subsets, _labels_frame(df, labels),
+                         time.perf_counter() - t0, plot)
+        res.extra = extra or {}
+        return res
 
     if len(df) < config.min_points:
-        return done("skipped", f"{len(df)} rows, fewer than min_points={config.min_points}", {}, [], empty)
+        return done("skipped", f"{len(df)} rows, fewer than min_points={config.min_points}: lower min_points in the "
+                               "config to label it", {}, [], empty)
     rtt = df["rtt_ms"].to_numpy(dtype="float64")
     mod = detect_modes(rtt, min_height=config.modality.min_height, bw_method=config.modality.bw_method, seed=config.seed)
     modality = mod.to_dict() if hasattr(mod, "to_dict") else {"n_modes": mod.n_modes}
@@ -421,17 +461,185 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         plot = str(plot_modality(rtt, mod, Path(plot_dir) / f"{pair_id(src, dst)}_kde.png", title=f"{src} -> {dst}"))
     split = split_by_modes(df, mod, min_subset=config.modality.min_subset, tiny=config.modality.tiny)
     modality["subsets"] = split.outcomes
-    ratios = resolve_ratios(config, source)
-    results, frames = [], []
+    subset_of = pd.Series(-1, index=df.index, dtype="int64")
     for i, sub in enumerate(split.subsets):
-        r, lab = run_subset(sub.sort_values("timestamp", kind="stable"), i, config, ratios, has_labels)
+        subset_of.loc[sub.index] = i
+    kept = subset_of >= 0
+    work = _add_features(df[kept].assign(subset=subset_of[kept]), config)
+    ratios = resolve_ratios(config, source)
+    pool, pool_source, val_idx, test_idx = _pool(work, config, ratios, has_labels)
+    unlabeled = work.index.difference(pool.dropna().index)
+    # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
+    train_idx = unlabeled if len(unlabeled) >= config.window else work.index
+
+    # The pair level: LFs on relative features only, learned from every subset's labeled rows. Subsets
+    # whose own labeled rows are too few or one-class borrow it.
+    pair_learner, pair_reason = None, ""
+    ok_pair, why = _learnable(pool.loc[val_idx], config)
+    if ok_pair:
+        pair_learner, pair_reason = _learn("pair", work.loc[val_idx].assign(label=pool.loc[val_idx]),
+                                           work.loc[train_idx], _pair_features(), config, len(work))
+    else:
+        pair_reason = f"pair level: {why}"
+    pair_pred = (*pair_learner.predict(work), work.index) if pair_learner is not None else None
+
+    labels = empty.copy()
+    predicted = pd.Series(pd.NA, index=df.index, dtype="string")
+    results = []
+    base_cols: dict[str, pd.Series] = {}
+    for i in range(len(split.subsets)):
+        rows = work[work["subset"] == i]
+        r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair_learner, pair_pred, pair_reason,
+                             pool_source, config)
         results.append(r)
-        frames.append(lab)
-    labels = pd.concat(frames).reindex(df.index) if frames else empty
-    ok = [r for r in results if r.scores]
-    outcome = "ok" if ok and all(r.outcome == "ok" for r in results) else ("partial" if ok else "skipped")
+        labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
+        predicted.loc[lab.index] = lab["label"].astype("string")
+        if r.baseline_labels is not None:
+            for m in r.baseline_labels.columns:
+                base_cols.setdefault(m, pd.Series(pd.NA, index=df.index, dtype="Int8"))
+                base_cols[m].loc[rows.index] = r.baseline_labels[m]
+    base_cols["rolling_mad"] = pd.Series(rolling_mad(rtt), index=df.index, dtype="Int8")
+    # rolling_mad is the rule a user would write: scored on every subset's test rows like the others
+    for r in results:
+        t = r.test_index
+        if t is not None and len(t):
+            y_true = _encode(pool.loc[t])
+            r.baselines["rolling_mad"] = _scores(y_true, base_cols["rolling_mad"].loc[t].astype("float64").to_numpy())
+    if has_labels:
+        given = df["label"].notna()
+        labels.loc[given, "label"] = df.loc[given, "label"].astype(str)
+        labels.loc[given, "label_source"] = "user"
+        labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
+    extra = {"pool_source": pool_source, "pair_level": (pair_learner.kind if pair_learner else "") or "", "pair_reason": pair_reason,
+             "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled))}
+    if truth is not None:
+        outside = (pool.reindex(df.index).isna() & truth.notna()).to_numpy()
+        extra["truth_rows"] = int(outside.sum())
+        if outside.any():
+            t_true = truth[outside].to_numpy()
+            extra["f1_unlabeled"] = score_labels(t_true, predicted[outside].fillna("good").to_numpy())
+            extra["baselines_unlabeled"] = {
+                m: score_labels(t_true, np.where(col[outside].fillna(0).to_numpy() == 1, "noise", "good"))
+                for m, col in base_cols.items() if col[outside].notna().any()}
+    ok = [r for r in results if r.outcome == "ok"]
+    labeled = [r for r in results if r.outcome in ("ok", "fallback")]
+    if ok and len(ok) == len(results):
+        outcome = "ok"
+    elif ok:
+        outcome = "partial"
+    elif labeled:
+        outcome = "fallback"
+    else:
+        outcome = "skipped"
     reason = "; ".join(f"subset {r.subset}: {r.reason}" for r in results if r.reason)
-    return done(outcome, reason, modality, results, labels, plot)
+    res = done(outcome, reason, modality, results, labels, plot, extra)
+    res.labels["predicted"] = predicted.to_numpy()
+    return res
+
+
+def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair_learner, pair_pred,
+                pair_reason: str, pool_source: str, config: LatencyConfig) -> tuple[SubsetResult, pd.DataFrame]:
+    """Label one modality subset at the best level its labeled rows support."""
+    res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
+    out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
+                                                "probability": np.nan, "label_source": pd.Series(pd.NA, index=rows.index, dtype="string"),
+                                                "level": pd.Series(pd.NA, index=rows.index, dtype="string")})
+    rtt = rows["rtt_ms"].to_numpy(dtype="float64")
+    res.threshold = {k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+                     for k, v in _threshold(rtt, config).items()}
+    if np.unique(rtt).size < 2:
+        res.outcome, res.reason, res.level = "skipped", "constant series: nothing to separate", "constant"
+        out["label"], out["label_source"], out["probability"], out["level"] = "good", "constant", 0.0, "constant"
+        return res, out
+    v = val_idx.intersection(rows.index)
+    t = test_idx.intersection(rows.index)
+    tr = train_idx.intersection(rows.index)
+    res.test_index = t
+    subset_feats = _subset_features(config)
+    learner = None
+    ok_sub, why = _learnable(pool.loc[v], config)
+    if ok_sub and len(tr) >= config.window:
+        learner, fail = _learn("subset", rows.loc[v].assign(label=pool.loc[v]), rows.loc[tr], subset_feats, config, len(rows))
+        if learner is None:
+            why = fail
+    elif ok_sub:
+        why = f"{len(tr)} unlabeled rows, fewer than the window of {config.window}"
+    if learner is not None:
+        lab, p, src = learner.predict(rows)
+        res.model, res.level = learner.kind, "subset"
+        if learner.reason:
+            res.reason = learner.reason
+        _describe(res, learner, rows.loc[tr])
+    elif pair_learner is not None:
+        pos = rows.index  # pair predictions are indexed like the pair's work frame
+        lab, p, src = (a[pair_index(pair_pred, pos)] for a in pair_pred[:3])
+        res.model, res.level = pair_learner.kind, "pair"
+        res.reason = f"learned at the pair level ({why})"
+        _describe(res, pair_learner, rows.loc[tr])
+    else:
+        lab, why_env = _envelope(rows, pool, config)
+        p = lab.astype(float)
+        src = np.full(len(rows), "envelope", dtype=object)
+        res.model, res.level, res.outcome = "envelope", "envelope", "fallback"
+        res.reason = f"no level could learn ({why}; {pair_reason}): noise where {why_env}"
+    out["label"] = np.array(CLASSES)[np.asarray(lab, dtype=int)]
+    out["probability"] = np.asarray(p, dtype="float64")
+    out["label_source"] = np.asarray(src, dtype=object)
+    out["level"] = res.level
+    if len(t):
+        y_true = _encode(pool.loc[t])
+        res.scores = _scores(y_true, _encode(out.loc[t, "label"]))
+        X = rows[subset_feats].to_numpy(dtype="float64")
+        from flamenco_core.models import run_baselines
+
+        res.baseline_labels = run_baselines(X, list(config.baselines), config.contamination, config.seed, index=rows.index)
+        for m in res.baseline_labels.columns:
+            col = res.baseline_labels.loc[t, m]
+            if not col.isna().all():
+                res.baselines[m] = _scores(y_true, col.astype("float64").to_numpy())
+    else:
+        from flamenco_core.models import run_baselines
+
+        res.baseline_labels = run_baselines(rows[subset_feats].to_numpy(dtype="float64"), list(config.baselines),
+                                            config.contamination, config.seed, index=rows.index)
+    return res, out
+
+
+def pair_index(pair_pred, pos) -> np.ndarray:
+    """Positions of ``pos`` (index labels) in the arrays of a pair-level prediction."""
+    return pair_pred[3].get_indexer(pos)
+
+
+def _threshold(rtt: np.ndarray, config: LatencyConfig) -> dict[str, Any]:
+    from flamenco_core.preprocess import threshold_stats
+
+    return threshold_stats(rtt, method=config.thresholds.method, k=config.thresholds.k)
+
+
+def _describe(res: SubsetResult, learner: _Learner, train: pd.DataFrame) -> None:
+    """The subset's record of the LFs that labeled it: pack, Snuba's record, and the LF tree."""
+    auto = learner.auto
+    res.autolf = {**auto.to_dict(), "level": learner.level, "dropped_unlabeled_train_rows": int(learner.dropped)}
+    res.pack_yaml = auto.pack.to_yaml() if hasattr(auto.pack, "to_yaml") else ""
+    try:
+        from flamenco_core.explain import build_tree, render_text
+
+        feats = sorted({c.feature for spec in auto.pack.lfs for c in spec.when})
+        complete = [f for f in feats if f in train.columns and train[f].notna().all()]
+        tree = build_tree(auto.pack, learner.stats, importance=_importance(auto), mode="faithful", never_missing=complete)
+        res.tree_text = render_text(tree)
+        res.tree_json = tree.to_json()
+    except Exception as exc:  # the tree is an explanation, not a result: record and go on
+        res.tree_text = f"(tree not built: {type(exc).__name__}: {exc})"
+
+
+def _importance(auto) -> dict[str, float]:
+    """Tree node order: the committed heuristics' order (Snuba commits the best-scoring first)."""
+    order: dict[str, float] = {}
+    for rank, h in enumerate(auto.heuristics):
+        for f in h.features:
+            order.setdefault(f, float(len(auto.heuristics) - rank))
+    return order
 
 
 def _labels_frame(df: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
@@ -440,21 +648,52 @@ def _labels_frame(df: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
         "dst": df["dst"].astype(str).to_numpy(), "rtt_ms": df["rtt_ms"].to_numpy(),
         "label": labels["label"].astype("string").to_numpy(), "probability": labels["probability"].to_numpy(dtype="float64"),
         "label_source": labels["label_source"].astype("string").to_numpy(),
+        "level": (labels["level"] if "level" in labels else pd.Series(pd.NA, index=labels.index)).astype("string").to_numpy(),
     })
 
 
+def _nanmean(values) -> float:
+    v = np.array([np.nan if x is None else x for x in values], dtype="float64")
+    return float(v[~np.isnan(v)].mean()) if (~np.isnan(v)).any() else float("nan")
+
+
+def outcome_counts(records: Sequence[dict], skipped: int = 0, failed: int = 0) -> dict[str, Any]:
+    """Pairs by outcome (ok / partial / fallback / skipped / failed) and subsets by level and label
+    source: the honest summary every report, table and MLflow run shows."""
+    pairs = {k: 0 for k in ("ok", "partial", "fallback", "skipped", "failed")}
+    for r in records:
+        pairs[r.get("outcome", "skipped")] = pairs.get(r.get("outcome", "skipped"), 0) + 1
+    pairs["skipped"] += int(skipped)
+    pairs["failed"] += int(failed)
+    levels: dict[str, int] = {}
+    for r in records:
+        for s in r.get("subsets", []):
+            key = s.get("level") or s.get("outcome") or "unknown"
+            levels[key] = levels.get(key, 0) + 1
+    return {"pairs": pairs, "subsets_by_level": levels}
+
+
 def summarize(pairs: Sequence[Union[PairResult, dict]]) -> dict[str, Any]:
-    """``report.json``'s body: the pair records (:meth:`PairResult.report`) and their unweighted average."""
+    """``report.json``'s body: the pair records (:meth:`PairResult.report`) and their unweighted average
+    (test-split F1, and F1 on unlabeled rows where the truth was given), with the outcome counts."""
     records = [p.report() if isinstance(p, PairResult) else p for p in pairs]
     scored = [r for r in records if not np.isnan(r.get("f1_macro", np.nan))]
-    avg = {k: float(np.nanmean([r[k] for r in scored])) if scored else float("nan") for k in METRIC_KEYS}
+    avg = {k: _nanmean([r[k] for r in scored]) if scored else float("nan") for k in METRIC_KEYS}
     methods = sorted({m for r in scored for m in r["baselines"]})
     avg["baselines"] = {
-        m: {k: float(np.nanmean([r["baselines"][m][k] for r in scored if m in r["baselines"]])) for k in METRIC_KEYS}
+        m: {k: _nanmean([r["baselines"][m][k] for r in scored if m in r["baselines"]]) for k in METRIC_KEYS}
         for m in methods
     }
     avg["pairs_scored"] = len(scored)
-    return {"pairs": records, "average": avg}
+    truth = [r for r in records if "f1_unlabeled" in r and r.get("truth_rows")]
+    if truth:
+        avg["f1_unlabeled"] = {k: _nanmean([r["f1_unlabeled"][k] for r in truth]) for k in METRIC_KEYS}
+        um = sorted({m for r in truth for m in r.get("baselines_unlabeled", {})})
+        avg["baselines_unlabeled"] = {
+            m: {k: _nanmean([r["baselines_unlabeled"][m][k] for r in truth if m in r["baselines_unlabeled"]]) for k in METRIC_KEYS}
+            for m in um}
+        avg["pairs_with_truth"] = len(truth)
+    return {"pairs": records, "average": avg, "outcomes": outcome_counts(records)}
 
 
 def comparison_frame(summary: dict[str, Any]) -> pd.DataFrame:
@@ -462,7 +701,16 @@ def comparison_frame(summary: dict[str, Any]) -> pd.DataFrame:
     avg = summary["average"]
     rows = [{"method": "flamenco", **{k: avg[k] for k in METRIC_KEYS}}]
     rows += [{"method": m, **v} for m, v in avg["baselines"].items()]
-    return pd.DataFrame(rows).set_index("method")
+    table = pd.DataFrame(rows).set_index("method")
+    if "f1_unlabeled" in avg:
+        # F1 on rows outside the labeled pool: what the labels are for, beside the test split's
+        unl = {"flamenco": avg["f1_unlabeled"], **avg.get("baselines_unlabeled", {})}
+        for k in METRIC_KEYS:
+            table[f"unlabeled_{k}"] = [unl.get(m, {}).get(k, float("nan")) for m in table.index]
+        for m in unl:
+            if m not in table.index:
+                table.loc[m] = [float("nan")] * len(METRIC_KEYS) + [unl[m].get(k, float("nan")) for k in METRIC_KEYS]
+    return table
 
 
 def attach_labels(df: pd.DataFrame, labels: Optional[pd.DataFrame], *, name: str = "labels") -> pd.DataFrame:

@@ -460,6 +460,7 @@ def build_tree(
     *,
     display_names: Optional[Mapping[str, str]] = None,
     max_nodes: int = DEFAULT_MAX_NODES,
+    never_missing: Iterable[str] = (),
 ) -> Tree:
     """Map an LF combination to a :class:`Tree` (see the module docstring for both modes).
 
@@ -469,6 +470,9 @@ def build_tree(
     threshold is a literal. Compare the tree with LFs applied with the same statistics.
     ``importance``: ``{feature: score}`` (see :func:`feature_importance`) or a list of features, most
     important first; ``None`` keeps the LFs' order. ``mode``: ``"faithful"`` (default) or ``"paper"``.
+    ``never_missing``: features known to hold no NaN (cleaned data): a missing value makes every
+    condition false, so without this the faithful tree must keep the branch where both ``x <= t`` and
+    ``x > t`` fail; with it, that branch is unreachable and is not drawn.
     """
     if mode not in MODES:
         raise ValueError(f"mode={mode!r}; choose one of {', '.join(MODES)}")
@@ -498,7 +502,7 @@ def build_tree(
     if mode == "paper":
         root = _paper(builder, conds, lf_conds, labels, scores)
     else:
-        root = _faithful(builder, conds, lf_conds, labels, scores, pack.cardinality)
+        root = _faithful(builder, conds, lf_conds, labels, scores, pack.cardinality, frozenset(never_missing))
     nodes, root = builder.finish(root)
     meta = {
         "lfs": pack.lf_names,
@@ -591,7 +595,7 @@ def _decide(counts: Sequence[int]) -> int:
     return int(counts.index(top))
 
 
-def _representatives(thresholds: list[float]) -> np.ndarray:
+def _representatives(thresholds: list[float], missing: bool = True) -> np.ndarray:
     """One value from each region on which every condition of a feature is constant.
 
     The finite thresholds cut the line into points and open intervals; a condition (any op) is
@@ -599,7 +603,7 @@ def _representatives(thresholds: list[float]) -> np.ndarray:
     """
     ts = sorted({t for t in thresholds if math.isfinite(t)})
     if not ts:
-        return np.array([0.0, math.nan])
+        return np.array([0.0, math.nan] if missing else [0.0])
     reps = [float(np.nextafter(ts[0], -math.inf))]
     for a, b in zip(ts, ts[1:]):
         reps.append(a)
@@ -608,17 +612,19 @@ def _representatives(thresholds: list[float]) -> np.ndarray:
             reps.append(between)
     reps.append(ts[-1])
     reps.append(float(np.nextafter(ts[-1], math.inf)))
-    reps.append(math.nan)
+    if missing:
+        reps.append(math.nan)
     return np.array(reps, dtype=np.float64)
 
 
-def _faithful(builder: _Builder, conds, lf_conds, labels, scores, k: int) -> int:
+def _faithful(builder: _Builder, conds, lf_conds, labels, scores, k: int, never_missing: frozenset = frozenset()) -> int:
     m = len(conds)
     order = sorted(range(m), key=lambda c: (-scores[conds[c].feature], c))
     pos = {c: i for i, c in enumerate(order)}
     features = list(dict.fromkeys(conds[c].feature for c in order))
     fidx = {f: i for i, f in enumerate(features)}
-    reps = {f: _representatives([t for c in conds if c.feature == f for t in c.thresholds]) for f in features}
+    reps = {f: _representatives([t for c in conds if c.feature == f for t in c.thresholds], f not in never_missing)
+            for f in features}
     truth = [_condition_mask(reps[conds[c].feature], conds[c].op, conds[c].thresholds) for c in order]
     cfeat = [fidx[conds[c].feature] for c in order]
     # last[f]: the last position testing feature f; past it, f's feasible set no longer matters

@@ -1,0 +1,116 @@
+"""Each RTT against its local baseline: features that transfer across modes and time, and the
+``rolling_mad`` rule a user would write by hand.
+
+An absolute threshold on ``rtt_ms`` ("rtt_ms <= 40.44") means nothing on a route that appears only after
+the labels were given, or after a level shift. A deviation from the series' own recent past does: an RTT
+three robust standard deviations above the median of the points before it is a spike on any route.
+
+:func:`relative_features` adds, per series (rows grouped like the window features, ordered by time):
+
+* ``{feature}_base``: the median of the previous ``window`` values (*causal*: the row itself is not in its
+  own baseline, so a spike cannot hide in it; the first row of a series has no past and takes its own value);
+* ``{feature}_dev``: ``value - base`` (ms above the local baseline);
+* ``{feature}_ratio``: ``value / base``;
+* ``{feature}_rz``: ``dev / scale``, a robust z-score, where ``scale`` is 1.4826 x the rolling median of the
+  absolute deviations of the previous ``window`` points from their own baselines (a rolling MAD), floored
+  so a quantised series (MAD 0) does not turn every millisecond into infinity.
+
+:func:`rolling_mad` is the Hampel-style rule: noise where the value is more than ``k`` robust standard
+deviations above the rolling median. It is both a first-class baseline and the cross-check of every
+latency report: FLAMENCO must match or beat it.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+#: Consistency constant: 1.4826 x MAD estimates the standard deviation of normal data.
+MAD_TO_STD = 1.4826
+RELATIVE_SUFFIXES: tuple[str, ...] = ("dev", "ratio", "rz")
+
+
+def relative_columns(feature: str = "rtt_ms", prefix: str | None = None) -> list[str]:
+    """Names of the columns :func:`relative_features` adds, base excluded (it is an absolute level)."""
+    p = prefix or feature
+    return [f"{p}_{s}" for s in RELATIVE_SUFFIXES]
+
+
+def _causal_median(x: pd.Series, window: int) -> np.ndarray:
+    # shift(1): the window ends at the previous row, so a spike is never part of its own baseline
+    return x.shift(1).rolling(window, min_periods=1).median().to_numpy(dtype="float64", copy=True)
+
+
+def _series_features(x: np.ndarray, window: int, floor_frac: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    s = pd.Series(x)
+    base = _causal_median(s, window)
+    base[0] = x[0] if x.size else np.nan
+    base = np.where(np.isnan(base), x, base)
+    resid = np.abs(x - base)
+    mad = _causal_median(pd.Series(resid), window)
+    mad = np.where(np.isnan(mad), 0.0, mad)
+    # The floor keeps a flat or quantised stretch (MAD 0) from calling a 0.1 ms wiggle a 50-sigma spike:
+    # a share of the series' overall residual spread, and a share of the level itself.
+    overall = MAD_TO_STD * float(np.median(resid)) if resid.size else 0.0
+    scale = np.maximum.reduce([MAD_TO_STD * mad, np.full_like(mad, floor_frac * overall),
+                               1e-3 * np.abs(base), np.full_like(mad, 1e-6)])
+    return base, x - base, scale
+
+
+def relative_features(df: pd.DataFrame, window: int = 30, feature: str = "rtt_ms",
+                      by: Sequence[str] | str | None = "auto", time_col: str = "timestamp",
+                      floor_frac: float = 0.5, prefix: str | None = None) -> pd.DataFrame:
+    """Columns ``{prefix}_base``, ``_dev``, ``_ratio``, ``_rz`` for every row of ``df`` (aligned to its index).
+
+    ``by``: the series' key columns (``"auto"``: src, dst and subset where present, like the window
+    features; ``None``: ``df`` is one series). Rows are ordered by ``time_col`` within a series.
+    Vectorised per series with pandas' rolling median; no per-row Python loop.
+    """
+    from flamenco_core.preprocess.windows import _group_cols, _ordered_positions
+
+    if feature not in df.columns:
+        raise ValueError(f"relative_features: column {feature!r} not in the data (columns: {list(df.columns)[:12]})")
+    if window < 2:
+        raise ValueError(f"relative_features: window must be >= 2, got {window}")
+    p = prefix or feature
+    n = len(df)
+    groups = _group_cols(df, by)
+    order, codes = _ordered_positions(df, groups, time_col if time_col in df.columns else None)
+    x = df[feature].to_numpy(dtype="float64")[order]
+    base = np.empty(n)
+    dev = np.empty(n)
+    scale = np.empty(n)
+    if n:
+        cuts = np.flatnonzero(np.diff(codes)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]):  # one pass per series, vectorised within it
+            base[lo:hi], dev[lo:hi], scale[lo:hi] = _series_features(x[lo:hi], window, floor_frac)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # a zero baseline (an RTT of 0 ms, which cleaning should have removed) has no ratio: 1 = "as usual"
+        ratio = np.where(base != 0, x / np.where(base != 0, base, 1.0), 1.0)
+    out = np.empty((n, 4))
+    out[order] = np.column_stack([base, dev, ratio, dev / scale])
+    return pd.DataFrame(out, index=df.index, columns=[f"{p}_base", *relative_columns(feature, p)])
+
+
+def rolling_mad(values, window: int = 21, k: float = 3.5, center: bool = True, side: str = "upper") -> np.ndarray:
+    """The plain rolling-median/MAD rule: 1 (noise) where a value lies more than ``k`` robust standard
+    deviations (1.4826 x rolling MAD) from the rolling median of ``window`` points, else 0 (int8).
+
+    ``values`` is one series in time order. ``center=True`` is the classic Hampel filter (the window is
+    centred on the row: what a user labeling history would write); ``center=False`` looks back only.
+    ``side``: ``"upper"`` (RTT noise is delay added on top of the path's latency) or ``"both"``.
+    """
+    x = pd.Series(np.asarray(values, dtype="float64"))
+    if side not in ("upper", "both"):
+        raise ValueError(f"rolling_mad: side must be 'upper' or 'both', got {side!r}")
+    if x.size == 0:
+        return np.zeros(0, dtype=np.int8)
+    med = x.rolling(window, center=center, min_periods=1).median()
+    mad = (x - med).abs().rolling(window, center=center, min_periods=1).median()
+    overall = float((x - med).abs().median())
+    scale = np.maximum(MAD_TO_STD * mad.to_numpy(), max(0.5 * MAD_TO_STD * overall, 1e-9))
+    dev = (x - med).to_numpy()
+    hit = dev > k * scale if side == "upper" else np.abs(dev) > k * scale
+    return hit.astype(np.int8)
