@@ -12,25 +12,32 @@ from rich.table import Table
 LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
 
 
+def _num(v) -> str:
+    return "n/a" if v is None or v != v else f"{v:.3f}"
+
+
 def latency_cmd(
     inputs: List[Path] = typer.Option(..., "--input", help="input file(s); repeat --input for several"),
     fmt: str = typer.Option(..., "--format", help=" | ".join(LATENCY_FORMATS)),
     out: Path = typer.Option(..., "--out", help="output folder: labels.parquet, report.json, comparison.*"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labeled pool joined on src, dst, timestamp (good/noise)"),
+    truth: Optional[Path] = typer.Option(None, "--truth", help="ground truth for any rows (good/noise, joined like --labels): "
+                                          "adds F1 on the rows outside the labeled pool (f1_unlabeled)"),
     config: Optional[Path] = typer.Option(None, "--config", help="conf/latency.yaml-style settings"),
     experiment: str = typer.Option("flamenco-latency", "--experiment", help="MLflow experiment"),
     runner: Optional[str] = typer.Option(None, "--runner", help="per-pair fan-out: threads | processes | dask (default: config, then threads)"),
     workers: Optional[int] = typer.Option(None, "--workers", help="task-runner workers (default: CPU count)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="an existing Dask scheduler, tcp://host:8786 (implies dask)"),
 ) -> None:
-    """Label RTT noise per SD pair with automatic LFs; compare with unsupervised baselines."""
+    """Label RTT noise per SD pair with automatic LFs; compare with unsupervised baselines and the
+    rolling-median/MAD rule. Exit 1 with the reason when no SD pair could be labeled."""
     console = Console()
     if fmt not in LATENCY_FORMATS:
-        console.print(f"[red]error:[/] unknown format {fmt!r}; choose one of {', '.join(LATENCY_FORMATS)}")
+        typer.echo(f"error: unknown format {fmt!r}; choose one of {', '.join(LATENCY_FORMATS)}", err=True)
         raise typer.Exit(2)
-    for p in [*inputs, *([labels] if labels else []), *([config] if config else [])]:
+    for p in [*inputs, *([labels] if labels else []), *([truth] if truth else []), *([config] if config else [])]:
         if not p.is_file():
-            console.print(f"[red]error:[/] {p}: no such file")
+            typer.echo(f"error: {p}: no such file", err=True)
             raise typer.Exit(2)
     from flamenco.env import setup_environment
 
@@ -39,26 +46,49 @@ def latency_cmd(
 
         resolve(runner, workers, scheduler)
     except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2)
     setup_environment()
+    from flamenco_core.errors import FlamencoError
     from flows.latency import latency_flow
 
-    summary = latency_flow([str(p) for p in inputs], fmt, str(out), labels=str(labels) if labels else None,
-                           config=str(config) if config else None, experiment=experiment,
-                           runner=runner, workers=workers, scheduler=scheduler)
+    try:
+        summary = latency_flow([str(p) for p in inputs], fmt, str(out), labels=str(labels) if labels else None,
+                               config=str(config) if config else None, experiment=experiment,
+                               runner=runner, workers=workers, scheduler=scheduler, truth=str(truth) if truth else None)
+    except FlamencoError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(exc.exit_code)
     print_latency_summary(console, summary)
     if summary["failed"]:
         raise typer.Exit(1)
 
 
+def outcome_line(summary: dict) -> str:
+    """Pairs by outcome and subsets by the level their labels came from, on one line."""
+    oc = summary.get("outcomes", {})
+    pairs = ", ".join(f"{k} {v}" for k, v in oc.get("pairs", {}).items())
+    subsets = ", ".join(f"{k} {v}" for k, v in sorted(oc.get("subsets_by_level", {}).items()))
+    return f"pairs: {pairs}; subsets by level: {subsets or 'none'}"
+
+
 def print_latency_summary(console: Console, summary: dict) -> None:
-    t = Table(title=f"latency: {len(summary['pairs'])} pairs, {len(summary['failed'])} failed, "
-                    f"{len(summary['skipped'])} skipped (pool: {summary['label_source_of_pool']} labels)")
-    for c in ("method", "f1_good", "f1_noise", "f1_macro"):
-        t.add_column(c, justify="left" if c == "method" else "right")
     avg = summary["average"]
-    t.add_row("[b]flamenco", *(f"{avg[k]:.3f}" for k in ("f1_good", "f1_noise", "f1_macro")))
-    for m, v in avg["baselines"].items():
-        t.add_row(m, *(f"{v[k]:.3f}" for k in ("f1_good", "f1_noise", "f1_macro")))
+    unl = "f1_unlabeled" in avg
+    t = Table(title=f"latency: {avg.get('pairs_scored', 0)} pairs scored (pool: {summary['label_source_of_pool']} labels)")
+    cols = ["method", "f1_good", "f1_noise", "f1_macro"] + (["unlabeled good", "unlabeled noise", "unlabeled macro"] if unl else [])
+    for c in cols:
+        t.add_column(c, justify="left" if c == "method" else "right")
+    keys = ("f1_good", "f1_noise", "f1_macro")
+    bu = avg.get("baselines_unlabeled", {})
+    t.add_row("[b]flamenco", *(_num(avg[k]) for k in keys), *((_num(avg["f1_unlabeled"][k]) for k in keys) if unl else ()))
+    for m in sorted(set(avg["baselines"]) | set(bu)):
+        v = avg["baselines"].get(m, {})
+        t.add_row(m, *(_num(v.get(k)) for k in keys), *((_num(bu.get(m, {}).get(k)) for k in keys) if unl else ()))
     console.print(t)
+    typer.echo(outcome_line(summary))
+    if unl:
+        rm = bu.get("rolling_mad", {}).get("f1_macro")
+        ours = avg["f1_unlabeled"]["f1_macro"]
+        if rm is not None and rm == rm and ours == ours and ours < rm - 0.01:
+            typer.echo(f"note: on unlabeled rows FLAMENCO's macro F1 {ours:.3f} is below the rolling_mad rule's {rm:.3f}")

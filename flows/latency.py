@@ -9,12 +9,44 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from flamenco_core.errors import NoUsableData
 from tasks import tracking
 from tasks.caching import call_cached
 from tasks.ingest import fail_parent_run_task, finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
 from tasks.latency import attach_labels_task, latency_pair_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
+
+
+def json_ready(obj):
+    """Strict JSON: NaN and infinities become null (an undefined F1 is undefined, not a number)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    return obj
+
+
+def avg_n(summary: dict) -> int:
+    return int(summary["average"].get("pairs_scored", 0))
+
+
+def _empty_ingest_reason(report: dict, fmt: str) -> str:
+    """Ingest kept no row: say why and what to try."""
+    dropped = report.get("dropped") or {}
+    n = report.get("input_records", 0)
+    if not n:
+        return "the input holds no records (empty file?)"
+    if dropped and max(dropped, key=dropped.get) == "intermediate_hop":
+        return (f"{n} records, 0 rows: every reply is from an intermediate hop, none from the destination; "
+                "ingest them with `flamenco ingest --all-hops` and run on its data.parquet with --format parquet")
+    if report.get("quarantined", 0) >= n:
+        return f"{n} records, all quarantined: is --format {fmt} right for this file?"
+    return f"{n} records, 0 usable rows (dropped: {dropped}); see ingest/ingest_report.json and ingest/quarantine.jsonl"
 SOURCES = {"atlas": "atlas", "scamper": "ark", "warts": "ark"}
 
 
@@ -25,16 +57,33 @@ def _assemble(out: Path, labeled_path: str, done: list[dict], config) -> Path:
 
     from flamenco_core.experiments.latency import heuristic_labels
 
+    from flamenco_core.outputs import atomic_write_parquet
+
     frames = [pd.read_parquet(d["labels"]) for d in done]
-    df = pd.read_parquet(labeled_path)
+    df = pd.read_parquet(labeled_path).drop(columns=["truth"], errors="ignore")
     covered = {(d["report"]["src"], d["report"]["dst"]) for d in done}
     rest = df[~pd.MultiIndex.from_frame(df[["src", "dst"]].astype(str)).isin(list(covered))] if covered else df
     if len(rest):
-        frames.append(heuristic_labels(rest, config, "pair skipped or failed").drop(columns=["note"]))
-    labels = pd.concat(frames, ignore_index=True).sort_values(["src", "dst", "timestamp"], kind="stable")
+        h = heuristic_labels(rest, config, "pair skipped or failed").drop(columns=["note"])
+        frames.append(h.assign(level="heuristic", predicted=h["label"]))
+    labels = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) else frames[0]
+    labels = labels.sort_values(["src", "dst", "timestamp"], kind="stable")
     path = out / "labels.parquet"
-    labels.to_parquet(path, index=False)
+    # written under a temporary name and renamed: a killed run never leaves a file that looks complete
+    atomic_write_parquet(labels, path, index=False)
     return path
+
+
+def _no_pair_reason(split: dict, done: list[dict], failed: list[dict], min_points: int) -> str:
+    """Why no SD pair was labeled, and what the user can do about it."""
+    if failed and not done:
+        return f"every SD pair failed ({len(failed)}; first: {failed[0]['pair']}: {failed[0]['error']})"
+    sizes = [s.get("rows", 0) for s in split.get("skipped", [])]
+    if sizes and not done:
+        return (f"no SD pair has {min_points} points ({len(sizes)} pairs, the largest {max(sizes)} rows); "
+                "lower min_points in the config (--config) to label them")
+    return "no SD pair could be labeled: " + "; ".join(f"{d['report']['src']}->{d['report']['dst']}: "
+                                                        f"{d['report']['reason']}" for d in done[:3])
 
 
 @flow(name="flamenco-latency-pairs")
@@ -64,6 +113,7 @@ def latency_flow(
     labels: str | None = None,
     config: str | None = None,
     experiment: str = DEFAULT_EXPERIMENT,
+    truth: str | None = None,
     run_name: str | None = None,
     runner: str | None = None,
     workers: int | None = None,
@@ -72,21 +122,26 @@ def latency_flow(
     """Run the automatic latency path on ``sources``; writes ``out_dir/labels.parquet`` and
     ``out_dir/report.json`` and returns the summary (pairs, average, outcomes).
 
+    ``truth`` (good/noise for any rows, joined like ``labels``) scores the rows outside the labeled pool:
+    ``f1_unlabeled`` per pair and on average. A run in which no SD pair could be labeled ends the MLflow
+    parent run FAILED and raises :class:`~flamenco_core.errors.NoUsableData` with the reason and the fix.
+
     ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
     the per-pair fan-out's task runner; else the config's ``runner``, else the environment
     (``tasks/runners.py``). The runner changes where pairs run, never their results."""
     from flamenco_core.evaluation.plots import f1_bar_chart
-    from flamenco_core.experiments.latency import LatencyConfig, comparison_frame, summarize
+    from flamenco_core.experiments.latency import LatencyConfig, comparison_frame, outcome_counts, summarize
+    from flamenco_core.outputs import atomic_write_text
     from tasks.runners import fan_out
 
     cfg = LatencyConfig.from_yaml(config)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     # Where pairs run is not what the run is: the runner stays out of the params and the run identity.
-    params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "",
+    params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "truth": truth or "",
               "config": cfg.model_dump(mode="json", exclude={"runner"})}
     # The run's identity covers the inputs' content, so a retry reuses its runs and changed data gets new ones.
-    key = tracking.run_key("flamenco-latency", [s for s in [*sources, labels] if s and Path(s).is_file()],
+    key = tracking.run_key("flamenco-latency", [s for s in [*sources, labels, truth] if s and Path(s).is_file()],
                            {k: v for k, v in params.items() if k != "sources"} | {"out_dir": str(out.resolve()), "run_name": run_name})
     parent = start_parent_run_task(
         experiment, run_name or f"latency-{fmt}-{out.name}", params=params,
@@ -96,7 +151,9 @@ def latency_flow(
         report, _ = call_cached(ingest_task, sources, fmt, str(out / "ingest"), outputs=lambda r: [r["data_path"]])
         if report["kind"] != "latency":
             raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
-        labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"))
+        if not report.get("rows"):
+            raise NoUsableData(_empty_ingest_reason(report, fmt))
+        labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"), truth)
         split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,
                                outputs=lambda r: [p["path"] for p in r["pairs"]])
     except Exception as exc:
@@ -115,20 +172,40 @@ def latency_flow(
     done = [o for o in outcomes if o["status"] == "ok"]
     failed = [{k: o[k] for k in ("pair", "rows", "error")} for o in outcomes if o["status"] != "ok"]
     summary = summarize([d["report"] for d in done])
+    summary["outcomes"] = outcome_counts(summary["pairs"], skipped=len(split["skipped"]), failed=len(failed))
+    usable = [d for d in done if d["report"]["outcome"] in ("ok", "partial", "fallback")]
+    if not usable:
+        reason = _no_pair_reason(split, done, failed, cfg.min_points)
+        fail_parent_run_task(parent, reason)
+        raise NoUsableData(reason)
     summary.update({"failed": failed, "skipped": split["skipped"], "labeled_rows": labeled["labeled_rows"],
+                    "truth_rows": labeled.get("truth_rows", 0),
                     "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",
                     "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
                     "parent_run_id": parent, "experiment": experiment, "runner": choice["kind"]})
-    labels_path = _assemble(out, labeled["path"], done, cfg)
-    (out / "report.json").write_text(json.dumps(summary, indent=2, default=str))
-    table = comparison_frame(summary)
-    table.to_csv(out / "comparison.csv")
-    md = "| method | f1_good | f1_noise | f1_macro |\n| --- | --- | --- | --- |\n" + "\n".join(
-        f"| {m} | {r.f1_good:.3f} | {r.f1_noise:.3f} | {r.f1_macro:.3f} |" for m, r in table.iterrows())
-    (out / "comparison.md").write_text(md + "\n")
-    chart = f1_bar_chart(table, out / "comparison.png")
+    try:
+        labels_path = _assemble(out, labeled["path"], done, cfg)
+        table = comparison_frame(summary)
+        table.to_csv(out / "comparison.csv")
+        cols = list(table.columns)
+        md = "| method | " + " | ".join(cols) + " |\n|" + " --- |" * (len(cols) + 1) + "\n" + "\n".join(
+            f"| {m} | " + " | ".join("n/a" if v != v else f"{v:.3f}" for v in r) + " |" for m, r in table.iterrows())
+        (out / "comparison.md").write_text(md + "\n")
+        if "unlabeled_f1_macro" in table:  # what the labels are for: rows outside the labeled pool
+            shown = table[[f"unlabeled_{k}" for k in ("f1_good", "f1_noise", "f1_macro")]]
+            shown = shown.rename(columns=lambda c: c.removeprefix("unlabeled_"))
+            where = f"rows outside the labeled pool, {summary['average'].get('pairs_with_truth', 0)} pairs"
+        else:
+            shown, where = table[["f1_good", "f1_noise", "f1_macro"]].dropna(how="all"), f"test split, {avg_n(summary)} pairs"
+        chart = f1_bar_chart(shown.dropna(how="all"), out / "comparison.png", title=f"latency {out.name}: F1 on {where}")
+        # the report last, atomically: it is what says the run is complete
+        atomic_write_text(out / "report.json", json.dumps(json_ready(summary), indent=2, default=str))
+    except Exception as exc:
+        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        raise
+    oc = summary["outcomes"]["pairs"]
     create_markdown_artifact(
-        f"# Latency: {len(done)} pairs ok, {len(failed)} failed, {len(split['skipped'])} skipped\n\n{md}\n\n"
+        f"# Latency: pairs {', '.join(f'{k} {v}' for k, v in oc.items())}\n\n{md}\n\n"
         + "\n".join(f"- failed {f['pair']}: {f['error']}" for f in failed),
         key="latency-summary",
     )
@@ -136,9 +213,14 @@ def latency_flow(
     avg = summary["average"]
     finish_parent_run_task(
         parent, summary,
-        {"f1_good": avg["f1_good"], "f1_noise": avg["f1_noise"], "f1_macro": avg["f1_macro"], "pairs_ok": len(done),
-         "pairs_failed": len(failed), "pairs_skipped": len(split["skipped"]),
-         **{f"{m}.f1_macro": v["f1_macro"] for m, v in avg["baselines"].items()}},
+        {k: v for k, v in {
+            "f1_good": avg["f1_good"], "f1_noise": avg["f1_noise"], "f1_macro": avg["f1_macro"],
+            **{f"pairs_{k}": v for k, v in oc.items()},
+            **{f"subsets_{k}": v for k, v in summary["outcomes"]["subsets_by_level"].items()},
+            **{f"{m}.f1_macro": v["f1_macro"] for m, v in avg["baselines"].items()},
+            **{f"f1_unlabeled_{k.removeprefix('f1_')}": v for k, v in avg.get("f1_unlabeled", {}).items()},
+            **{f"unlabeled.{m}.f1_macro": v["f1_macro"] for m, v in avg.get("baselines_unlabeled", {}).items()},
+        }.items() if v == v},
         "FINISHED",
     )
     summary["labels_path"] = str(labels_path)

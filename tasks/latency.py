@@ -7,24 +7,28 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flamenco_core.experiments.latency import LatencyConfig, attach_labels, run_pair
+from flamenco_core.experiments.latency import LatencyConfig, attach_labels, attach_truth, run_pair
 from flamenco_core.ingest.pipeline import file_sha256
 from tasks import tracking
 from tasks.ingest import _transient
 
 
 @task(name="attach-labels", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
-def attach_labels_task(data_path: str, labels_path: str | None, out_path: str) -> dict:
+def attach_labels_task(data_path: str, labels_path: str | None, out_path: str, truth_path: str | None = None) -> dict:
     import pandas as pd
 
+    def read(path):
+        return pd.read_parquet(path) if path.endswith(".parquet") else pd.read_csv(path)
+
     df = pd.read_parquet(data_path)
-    labels = pd.read_parquet(labels_path) if labels_path and labels_path.endswith(".parquet") else (
-        pd.read_csv(labels_path) if labels_path else None)
-    out = attach_labels(df, labels, name=labels_path or data_path)
+    out = attach_labels(df, read(labels_path) if labels_path else None, name=labels_path or data_path)
+    if truth_path:
+        out = attach_truth(out, read(truth_path), name=truth_path)
     out.to_parquet(out_path)
     n = int(out["label"].notna().sum())
     get_run_logger().info("labeled pool: %d of %d rows", n, len(out))
-    return {"path": out_path, "labeled_rows": n, "rows": len(out)}
+    return {"path": out_path, "labeled_rows": n, "rows": len(out),
+            "truth_rows": int(out["truth"].notna().sum()) if "truth" in out else 0}
 
 
 @task(name="latency-pair", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
@@ -43,10 +47,14 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     metrics = {k: rep[k] for k in ("f1_good", "f1_noise", "f1_macro")}
     for m, v in rep["baselines"].items():
         metrics.update({f"{m}.{k}": x for k, x in v.items()})
+    for k, x in rep.get("f1_unlabeled", {}).items():
+        metrics[f"unlabeled.{k}"] = x
+    for m, v in rep.get("baselines_unlabeled", {}).items():
+        metrics.update({f"unlabeled.{m}.{k}": x for k, x in v.items()})
     params = {
         "source": source, "pair": item["pair_id"], "src": result.src, "dst": result.dst, "rows": result.rows,
         "modality": rep["modality"], "n_modes": rep["n_modes"], "models": rep["models"],
-        "label_sources": rep["label_sources"], "thresholds": [s.threshold for s in result.subsets],
+        "label_sources": rep["label_sources"], "levels": rep.get("levels", {}), "thresholds": [s.threshold for s in result.subsets],
         "lfs": [h["name"] for s in result.subsets for h in s.autolf.get("heuristics", [])],
         "config": cfg.model_dump(mode="json"), "input_sha256": file_sha256(item["path"]),
     }

@@ -114,29 +114,41 @@ def test_latency_flow_end_to_end(tmp_path, mlflow_uri):
     from flamenco_core.synth import GENERATORS
     from flows.latency import latency_flow
 
+    from flamenco_core.synth import hold_out_labels
+
     res = GENERATORS["ark"](tmp_path / "raw", scale=0.02, seed=1)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(FAST))
     src = [str(p) for p in res.data_paths[:1]]
-    summary = latency_flow(src, "scamper", str(tmp_path / "out"), labels=str(res.labels_path), config=str(cfg),
-                           experiment="test-latency")
+    partial, truth = hold_out_labels(pd.read_parquet(res.labels_path), share=0.35)
+    partial.to_parquet(tmp_path / "partial.parquet")
+    summary = latency_flow(src, "scamper", str(tmp_path / "out"), labels=str(tmp_path / "partial.parquet"), config=str(cfg),
+                           experiment="test-latency", truth=str(res.labels_path))
     assert not summary["failed"]
+    # scored on rows the labels did not come from, against held-back truth
+    unl = summary["average"]["f1_unlabeled"]
+    assert unl["f1_macro"] > 0.9 and unl["f1_noise"] > 0.85, unl
+    assert summary["outcomes"]["pairs"]["ok"] >= 1
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     for p in report["pairs"]:
         assert {"src", "dst", "rows", "modality", "f1_good", "f1_noise", "f1_macro", "baselines"} <= set(p)
-        assert set(p["baselines"]) == {"lof", "elliptic_envelope", "robust_covariance", "isolation_forest"}
+        assert set(p["baselines"]) == {"lof", "elliptic_envelope", "robust_covariance", "isolation_forest", "rolling_mad"}
     assert {"f1_good", "f1_noise", "f1_macro", "baselines"} <= set(report["average"])
     labels = pd.read_parquet(tmp_path / "out" / "labels.parquet")
     cleaned = pd.read_parquet(tmp_path / "out" / "ingest" / "data.parquet")
     assert len(labels) == len(cleaned)
     assert labels["label"].isin(["good", "noise"]).all()
-    assert set(labels["label_source"]) <= {"user", "label_model", "classifier", "heuristic", "labeled_pool", "constant"}
+    assert set(labels["label_source"]) <= {"user", "label_model", "classifier", "heuristic", "envelope", "constant"}
+    assert (labels["label_source"] != "user").sum() > 0.5 * len(labels)  # the model's labels, not the input's
     assert {"timestamp", "src", "dst", "rtt_ms", "label", "probability", "label_source"} <= set(labels.columns)
 
     mlflow.set_tracking_uri(mlflow_uri)
     runs = mlflow.search_runs(experiment_names=["test-latency"])
     children = runs[runs["tags.mlflow.parentRunId"] == summary["parent_run_id"]]
     assert len(children) == len(report["pairs"])
+    parent = runs[runs["run_id"] == summary["parent_run_id"]].iloc[0]
+    assert parent["metrics.pairs_ok"] >= 1 and parent["metrics.f1_unlabeled_macro"] == pytest.approx(unl["f1_macro"])
+    assert "metrics.unlabeled.rolling_mad.f1_macro" in children
     assert children["params.modality"].notna().all() and "metrics.f1_macro" in children
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(children["run_id"].iloc[0])}
     assert "report.json" in arts and any(a.endswith("_kde.png") for a in arts)

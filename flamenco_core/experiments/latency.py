@@ -734,6 +734,19 @@ def attach_labels(df: pd.DataFrame, labels: Optional[pd.DataFrame], *, name: str
     return out.assign(label=lab)
 
 
+def attach_truth(df: pd.DataFrame, truth: Optional[pd.DataFrame], *, name: str = "truth") -> pd.DataFrame:
+    """``df`` with a ``truth`` column (good/noise, NA where the truth file has no row) joined like
+    :func:`attach_labels`. The truth only scores rows outside the labeled pool; no step learns from it."""
+    if truth is None:
+        return df
+    if "label" not in truth.columns:
+        raise ValueError(f"{name}: the truth file needs a 'label' column (good/noise)")
+    t = attach_labels(df.drop(columns=["label"], errors="ignore"), truth, name=name)["label"]
+    if t.notna().sum() == 0:
+        raise ValueError(f"{name}: no row of the truth file matched the data on src, dst, timestamp")
+    return df.assign(truth=t.to_numpy())
+
+
 def heuristic_labels(df: pd.DataFrame, config: LatencyConfig, reason: str) -> pd.DataFrame:
     """Labels for rows no pair run labeled (pairs under ``min_points``, failed pairs): the threshold
     heuristic on the pair's own RTTs, marked ``heuristic``; the user's label where given."""

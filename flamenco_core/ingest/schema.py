@@ -63,7 +63,8 @@ def _ts(series: pd.Series) -> pd.Series:
 
 
 def to_latency_table(df: pd.DataFrame) -> pa.Table:
-    """Coerce a latency frame to :data:`LATENCY_SCHEMA` (plus ``label`` when present)."""
+    """Coerce a latency frame to :data:`LATENCY_SCHEMA` (plus ``label`` and ``truth`` when present: the
+    user's labeled pool and the ground truth that only scores rows outside it)."""
     out = pd.DataFrame(
         {
             "timestamp": _ts(df["timestamp"]),
@@ -79,6 +80,9 @@ def to_latency_table(df: pd.DataFrame) -> pa.Table:
     if "label" in df.columns:
         out["label"] = df["label"].astype("string")
         schema = schema.append(pa.field("label", pa.string()))
+    if "truth" in df.columns:
+        out["truth"] = df["truth"].astype("string")
+        schema = schema.append(pa.field("truth", pa.string()))
     table = pa.Table.from_pandas(out, schema=schema, preserve_index=False)
     return table.replace_schema_metadata({KIND_KEY: b"latency"})
 

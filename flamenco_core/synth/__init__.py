@@ -17,6 +17,7 @@ from ._common import ATLAS_KEYS, FLOW_KEYS, LATENCY_KEYS, SynthResult, join_labe
 from .ark import ark_plan, generate_ark
 from .atlas import atlas_plan, generate_atlas
 from .cic import generate_cic
+from .holdout import hold_out_labels
 from .worf import generate_worf
 
 GENERATORS: dict[str, Callable[..., SynthResult]] = {
@@ -38,6 +39,7 @@ __all__ = [
     "generate_atlas",
     "generate_cic",
     "generate_worf",
+    "hold_out_labels",
     "join_labels",
     "key_columns",
 ]
