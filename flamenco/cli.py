@@ -13,9 +13,26 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Weak supervision for Internet measurement data.")
+from flamenco.errors import DEBUG_ENV, FlamencoGroup, fail
+
+app = typer.Typer(cls=FlamencoGroup, add_completion=False, no_args_is_help=True,
+                  help="Weak supervision for Internet measurement data.")
 console = Console()
 err = Console(stderr=True)
+
+
+@app.callback()
+def _options(
+    debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
+                               help="show the Python traceback of a failure (also FLAMENCO_DEBUG=1; accepted anywhere)"),
+) -> None:
+    """Weak supervision for Internet measurement data. Exit codes: 0 done (partial results counted in the
+    summary), 1 nothing usable came out, 2 usage error, 3 output folder in use."""
+    import os
+
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
+
 
 from flamenco.cli_lf import lf_app  # noqa: E402  (a light typer sub-app: heavy imports live in its commands)
 
@@ -43,8 +60,8 @@ FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parque
 
 
 def _fail(msg: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/] {msg}")
-    raise typer.Exit(code)
+    # plain text: rich would wrap a long path mid-word and read [brackets] as markup
+    fail(msg, code)
 
 
 @app.command()
@@ -90,13 +107,19 @@ def ingest(
     all_hops: bool = typer.Option(False, "--all-hops", help="traceroutes: every hop's RTT with hop_ttl, not only the destination's"),
     min_points: int = typer.Option(0, "--split-pairs", help="also write SD-pair datasets with at least this many rows (0: no split)"),
 ) -> None:
-    """Ingest files into the canonical table, with an ingest report and a quarantine file."""
+    """Ingest files into the canonical table, with an ingest report and a quarantine file. Exit 1 when no
+    row came out (the line says why and what to try), 3 when another run writes into --out."""
     if fmt not in FORMATS:
         _fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", 2)
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder (for data.parquet, quarantine.jsonl, ingest_report.json)", 2)
+    for src in sources:
+        if not src.is_file():
+            _fail(f"{src}: no such file", 2)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flamenco_core.ingest.base import IngestError
     from flamenco_core.ingest.pipeline import ingest as run_ingest
+    from flamenco_core.outputs import OutputLock, atomic_write_text
 
     options: dict = {}
     if fmt in ("csv", "parquet"):
@@ -107,19 +130,24 @@ def ingest(
                 options["kind"] = cmap["kind"]
     if fmt in ("atlas", "scamper", "warts") and all_hops:
         options["all_hops"] = True
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn(), console=err) as bar:
-        tid = bar.add_task(f"ingest {fmt}", total=None)
-        try:
+    # One lock for the ingest and the SD-pair split: a second run into --out is refused (exit 3).
+    with OutputLock(out):
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                      TimeElapsedColumn(), console=err, transient=True, disable=not err.is_terminal) as bar:
+            tid = bar.add_task(f"ingest {fmt}", total=None)
             report = run_ingest(sources, fmt, out, options=options, on_batch=lambda f, n: bar.advance(tid, n))
-        except IngestError as exc:
-            _fail(str(exc))
-    _print_report(report.to_dict())
-    if min_points and report.kind == "latency":
-        from flamenco_core.ingest.pairs import write_pairs
+        report.require_rows(options)
+        _print_report(report.to_dict())
+        if min_points and report.kind == "latency":
+            from flamenco_core.ingest.pairs import write_pairs
 
-        split = write_pairs(report.data_path, out / "pairs", min_points)
-        (out / "pairs.json").write_text(json.dumps(split.to_dict(), indent=2))
-        console.print(f"{len(split.pairs)} SD pairs written to {out / 'pairs'}; {len(split.skipped)} skipped (< {min_points} rows)")
+            split = write_pairs(report.data_path, out / "pairs", min_points)
+            atomic_write_text(out / "pairs.json", json.dumps(split.to_dict(), indent=2))
+            console.print(f"{len(split.pairs)} SD pairs written to {out / 'pairs'}; {len(split.skipped)} skipped (< {min_points} rows)")
+            if not split.pairs:
+                largest = max((p["rows"] for p in split.skipped), default=0)
+                _fail(f"{out / 'pairs.json'}: no SD pair has {min_points} rows (the largest has {largest}); "
+                      "lower --split-pairs", 1)
 
 
 def _print_report(r: dict) -> None:

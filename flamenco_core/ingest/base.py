@@ -19,12 +19,14 @@ from typing import Callable, Iterator
 
 import pandas as pd
 
+from flamenco_core.errors import FlamencoError
+
 #: How many canonical rows a reader buffers before yielding a batch (bounded memory for large dumps).
 DEFAULT_BATCH_ROWS = 200_000
 
 
-class IngestError(Exception):
-    """A file cannot be read at all (missing tool, unknown format, unreadable file).
+class IngestError(FlamencoError):
+    """A file cannot be read at all (missing tool, unknown format, unreadable file); exit 1 in the CLI.
 
     Record-level problems never raise: they are quarantined. The message names the file and, where
     one applies, the record and field.
@@ -53,6 +55,9 @@ class ReadContext:
     produced: int = 0
     #: Flow readers fill {canonical column: original column name} for display.
     display_names: dict = field(default_factory=dict)
+    #: A reader that knows the file's columns before any row (a CSV header) may set an empty frame with
+    #: them, so that a file without rows still gets a table with its own columns.
+    template: pd.DataFrame | None = None
 
     def count_input(self, n: int = 1) -> None:
         self.input_records += n

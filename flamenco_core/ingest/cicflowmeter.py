@@ -125,6 +125,11 @@ def read_cicflowmeter(path: str | Path, ctx: ReadContext, **options) -> Iterator
         names = {k: header[i].strip() for k, i in keys.items()}
         names.update({name: header[i].strip() for i, name in features})
         ctx.display_names.update(names)
+        ctx.template = pd.DataFrame({
+            **{k: pd.Series(dtype="object") for k in REQUIRED},
+            **{name: pd.Series(dtype="float64") for _, name in features},
+            **({"label": pd.Series(dtype="object")} if "label" in keys else {}),
+        })
         n_fields = len(header)
         usecols = sorted([*keys.values(), *(i for i, _ in features)])
         str_cols = [keys[k] for k in ("timestamp", "src", "dst", "label") if k in keys]

@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from flamenco_core.ingest.schema import to_latency_table
+from flamenco_core.outputs import atomic_write_parquet
 
 DEFAULT_MIN_POINTS = 100  # the RIPE Atlas study's minimum pair size
 
@@ -53,7 +54,8 @@ def split_pairs(df: pd.DataFrame, min_points: int = DEFAULT_MIN_POINTS) -> tuple
 
 
 def write_pairs(data_path: str | Path, out_dir: str | Path, min_points: int = DEFAULT_MIN_POINTS) -> PairSplit:
-    """Split the latency table at ``data_path`` into ``out_dir/<pair_id>.parquet`` files."""
+    """Split the latency table at ``data_path`` into ``out_dir/<pair_id>.parquet`` files, each written
+    atomically (a killed split never leaves a truncated pair file)."""
     df = pq.read_table(data_path).to_pandas()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -62,7 +64,7 @@ def write_pairs(data_path: str | Path, out_dir: str | Path, min_points: int = DE
     for (src, dst), g in pairs.items():
         pid = pair_id(src, dst)
         path = out / f"{pid}.parquet"
-        pq.write_table(to_latency_table(g), path)
+        atomic_write_parquet(to_latency_table(g), path)
         result.pairs.append({"pair_id": pid, "src": src, "dst": dst, "rows": len(g), "path": str(path)})
     result.skipped = [{"src": r.src, "dst": r.dst, "rows": int(r.rows)} for r in skipped.itertuples()]
     return result

@@ -1,14 +1,24 @@
 """The ingest driver: run a reader over files, clean, account for every record, write Parquet.
 
-Outputs in ``out_dir``: ``data.parquet`` (canonical table), ``quarantine.jsonl`` (one JSON object per
-malformed record: file, record, field, reason, raw) and ``ingest_report.json``.
+Outputs in ``out_dir``: ``data.parquet`` (canonical table; always written, with the canonical columns
+even when no row survives), ``quarantine.jsonl`` (one JSON object per malformed record: file, record,
+field, reason, raw) and ``ingest_report.json``. They are written to temporary names and renamed
+together, the report last (:class:`~flamenco_core.outputs.AtomicOutputs`), with ``out_dir`` locked for
+the run (:class:`~flamenco_core.outputs.OutputLock`): a killed or failing re-ingest leaves the previous
+outputs intact, and a second ingest into the same folder gets
+:class:`~flamenco_core.outputs.OutputInUse`.
+
+An ingest that yields no row is not an error here (its report is the truth about the input); callers
+that need rows call :meth:`IngestReport.require_rows`, which raises :class:`NoRows` with the reason and
+what to try (``--all-hops``, ``--format``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
+import os
+import shutil
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,10 +28,18 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from flamenco_core.errors import UsageError
 from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError, ReadContext
 from flamenco_core.ingest.clean import dedupe_and_sort, drop_invalid
-from flamenco_core.ingest.schema import LATENCY_COLUMNS, display_names, to_flows_table, to_latency_table
+from flamenco_core.ingest.schema import (
+    FLOW_KEY_COLUMNS,
+    LATENCY_COLUMNS,
+    display_names,
+    to_flows_table,
+    to_latency_table,
+)
+from flamenco_core.outputs import AtomicOutputs, OutputLock, temp_name
 
 DATA_FILE = "data.parquet"
 QUARANTINE_FILE = "quarantine.jsonl"
@@ -63,12 +81,54 @@ class IngestReport:
     def balanced(self) -> bool:
         return self.input_records == self.rows + sum(self.dropped.values()) + self.quarantined
 
+    def require_rows(self, options: dict | None = None) -> "IngestReport":
+        """Return ``self`` when at least one row survived, else raise :class:`NoRows` saying why and what
+        to try (``options``: the reader options the ingest ran with)."""
+        if self.rows == 0:
+            raise NoRows(no_rows_message(self.to_dict(), options))
+        return self
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["balanced"] = self.balanced
         for f, fr in zip(d["files"], self.files):
             f["balanced"] = fr.balanced
         return d
+
+
+class NoRows(IngestError):
+    """An ingest produced no row: the message names the file(s), the counts, and what to try."""
+
+
+def _files_text(report: dict) -> str:
+    names = [Path(f["file"]).name for f in report.get("files", [])]
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} files ({', '.join(names[:2])}, ...)"
+
+
+def no_rows_message(report: dict, options: dict | None = None) -> str:
+    """One line for an ingest report (``IngestReport.to_dict()``) with no row: which file(s), what
+    happened (empty input, every record quarantined, every traceroute reply an intermediate hop, every
+    record dropped by cleaning) and what to try."""
+    options = options or {}
+    files = _files_text(report)
+    n = report["input_records"]
+    dropped = {k: v for k, v in sorted(report.get("dropped", {}).items(), key=lambda kv: -kv[1]) if v}
+    counts = ", ".join(f"{v} {k}" for k, v in dropped.items())
+    if n == 0:
+        return f"{files}: empty input: no records to ingest"
+    head = f"{files}: 0 rows from {n} records"
+    fmt = report.get("format", "")
+    if report.get("quarantined", 0) == n:
+        from flamenco_core.ingest.sniff import guess_format
+
+        guesses = {g for g in (guess_format(f["file"]) for f in report.get("files", [])) if g}
+        looks = f" The content looks like {', '.join(sorted(guesses))}." if guesses - {fmt} else ""
+        where = f" (see {report['quarantine_path']})" if report.get("quarantine_path") else ""
+        return f"{head}, all quarantined as malformed{where}: is --format {fmt} right?{looks}"
+    if dropped.get("intermediate_hop") and not options.get("all_hops"):
+        return (f"{head} ({counts}): no reply came from a trace's destination; "
+                "try --all-hops to keep every hop's RTT")
+    return f"{head}: every record was dropped ({counts}); nothing left to use"
 
 
 def available_formats() -> list[str]:
@@ -111,116 +171,155 @@ def ingest(
 
     Parsing streams in record batches written to a temporary Parquet file; the final de-duplication and
     time sort then read the (compact) canonical table once. ``on_batch(file, rows)`` is called after each
-    batch, for progress bars. Raises :class:`IngestError` when a file cannot be read at all, or when the
-    readers' accounting does not balance (a bug: nothing may vanish silently).
+    batch, for progress bars. ``out_dir`` is locked for the call and the outputs are replaced together,
+    the report last (module docstring).
+
+    Raises :class:`IngestError` when a file cannot be read at all, or when the readers' accounting does
+    not balance (a bug: nothing may vanish silently); :class:`~flamenco_core.errors.UsageError` when
+    ``out_dir`` is a file; :class:`~flamenco_core.outputs.OutputInUse` when another process is writing
+    into ``out_dir``; ``OSError`` (e.g. a full disk) with the previous outputs left in place.
     """
     _load_readers()
     if fmt not in base.READERS:
         raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(base.READERS))}")
-    reader = base.READERS[fmt]
     paths = [Path(p) for p in paths]
     for p in paths:
         if not p.is_file():
             raise IngestError(f"{p}: no such file")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    options = options or {}
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: the output folder is a file; give a folder")
+    with OutputLock(out):
+        try:
+            return _ingest(paths, fmt, out, options or {}, batch_rows, on_batch)
+        except OSError as exc:
+            if exc.filename is not None or exc.errno is None:
+                raise
+            # pyarrow's write errors name no file: say which folder could not be written
+            raise OSError(exc.errno, os.strerror(exc.errno), str(out)) from exc
 
+
+def _empty_table(kind: str, template: pd.DataFrame | None, names: dict[str, str]) -> pa.Table:
+    """The canonical table with no rows: the reader's own columns when it announced them (a CSV
+    header), else the canonical key columns."""
+    if kind == "latency":
+        return to_latency_table(pd.DataFrame({c: pd.Series(dtype="object") for c in LATENCY_COLUMNS}))
+    if template is None:
+        template = pd.DataFrame({c: pd.Series(dtype="object") for c in FLOW_KEY_COLUMNS})
+    return to_flows_table(template.iloc[:0], names)
+
+
+def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: int,
+            on_batch: Callable[[str, int], None] | None) -> IngestReport:
+    reader = base.READERS[fmt]
     kind: str | None = None
     names: dict[str, str] = {}
     file_reports: list[FileReport] = []
     quarantine: list[base.QuarantineRecord] = []
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
+    template: pd.DataFrame | None = None
 
-    with tempfile.TemporaryDirectory(dir=out) as tmp:
-        tmp_path = Path(tmp) / "parts.parquet"
-        for idx, path in enumerate(paths):
-            ctx = ReadContext(str(path), batch_rows=batch_rows)
-            fr = FileReport(file=str(path), sha256=file_sha256(path))
-            dropped: Counter = Counter()
-            for frame in reader(path, ctx, **options):
-                if frame.empty:
-                    continue
-                ctx.produced += len(frame)
-                this_kind = _kind_of(fmt, frame)
-                if kind is None:
-                    kind = this_kind
-                elif this_kind != kind:
-                    raise IngestError(f"{path}: {this_kind} data cannot be mixed with {kind} data in one ingest")
-                frame, reasons = drop_invalid(frame)
-                dropped.update(reasons)
-                if frame.empty:
-                    continue
-                table = to_latency_table(frame) if kind == "latency" else to_flows_table(frame)
-                table = table.append_column(_FILE_COL, pa.array([idx] * table.num_rows, pa.int32()))
-                if writer is None:
-                    schema = table.schema
-                    writer = pq.ParquetWriter(tmp_path, schema)
-                elif table.schema.names != schema.names:
+    # A hidden scratch folder beside the outputs (same file system, so nothing is copied at the end);
+    # a killed run's copy is swept by the next run that locks the folder.
+    scratch = out / temp_name("ingest")
+    scratch.mkdir()
+    try:
+        with AtomicOutputs(out, report=REPORT_FILE) as outputs:
+            tmp_path = scratch / "parts.parquet"
+            for idx, path in enumerate(paths):
+                ctx = ReadContext(str(path), batch_rows=batch_rows)
+                fr = FileReport(file=str(path), sha256=file_sha256(path))
+                dropped: Counter = Counter()
+                for frame in reader(path, ctx, **options):
+                    if frame.empty:
+                        continue
+                    ctx.produced += len(frame)
+                    this_kind = _kind_of(fmt, frame)
+                    if kind is None:
+                        kind = this_kind
+                    elif this_kind != kind:
+                        raise IngestError(f"{path}: {this_kind} data cannot be mixed with {kind} data in one ingest")
+                    frame, reasons = drop_invalid(frame)
+                    dropped.update(reasons)
+                    if frame.empty:
+                        continue
+                    table = to_latency_table(frame) if kind == "latency" else to_flows_table(frame)
+                    table = table.append_column(_FILE_COL, pa.array([idx] * table.num_rows, pa.int32()))
+                    if writer is None:
+                        schema = table.schema
+                        writer = pq.ParquetWriter(tmp_path, schema)
+                    elif table.schema.names != schema.names:
+                        raise IngestError(
+                            f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
+                        )
+                    writer.write_table(table.cast(schema))
+                    if on_batch:
+                        on_batch(str(path), len(frame))
+                if not ctx.balanced():
                     raise IngestError(
-                        f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
+                        f"{path}: reader accounting does not balance: {ctx.input_records} input records, "
+                        f"{ctx.produced} rows, {dict(ctx.dropped)} dropped, {len(ctx.quarantined)} quarantined"
                     )
-                writer.write_table(table.cast(schema))
-                if on_batch:
-                    on_batch(str(path), len(frame))
-            if not ctx.balanced():
-                raise IngestError(
-                    f"{path}: reader accounting does not balance: {ctx.input_records} input records, "
-                    f"{ctx.produced} rows, {dict(ctx.dropped)} dropped, {len(ctx.quarantined)} quarantined"
-                )
-            names.update(ctx.display_names)
-            dropped.update(ctx.dropped)
-            fr.input_records = ctx.input_records
-            fr.rows = ctx.produced - sum(v for k, v in dropped.items() if k in ("nan", "inf"))
-            fr.dropped = dict(dropped)
-            fr.quarantined = len(ctx.quarantined)
-            quarantine.extend(ctx.quarantined)
-            file_reports.append(fr)
+                if template is None and ctx.template is not None:
+                    template = ctx.template
+                names.update(ctx.display_names)
+                dropped.update(ctx.dropped)
+                fr.input_records = ctx.input_records
+                fr.rows = ctx.produced - sum(v for k, v in dropped.items() if k in ("nan", "inf"))
+                fr.dropped = dict(dropped)
+                fr.quarantined = len(ctx.quarantined)
+                quarantine.extend(ctx.quarantined)
+                file_reports.append(fr)
 
-        data_path = out / DATA_FILE
+            data_path = out / DATA_FILE
+            if writer is not None:
+                writer.close()
+                writer = None
+                df = pq.read_table(tmp_path).to_pandas()
+                file_idx = df[_FILE_COL].to_numpy()
+                df, _, dup = dedupe_and_sort(df, ignore=(_FILE_COL,))
+                if dup.any():
+                    per_file = pd.Series(file_idx[dup.to_numpy()]).value_counts()
+                    for idx, n in per_file.items():
+                        fr = file_reports[int(idx)]
+                        fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + int(n)
+                        fr.rows -= int(n)
+                df = df.drop(columns=[_FILE_COL])
+                table = to_latency_table(df) if kind == "latency" else to_flows_table(df, names)
+                del df
+            else:
+                if kind is None:
+                    kind = _kind_of(fmt, template) if template is not None else (
+                        "latency" if base.KINDS[fmt] == "auto" else base.KINDS[fmt])
+                table = _empty_table(kind, template, names)
+            pq.write_table(table, outputs.path(DATA_FILE))
+            del table
+
+            qpath = out / QUARANTINE_FILE
+            with open(outputs.path(QUARANTINE_FILE), "w") as fh:
+                for q in quarantine:
+                    fh.write(json.dumps(asdict(q)) + "\n")
+
+            total_dropped: Counter = Counter()
+            for fr in file_reports:
+                total_dropped.update(fr.dropped)
+            report = IngestReport(
+                format=fmt,
+                kind=kind,
+                input_records=sum(f.input_records for f in file_reports),
+                rows=sum(f.rows for f in file_reports),
+                dropped=dict(total_dropped),
+                quarantined=len(quarantine),
+                files=file_reports,
+                data_path=str(data_path),
+                quarantine_path=str(qpath),
+            )
+            outputs.path(REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+    finally:
         if writer is not None:
             writer.close()
-            df = pq.read_table(tmp_path).to_pandas()
-            file_idx = df[_FILE_COL].to_numpy()
-            df, _, dup = dedupe_and_sort(df, ignore=(_FILE_COL,))
-            if dup.any():
-                per_file = pd.Series(file_idx[dup.to_numpy()]).value_counts()
-                for idx, n in per_file.items():
-                    fr = file_reports[int(idx)]
-                    fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + int(n)
-                    fr.rows -= int(n)
-            df = df.drop(columns=[_FILE_COL])
-            table = to_latency_table(df) if kind == "latency" else to_flows_table(df, names)
-            pq.write_table(table, data_path)
-        else:
-            kind = kind or ("latency" if base.KINDS[fmt] == "auto" else base.KINDS[fmt])
-            empty = pd.DataFrame({c: pd.Series(dtype="object") for c in LATENCY_COLUMNS})
-            if kind == "latency":
-                pq.write_table(to_latency_table(empty), data_path)
-            else:
-                data_path = None
-
-    qpath = out / QUARANTINE_FILE
-    with open(qpath, "w") as fh:
-        for q in quarantine:
-            fh.write(json.dumps(asdict(q)) + "\n")
-
-    total_dropped: Counter = Counter()
-    for fr in file_reports:
-        total_dropped.update(fr.dropped)
-    report = IngestReport(
-        format=fmt,
-        kind=kind,
-        input_records=sum(f.input_records for f in file_reports),
-        rows=sum(f.rows for f in file_reports),
-        dropped=dict(total_dropped),
-        quarantined=len(quarantine),
-        files=file_reports,
-        data_path=str(data_path) if data_path else None,
-        quarantine_path=str(qpath),
-    )
-    (out / REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+        shutil.rmtree(scratch, ignore_errors=True)
     if not report.balanced:
         raise IngestError(f"ingest accounting does not balance: {report.to_dict()}")
     return report

@@ -1,0 +1,111 @@
+"""How a command ends: one line and an exit code for every expected failure; a traceback only with
+``--debug`` (or ``FLAMENCO_DEBUG=1``).
+
+The policy (README, "Exit codes and outcomes"): 0 the run produced what was asked for (partial results
+counted in its summary); 1 nothing usable came out or the input is unusable; 2 a usage error; 3 the
+output folder is in use. :class:`FlamencoGroup` is the typer group of the ``flamenco`` app: it wraps
+every command (sub-apps included) and maps what escapes it with :func:`describe`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from typing import Any, Optional, Sequence
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from flamenco_core.errors import EXIT_UNUSABLE, EXIT_USAGE, FlamencoError
+
+DEBUG_ENV = "FLAMENCO_DEBUG"
+DEBUG_FLAG = "--debug"
+EXIT_INTERRUPTED = 130
+
+
+def debug_enabled() -> bool:
+    """Whether tracebacks are wanted (``--debug`` or ``FLAMENCO_DEBUG=1``)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _os_message(exc: OSError) -> str:
+    where = exc.filename if exc.filename is not None else ""
+    if exc.filename2 is not None:
+        where = f"{where} -> {exc.filename2}"
+    what = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    hints = {
+        errno.ENOSPC: "free some space or choose another output folder",
+        errno.EDQUOT: "free some space or choose another output folder",
+        errno.EFBIG: "the file system refuses a file this large; choose another output folder",
+        errno.EACCES: "check the permissions, or choose another path",
+        errno.EROFS: "choose a writable output folder",
+        errno.ENOTDIR: "a part of the path is a file, not a folder",
+    }
+    hint = hints.get(exc.errno or 0)
+    text = f"{where}: {what}" if where else what
+    return f"{text}; {hint}" if hint else text
+
+
+def describe(exc: BaseException) -> Optional[tuple[str, int]]:
+    """``(one line, exit code)`` for an expected failure, ``None`` for anything else (a bug)."""
+    if isinstance(exc, FlamencoError):
+        return str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code
+    if type(exc).__name__ == "SpecError":  # a pack that cannot be loaded or applied: bad input
+        return str(exc).splitlines()[0], EXIT_USAGE
+    if isinstance(exc, OSError):
+        return _os_message(exc), EXIT_UNUSABLE
+    if isinstance(exc, MemoryError):
+        return "out of memory; try a smaller input or more memory", EXIT_UNUSABLE
+    return None
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``error: message`` on stderr (plain text: no markup, no wrapping) and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _strip_debug(args: Sequence[str]) -> list[str]:
+    """``args`` without ``--debug`` (accepted anywhere before ``--``); sets :data:`DEBUG_ENV` when found."""
+    out: list[str] = []
+    seen_end = False
+    for a in args:
+        if not seen_end and a == DEBUG_FLAG:
+            os.environ[DEBUG_ENV] = "1"
+            continue
+        seen_end = seen_end or a == "--"
+        out.append(a)
+    return out
+
+
+class FlamencoGroup(TyperGroup):
+    """The app's group: ``--debug`` anywhere on the line, and expected failures as one line and an exit
+    code instead of a traceback (:func:`describe`; unexpected ones say to rerun with ``--debug``)."""
+
+    def main(self, args: Optional[Sequence[str]] = None, *a: Any, **kw: Any) -> Any:
+        args = _strip_debug(sys.argv[1:] if args is None else list(args))
+        return super().main(args, *a, **kw)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            if debug_enabled():
+                raise
+            fail("interrupted", EXIT_INTERRUPTED)
+        except Exception as exc:
+            if debug_enabled():
+                raise
+            known = describe(exc)
+            if known is None:
+                first = (str(exc).splitlines() or [""])[0]
+                known = (f"internal error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)",
+                         EXIT_UNUSABLE)
+            fail(*known)
+
+
+__all__ = ["DEBUG_ENV", "FlamencoGroup", "debug_enabled", "describe", "fail"]
