@@ -37,7 +37,9 @@ def _load_pack(path: Path):
             return LFPack.from_json(path)
         return LFPack.from_yaml(path)
     except SpecError as exc:
-        _fail(f"{path}: {exc}")
+        msg = str(exc)
+        # file-level errors (size, YAML syntax) already start with the path
+        _fail(msg if msg.startswith(str(path)) else f"{path}: {msg}")
 
 
 def _findings_table(title: str, findings) -> Table:

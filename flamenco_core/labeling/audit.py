@@ -13,6 +13,9 @@ path such as ``lfs[1].when[0].value``), a kind and a message. Kinds:
 ``literal_offset``
     a constant added to or subtracted from a statistic (``mean + 1500``): the constant is in data units,
     i.e. a raw value. Multiplying by a constant (``2*std``, ``0.5*p75``) is unit-free and fine.
+``disguised_literal``
+    a threshold on a non-universal feature that does not move with the data (see below), however it
+    is written: ``mean/mean*1500``, ``1500*count/count``, ``1500*p50/p50 + 0*std`` are all 1500.
 ``precise_constant``
     a number with more than :data:`MAX_SIGNIFICANT_DIGITS` significant digits in an expression or in
     free text (``mean + 37.2817``, a timestamp in a description): precision that can only come from data.
@@ -31,6 +34,25 @@ path such as ``lfs[1].when[0].value``), a kind and a message. Kinds:
     a feature declared universal that does not look like one (ports, protocol, flags, TTL, ToS/DSCP,
     ICMP type/code): declaring ``bytes`` universal would otherwise whitelist raw byte thresholds.
 
+**Thresholds must move with the data.** Digits can be hidden by arithmetic, so thresholds on
+non-universal features are not judged by how they are written but by what they do: each is evaluated
+(:meth:`~flamenco_core.labeling.expr.Expression.evaluate_exact`, the project's own evaluator, in exact
+rational arithmetic) on several random sets of synthetic statistics and on the same sets after the
+feature's data is transformed (:func:`check_scaling`). A threshold ``T`` on feature ``x`` passes when
+
+* multiplying ``x`` by ``a > 0`` multiplies ``T`` by ``a`` (tested with ``a = 10`` and a random ``a``);
+* shifting ``x`` by ``c`` shifts ``T`` by ``g*c`` for one fixed gain ``g > 0``: ``g = 1`` for
+  location-scale thresholds (``p75``, ``mean + 3*std``, ``median - 1.5*iqr``), ``g = 0.5`` for ratio-scale
+  ones such as ``0.5*p75``, which bytes, packets and durations (quantities with a true zero) call for;
+* rescaling or shifting any *other* non-universal feature leaves ``T`` unchanged.
+
+Location statistics (mean, min, max, percentiles) follow ``a*s + c``, spread (``std``, ``iqr``) ``a*s``;
+``count`` does not change and statistics of universal features are fixed numbers, since their values
+mean the same everywhere: a threshold built from them alone is a literal. A literal, a constant
+offset or a multiple of ``count`` fails the scale test; ``std`` alone or ``mean*p75/p50`` fail the shift
+test (no shift, or one that depends on the data). A failure is ``literal_offset`` when a constant is
+added to a statistic, ``disguised_literal`` otherwise.
+
 Choice where the issue is silent: ``author`` fields may hold a name or e-mail address. Attribution is
 the point of the field and the pack already names its group; it says who wrote the LF, not what is in
 their data. Authors are still checked for IP addresses. An e-mail address anywhere else is flagged.
@@ -39,11 +61,14 @@ their data. Authors are still checked for IP addresses. An e-mail address anywhe
 from __future__ import annotations
 
 import ipaddress
+import random
 import re
+import secrets
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable, Iterator, Optional
+from fractions import Fraction
+from typing import Any, Collection, Iterable, Iterator, Optional
 
-from .expr import Bin, Expression, Neg, Node, Num, Stat, parse_expression, significant_digits
+from .expr import Bin, Expression, Neg, Node, Num, SpecError, Stat, parse_expression, percentile_of, significant_digits
 from .spec import LFPack
 
 #: Numbers with more significant digits than this look measured, not chosen.
@@ -192,6 +217,105 @@ def _walk(node: Node) -> Iterator[Node]:
         yield from _walk(node.right)
 
 
+# ---------------------------------------------------------------------------------------------- scaling
+
+#: Random sets of synthetic statistics each threshold is evaluated on. Arithmetic is exact, so an
+#: expression that is not equivariant agrees with one that is only on a measure-zero set of statistics;
+#: the first set tests every property, the others that the shift gain does not depend on the data.
+SCALE_CHECK_SETS = 3
+
+# synthetic statistics are random integers below this: exact, and cheaper to multiply than Fractions
+_DRAW = 1 << 40
+
+
+class _Synthetic:
+    """Consistent synthetic statistics of one feature, transformable as ``a*x + c``.
+
+    Percentiles are strictly increasing random integers, the mean lies between min and max, ``std`` is
+    positive and ``iqr = q3 - q1``, as on real data, so identities that hold for every data set
+    (``q3 - q1 - iqr == 0``) also hold here.
+    """
+
+    __slots__ = ("loc", "std", "iqr", "count")
+
+    def __init__(self, stats: Iterable[str], rng: random.Random) -> None:
+        pct = {percentile_of(st) for st in stats if percentile_of(st) is not None} | {25.0, 75.0}
+        qs = sorted(pct | {0.0, 100.0})
+        draws = sorted(rng.sample(range(1, _DRAW), len(qs)))
+        by_q = dict(zip(qs, draws))
+        self.loc: dict[str, int] = {st: by_q[percentile_of(st)] for st in stats if percentile_of(st) is not None}
+        self.loc["mean"] = rng.randrange(by_q[0.0], by_q[100.0])
+        self.iqr = by_q[75.0] - by_q[25.0]
+        self.std = rng.randrange(1, _DRAW)
+        self.count = rng.randrange(2, 1 << 30)
+
+    def get(self, stat: str, a: int, c: Fraction) -> Any:
+        if stat == "count":
+            return self.count
+        if stat == "std":
+            return a * self.std
+        if stat == "iqr":
+            return a * self.iqr
+        return a * self.loc[stat] + c
+
+
+def check_scaling(expr: Expression, feature: str, universal: Collection[str] = (), *,
+                  rng: Optional[random.Random] = None, sets: int = SCALE_CHECK_SETS) -> Optional[str]:
+    """Why ``expr``, a threshold on ``feature``, does not move with the data; ``None`` when it does.
+
+    The property (module docstring): with ``feature``'s data mapped to ``a*x + c`` the threshold
+    becomes ``a*T + g*c`` for one fixed ``g > 0``, and other non-universal features' data do not
+    change it. Statistics of features in ``universal`` are fixed numbers. Checked by evaluating the
+    expression with :meth:`Expression.evaluate_exact` on ``sets`` random synthetic statistics sets and
+    their transforms; ``rng`` defaults to a freshly seeded generator (the sets cannot be known in
+    advance, so an expression cannot be tuned to them).
+    """
+    rng = rng or random.Random(secrets.randbits(64))
+    reads: dict[str, set[str]] = {}
+    for f, stat in expr.statistics(feature):
+        reads.setdefault(f, set()).add(stat)
+    universal = set(universal)
+    others = sorted(f for f in reads if f != feature and f not in universal)
+    gain: Optional[Fraction] = None
+    try:
+        for k in range(max(1, sets)):
+            synth = {f: _Synthetic(st, rng) for f, st in reads.items()}
+
+            def value(moves: dict[str, tuple[int, Fraction]]) -> Fraction:
+                def lookup(f: str, stat: str) -> Any:
+                    a, c = moves.get(f, (1, 0))
+                    return synth[f].get(stat, a, c)
+
+                return Fraction(expr.evaluate_exact(lookup, feature))
+
+            t0 = value({})
+            if others and k == 0:  # first, so that the message names the other feature
+                moved = {f: (rng.randrange(2, 1 << 20), Fraction(rng.randrange(1, _DRAW), rng.randrange(1, 1 << 20)))
+                         for f in others}
+                if value(moved) != t0:
+                    return (f"depends on the units of {', '.join(map(repr, others))}: a threshold on {feature!r} may read "
+                            "other features only through quantities that rescaling or shifting their data leaves unchanged "
+                            "(e.g. std(other)/iqr(other))")
+            if value({feature: (10, 0)}) != 10 * t0:
+                return (f"does not scale with the data: multiplying {feature!r} by 10 does not multiply the threshold "
+                        "by 10, so part of it is a fixed number in data units")
+            shifts = [Fraction(rng.randrange(1, _DRAW), rng.randrange(1, 1 << 20)) * rng.choice((-1, 1))
+                      for _ in range(2 if k == 0 else 1)]
+            gains = {(value({feature: (1, c)}) - t0) / c for c in shifts}
+            if gain is not None:
+                gains.add(gain)
+            if len(gains) > 1:
+                return (f"does not shift with the data: shifting {feature!r} moves the threshold by an amount that "
+                        "is not a fixed multiple of the shift")
+            gain = gains.pop()
+    except SpecError as exc:
+        return f"cannot be evaluated on arbitrary data ({exc.message})"
+    if gain is None or gain <= 0:
+        return f"does not shift with the data: shifting {feature!r} " + (
+            "leaves the threshold where it is" if gain == 0 else "moves the threshold the other way")
+    return None
+
+
 def audit_pack(pack: LFPack, allow: Iterable[str] = ()) -> list[Finding]:
     """Every finding for ``pack``, minus those allowlisted.
 
@@ -201,6 +325,9 @@ def audit_pack(pack: LFPack, allow: Iterable[str] = ()) -> list[Finding]:
     allowed = set(allow)
     universal = set(pack.universal_features)
     findings: list[Finding] = []
+    rng = random.Random(secrets.randbits(64))
+    # LFs repeat thresholds (p75, mean): judge each (text, feature) once per audit
+    verdicts: dict[tuple[str, str], Optional[str]] = {}
 
     for i, feat in enumerate(pack.universal_features):
         if not looks_universal(feat):
@@ -243,10 +370,26 @@ def audit_pack(pack: LFPack, allow: Iterable[str] = ()) -> list[Finding]:
                                                     f"{num.text!r} in {v!r} has {significant_digits(num.text)} significant digits; "
                                                     "a constant that precise can encode a value of the data"))
                     if not expr.is_constant:
-                        for num in _offsets(expr):
+                        why = None
+                        if not is_universal:
+                            key = (v, cond.feature)
+                            if key not in verdicts:
+                                verdicts[key] = check_scaling(expr, cond.feature, universal, rng=rng)
+                            why = verdicts[key]
+                        # on a non-universal feature an offset only counts when the threshold really fails
+                        # to move with the data (``mean + 5 - 5`` is ``mean``); universal features keep the
+                        # syntactic check they always had
+                        offsets = _offsets(expr) if (why or is_universal) else []
+                        for num in offsets:
                             findings.append(Finding(lf.name, vpath, "literal_offset",
                                                     f"{num.text!r} is added to a statistic in {v!r}: a constant in data units is a raw value; "
                                                     "scale statistics instead (e.g. mean + 2*std)"))
+                        if why and not offsets:
+                            findings.append(Finding(lf.name, vpath, "disguised_literal",
+                                                    f"{v!r} on non-universal feature {cond.feature!r} does not move with the data: it {why}. "
+                                                    "A threshold that does not follow the data acts as a fixed value, which can probe the "
+                                                    f"data it runs on; build it from statistics of {cond.feature!r} only "
+                                                    "(e.g. p75, mean + 2*std, median + 1.5*iqr, 0.5*p75)"))
                 else:
                     literals.append((vpath, v))
             if literals and not is_universal:
@@ -291,4 +434,5 @@ def _text_findings(lf: Optional[str], path: str, text: str, *, allow_emails: boo
     return out
 
 
-__all__ = ["Finding", "audit_pack", "find_addresses", "is_identifier_feature", "looks_universal", "MAX_SIGNIFICANT_DIGITS"]
+__all__ = ["Finding", "audit_pack", "check_scaling", "find_addresses", "is_identifier_feature", "looks_universal",
+           "MAX_SIGNIFICANT_DIGITS", "SCALE_CHECK_SETS"]

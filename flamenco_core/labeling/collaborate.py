@@ -30,6 +30,14 @@ Caveat the row-count threshold addresses: an aggregate over very few rows descri
 labeled row's Correct count is its label). :func:`collaborate` refuses data sets smaller than
 ``min_rows`` (default 10), local or labeled.
 
+Caveat the window check addresses: an LF whose conditions on one feature leave a narrow window
+(``x > a AND x <= b``, ``between``, ``==``, ``in``) turns its coverage into an answer to "does a local row
+hold a value near here?". :func:`collaborate` resolves every LF's windows on the local data and refuses a
+pack where one, on a non-universal feature, is narrower than ``min_window_share`` (default 1%,
+:data:`DEFAULT_MIN_WINDOW_SHARE`) of that feature's spread: its interquartile range, or its range where
+the IQR is 0. ``==`` and ``in`` are windows of width 0. Allowing an LF's audit findings does not exempt
+it (a literal window is exactly such a probe); ``min_window_share=0`` switches the check off.
+
 Statistics for the labeled data are the **local data's** statistics: the labeled split is scored by the
 same rules (the same thresholds) that label the local data, as training-split statistics are used for
 the test split.
@@ -57,6 +65,8 @@ from flamenco_core.labeling.label_model import ABSTAIN, labeled_mask, make_label
 REPORT_FORMAT = "flamenco-collaboration-report"
 REPORT_VERSION = 1
 DEFAULT_MIN_ROWS = 10
+#: Narrowest LF window accepted, as a share of the feature's spread on the local data (IQR, else range).
+DEFAULT_MIN_WINDOW_SHARE = 0.01
 
 
 class CollaborationRefused(ValueError):
@@ -263,6 +273,82 @@ def audit_packs(packs: Sequence[Any], allow: Iterable[str] = ()) -> dict[str, li
     return allowed
 
 
+def narrow_windows(pack: Any, df: pd.DataFrame, min_share: float = DEFAULT_MIN_WINDOW_SHARE) -> list[tuple[str, str]]:
+    """``(LF, feature)`` pairs whose window on a non-universal feature of ``df`` is too narrow.
+
+    An LF's conditions on one feature are intersected: the window runs from the largest lower bound
+    (``>``, ``>=``, ``between``'s low end) to the smallest upper bound (``<``, ``<=``, ``between``'s high
+    end); ``==`` and ``in`` are windows of width 0. Thresholds are resolved on ``df``'s statistics, as
+    when applying. A window is too narrow when its width is below ``min_share`` times the feature's
+    interquartile range on ``df`` (its range where the IQR is 0). Empty windows (low end above high end)
+    never vote and are not reported; nor are thresholds that cannot be resolved (missing feature or
+    statistic, NaN): applying reports those.
+    """
+    from flamenco_core.labeling.expr import SpecError, parse_expression
+    from flamenco_core.labeling.stats import DataStatistics, MissingStatistic
+
+    if min_share <= 0:
+        return []
+    universal = set(pack.universal_features)
+    stats = DataStatistics(df)
+    # one pass per feature for every statistic the pack and the spreads need
+    needed = pack.needed_stats()
+    wanted = {c.feature for lf in pack.lfs for c in lf.when if c.feature not in universal}
+    present = [f for f in sorted(wanted | set(needed)) if stats.has_feature(f)]
+    for f in present:
+        try:
+            stats.prefetch({f: sorted(set(needed.get(f, ())) | ({"iqr", "min", "max"} if f in wanted else set()))})
+        except (TypeError, ValueError):
+            pass  # a non-numeric column: its LFs are skipped below and applying names the problem
+
+    def spread(feature: str) -> float:
+        iqr = stats.get(feature, "iqr")
+        return iqr if iqr > 0 else stats.get(feature, "max") - stats.get(feature, "min")
+
+    def resolve(v: Any, feature: str) -> float:
+        return float(parse_expression(v).evaluate(stats.get, feature)) if isinstance(v, str) else float(v)
+
+    narrow: list[tuple[str, str]] = []
+    for lf in pack.lfs:
+        low: dict[str, float] = {}
+        high: dict[str, float] = {}
+        points: set[str] = set()
+        try:
+            for c in lf.when:
+                if c.feature in universal or c.op == "!=":
+                    continue
+                f = c.feature
+                vals = [resolve(v, f) for v in c.values]
+                if c.op in ("==", "in"):
+                    points.add(f)
+                    continue
+                if c.op in (">", ">=", "between"):
+                    low[f] = max(low.get(f, -math.inf), vals[0])
+                if c.op in ("<", "<=", "between"):
+                    high[f] = min(high.get(f, math.inf), vals[-1])
+            for f in sorted(points | (set(low) & set(high))):
+                width = 0.0 if f in points else high[f] - low[f]
+                if width >= 0 and width < min_share * spread(f):
+                    narrow.append((lf.name, f))
+        except (SpecError, MissingStatistic, TypeError, ValueError):
+            continue  # unresolvable here: applying the pack reports it with the LF's name
+    return narrow
+
+
+def check_windows(packs: Sequence[Any], df: pd.DataFrame, min_share: float = DEFAULT_MIN_WINDOW_SHARE) -> None:
+    """Raise :class:`CollaborationRefused` naming every LF and feature with a window narrower than
+    ``min_share`` of the feature's spread on ``df`` (see :func:`narrow_windows`)."""
+    found = [(p.name, lf, f) for p in packs for lf, f in narrow_windows(p, df, min_share)]
+    if found:
+        lines = [f"{p}: LF {lf!r} on feature {f!r}" for p, lf, f in found]
+        raise CollaborationRefused(
+            f"these LFs test a window narrower than {min_share:.2%} of the feature's spread on the local data "
+            "(interquartile range, or range where that is 0); their coverage would tell whether a local row holds "
+            "a value in that window. Widen the windows, or lower min_window_share if you accept that:\n  "
+            + "\n  ".join(lines)
+        )
+
+
 def collaborate(
     packs: Sequence[Any],
     df: pd.DataFrame,
@@ -277,6 +363,7 @@ def collaborate(
     pos_label: Union[int, str] = 1,
     min_rows: int = DEFAULT_MIN_ROWS,
     combination_name: Optional[str] = None,
+    min_window_share: float = DEFAULT_MIN_WINDOW_SHARE,
 ) -> dict:
     """Apply each pack and their combination to local data ``df`` and write the shareable report.
 
@@ -285,8 +372,10 @@ def collaborate(
     finding raises :class:`CollaborationRefused` before anything is applied. ``label_model``/``seed``
     pick the label model (see :func:`~flamenco_core.labeling.label_model.make_label_model`);
     ``abstain``/``pos_label`` define LF F1 (see :mod:`flamenco_core.labeling.analysis`; ``pos_label``
-    is resolved against the first pack's classes and then used by name). Writes
-    ``out_dir/report.json`` and ``out_dir/report.md`` and returns the report as a dict.
+    is resolved against the first pack's classes and then used by name). ``min_window_share``: LF
+    windows narrower than this share of a feature's spread on ``df`` are refused (see
+    :func:`narrow_windows`; 0 switches the check off). Writes ``out_dir/report.json`` and
+    ``out_dir/report.md`` and returns the report as a dict.
     """
     from flamenco_core import __version__
     from flamenco_core.labeling.analysis import _f1_definition, _resolve_f1_args
@@ -303,6 +392,7 @@ def collaborate(
     if len(df) < min_rows:
         raise CollaborationRefused(f"the local data has {len(df)} rows; reports need at least {min_rows} (aggregates of a few rows describe those rows)")
     allowed = audit_packs(packs, allow)
+    check_windows(packs, df, min_window_share)
 
     classes = list(packs[0].classes)
     pos_index, _, _ = _resolve_f1_args(len(classes), classes, pos_label, abstain, None, None)
@@ -464,4 +554,5 @@ def render_markdown(report: dict) -> str:
     return md
 
 
-__all__ = ["CollaborationRefused", "audit_packs", "class_indices", "collaborate", "render_markdown"]
+__all__ = ["CollaborationRefused", "audit_packs", "check_windows", "class_indices", "collaborate", "narrow_windows",
+           "render_markdown", "DEFAULT_MIN_WINDOW_SHARE"]

@@ -22,8 +22,9 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
-from typing import Callable, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 MAX_LENGTH = 256
 MAX_TOKENS = 128
@@ -378,17 +379,29 @@ class Expression:
         NaN statistics (e.g. ``std`` of a single value) propagate, so the condition is false and the LF
         abstains; division by zero and overflow raise :class:`SpecError`.
         """
-        return self._eval(self.root, lookup, feature)
+        return self._eval(self.root, lookup, feature, exact=False)
 
-    def _eval(self, node: Node, lookup: Lookup, feature: str) -> float:
+    def evaluate_exact(self, lookup: Callable[[str, str], Any], feature: str) -> Union[int, Fraction]:
+        """The threshold's value in exact rational arithmetic, ``lookup`` supplying ints or ``Fraction``s.
+
+        The same tree walk as :meth:`evaluate`, so the privacy audit checks exactly what the applier
+        computes; numbers are read from their text (``0.3`` is 3/10, not the nearest double) so that
+        identities such as ``mean + 0.1*std - 0.1*std == mean`` hold without rounding error. Division by
+        zero raises :class:`SpecError`.
+        """
+        return self._eval(self.root, lookup, feature, exact=True)
+
+    def _eval(self, node: Node, lookup: Callable[[str, str], Any], feature: str, exact: bool) -> Any:
         if isinstance(node, Num):
-            return node.value
+            return _exact_number(node.text) if exact else node.value
         if isinstance(node, Stat):
-            return float(lookup(node.feature or feature, node.stat))
+            v = lookup(node.feature or feature, node.stat)
+            # ints stay ints (exact, and cheaper than Fractions) until a division needs a Fraction
+            return (v if isinstance(v, (int, Fraction)) else Fraction(v)) if exact else float(v)
         if isinstance(node, Neg):
-            return -self._eval(node.operand, lookup, feature)
-        a = self._eval(node.left, lookup, feature)
-        b = self._eval(node.right, lookup, feature)
+            return -self._eval(node.operand, lookup, feature, exact)
+        a = self._eval(node.left, lookup, feature, exact)
+        b = self._eval(node.right, lookup, feature, exact)
         if node.op == "+":
             r = a + b
         elif node.op == "-":
@@ -398,10 +411,15 @@ class Expression:
         else:
             if b == 0:
                 raise SpecError("division by zero", token="/", position=node.pos, expression=self.text)
-            r = a / b
-        if math.isinf(r) and math.isfinite(a) and math.isfinite(b):
+            r = Fraction(a) / b if exact else a / b
+        if not exact and math.isinf(r) and math.isfinite(a) and math.isfinite(b):
             raise SpecError("arithmetic overflow", token=node.op, position=node.pos, expression=self.text)
         return r
+
+
+@lru_cache(maxsize=4096)
+def _exact_number(text: str) -> Fraction:
+    return Fraction(text)
 
 
 @lru_cache(maxsize=4096)

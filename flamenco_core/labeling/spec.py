@@ -16,6 +16,14 @@ data the LF runs on (see :mod:`flamenco_core.labeling.expr`). The public format:
 Validation at load time covers structure, class names, unique LF names and the syntax of every
 threshold expression; whether features and statistics exist is known only against data (applier).
 Packs load only through ``yaml.safe_load``/``json``: no tags, no objects, no pickle.
+
+Size caps (:class:`PackLimits`) bound what a pack file may cost before it is validated: by default a
+file holds at most 1 MB (:data:`DEFAULT_MAX_BYTES`), 1,000 LFs (:data:`DEFAULT_MAX_LFS`), 32
+conditions per LF (:data:`DEFAULT_MAX_CONDITIONS`) and 100,000 threshold values in all
+(:data:`DEFAULT_MAX_VALUES`; YAML aliases can repeat one list many times without adding bytes).
+:meth:`LFPack.from_yaml` and :meth:`LFPack.from_json` apply :data:`DEFAULT_LIMITS` unless given other
+``limits``; :meth:`LFPack.from_dict`, used for packs built in code, applies caps only when given
+``limits``. The bytes are checked before the file is parsed, the counts before any LF is validated.
 """
 
 from __future__ import annotations
@@ -40,6 +48,100 @@ FEATURE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: LF names become Parquet column names and CLI ``--allow`` arguments.
 LF_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 MAX_IN_VALUES = 1024
+
+#: Default size caps for pack files (see :class:`PackLimits`).
+DEFAULT_MAX_BYTES = 1_000_000
+DEFAULT_MAX_LFS = 1_000
+DEFAULT_MAX_CONDITIONS = 32
+DEFAULT_MAX_VALUES = 100_000
+#: The format's own ceiling on conditions per LF; ``PackLimits.max_conditions`` cannot raise it.
+HARD_MAX_CONDITIONS = 64
+
+
+@dataclass(frozen=True)
+class PackLimits:
+    """Size caps checked when a pack is loaded, before it is parsed (bytes) or validated (counts).
+
+    A pack comes from another group and every LF costs parsing, validation, auditing and a column of
+    the label matrix, so an oversized pack is refused with one clear error instead of minutes of work.
+    ``max_bytes``: size of the file or JSON text; ``max_lfs``: entries in ``lfs``;
+    ``max_conditions``: entries in one LF's ``when`` (at most :data:`HARD_MAX_CONDITIONS`);
+    ``max_values``: threshold values in all conditions together (an ``in`` list counts each item).
+    ``None`` switches a cap off.
+    """
+
+    max_bytes: Optional[int] = DEFAULT_MAX_BYTES
+    max_lfs: Optional[int] = DEFAULT_MAX_LFS
+    max_conditions: Optional[int] = DEFAULT_MAX_CONDITIONS
+    max_values: Optional[int] = DEFAULT_MAX_VALUES
+
+
+#: The caps :meth:`LFPack.from_yaml` and :meth:`LFPack.from_json` apply by default.
+DEFAULT_LIMITS = PackLimits()
+
+
+def check_pack_size(data: Any, limits: PackLimits) -> None:
+    """Raise :class:`SpecError` when the loaded mapping ``data`` exceeds ``limits``.
+
+    Only list lengths are read (no LF is validated), so a 100,000-LF pack is refused in milliseconds.
+    Malformed entries are left to validation, which reports them precisely.
+    """
+    if not isinstance(data, dict):
+        return
+    pack = data.get("pack") if isinstance(data.get("pack"), str) else None
+    lfs = data.get("lfs")
+    if not isinstance(lfs, list):
+        return
+    if limits.max_lfs is not None and len(lfs) > limits.max_lfs:
+        raise SpecError(
+            f"the pack has {len(lfs)} LFs; at most {limits.max_lfs} are accepted (PackLimits.max_lfs): "
+            "split it into smaller packs",
+            pack=pack,
+        )
+    total = 0
+    for entry in lfs:
+        when = entry.get("when") if isinstance(entry, dict) else None
+        if not isinstance(when, list):
+            continue
+        if limits.max_conditions is not None and len(when) > limits.max_conditions:
+            name = entry.get("name") if isinstance(entry.get("name"), str) else None
+            raise SpecError(
+                f"the LF has {len(when)} conditions; at most {limits.max_conditions} are accepted "
+                "(PackLimits.max_conditions)",
+                pack=pack,
+                lf=name,
+            )
+        for cond in when:
+            value = cond.get("value") if isinstance(cond, dict) else None
+            total += len(value) if isinstance(value, list) else 1
+        if limits.max_values is not None and total > limits.max_values:
+            raise SpecError(
+                f"the pack holds more than {limits.max_values} threshold values (PackLimits.max_values)",
+                pack=pack,
+            )
+
+
+def _read_capped(path: Path, limits: Optional[PackLimits]) -> str:
+    """The file's text, refusing it by size before reading more than the cap."""
+    cap = limits.max_bytes if limits is not None else None
+    try:
+        size = path.stat().st_size
+        if cap is not None and size > cap:
+            raise SpecError(
+                f"{path}: pack file is {size} bytes; at most {cap} are accepted (PackLimits.max_bytes): "
+                "split it into smaller packs"
+            )
+        with path.open("rb") as fh:
+            # st_size can be 0 or stale (pipes, growing files): read one byte past the cap to be sure
+            raw = fh.read(cap + 1) if cap is not None else fh.read()
+    except OSError as exc:
+        raise SpecError(f"cannot read pack file {path}: {exc}") from None
+    if cap is not None and len(raw) > cap:
+        raise SpecError(f"{path}: pack file is larger than {cap} bytes (PackLimits.max_bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def _canonical_number(v: Union[int, float]) -> Union[int, float]:
@@ -120,7 +222,7 @@ class LFSpec(BaseModel):
 
     name: str = Field(pattern=LF_NAME_PATTERN, max_length=128)
     label: str = Field(min_length=1)
-    when: list[Condition] = Field(min_length=1, max_length=64)
+    when: list[Condition] = Field(min_length=1, max_length=HARD_MAX_CONDITIONS)
     author: Optional[str] = Field(default=None, max_length=256)
     group: Optional[str] = Field(default=None, max_length=256)
     description: Optional[str] = Field(default=None, max_length=4000)
@@ -187,42 +289,50 @@ class LFPack(BaseModel):
     # ------------------------------------------------------------------------------------ loading
 
     @classmethod
-    def from_dict(cls, data: Any) -> "LFPack":
-        """Validate a mapping (as loaded from YAML/JSON); errors are :class:`SpecError`."""
+    def from_dict(cls, data: Any, limits: Optional[PackLimits] = None) -> "LFPack":
+        """Validate a mapping (as loaded from YAML/JSON); errors are :class:`SpecError`.
+
+        ``limits`` (default: none, for packs built in code) caps the counts before any LF is validated.
+        """
         if not isinstance(data, dict):
             raise SpecError(f"a pack must be a mapping, not {type(data).__name__}")
+        if limits is not None:
+            check_pack_size(data, limits)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
             raise _spec_error_from_validation(exc, data) from None
 
     @classmethod
-    def from_yaml(cls, path: Union[str, Path]) -> "LFPack":
-        """Load a pack from a YAML (or JSON: a subset of YAML) file, with ``yaml.safe_load`` only."""
+    def from_yaml(cls, path: Union[str, Path], limits: Optional[PackLimits] = DEFAULT_LIMITS) -> "LFPack":
+        """Load a pack from a YAML (or JSON: a subset of YAML) file, with ``yaml.safe_load`` only.
+
+        ``limits`` (default :data:`DEFAULT_LIMITS`; ``None`` for none) is checked on the file's size
+        before it is parsed and on the counts before any LF is validated.
+        """
         import yaml
 
         path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise SpecError(f"cannot read pack file {path}: {exc}") from None
+        text = _read_capped(path, limits)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise SpecError(f"{path}: not valid YAML: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, limits=limits)
 
     @classmethod
-    def from_json(cls, path_or_text: Union[str, Path]) -> "LFPack":
-        """Load a pack from a JSON file or JSON text."""
+    def from_json(cls, path_or_text: Union[str, Path], limits: Optional[PackLimits] = DEFAULT_LIMITS) -> "LFPack":
+        """Load a pack from a JSON file or JSON text, within ``limits`` (as :meth:`from_yaml`)."""
         text = str(path_or_text)
         if not text.lstrip().startswith("{"):
-            text = Path(path_or_text).read_text()
+            text = _read_capped(Path(path_or_text), limits)
+        elif limits is not None and limits.max_bytes is not None and len(text.encode("utf-8")) > limits.max_bytes:
+            raise SpecError(f"JSON pack text is larger than {limits.max_bytes} bytes (PackLimits.max_bytes)")
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise SpecError(f"not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        return cls.from_dict(data, limits=limits)
 
     def to_dict(self) -> dict[str, Any]:
         """The pack as plain data, keys in format order, unset optional fields left out."""
@@ -411,6 +521,9 @@ def _slug(text: str) -> str:
 
 __all__ = [
     "OPS",
+    "DEFAULT_LIMITS",
+    "PackLimits",
+    "check_pack_size",
     "Condition",
     "LFSpec",
     "LFPack",
