@@ -1,9 +1,11 @@
 """``flamenco run``: run pipelines as Prefect flows logged to MLflow. Mounted by :mod:`flamenco.cli`.
 
 ``run_app`` is a light typer sub-app: Prefect, MLflow, pandas and the core are imported inside the
-commands, so ``flamenco --help`` stays fast. Exit codes: 0 the pipeline ran (failed combinations are
-listed, not fatal), 1 the pipeline could not run or no combination succeeded, 2 bad input (arguments,
-packs, experiment or config files).
+commands, so ``flamenco --help`` stays fast. Exit codes (README, "Exit codes and outcomes"): 0 the
+pipeline ran (failed combinations are counted in the summary, not fatal), 1 nothing usable (no row, no
+ground truth, no combination succeeded), 2 bad input (arguments, packs that do not fit the data,
+experiment or config files), 3 the output folder is in use. A failure prints one line; ``--debug``
+shows the traceback and Prefect's log.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+
+from flamenco.errors import fail
 from rich.table import Table
 from rich.text import Text
 
@@ -30,12 +34,12 @@ FLOW_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
 
 def _fail(msg: str, code: int = 2) -> None:
     # plain echo: rich would wrap long paths mid-word
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
+    fail(msg, code)
 
 
 def _num(v) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else "–"
+    # an undefined score (NaN: e.g. F1 of a class with no test row) or one never computed reads "n/a"
+    return f"{v:.3f}" if isinstance(v, float) and v == v else "n/a"
 
 
 @run_app.command("flows")
@@ -57,6 +61,8 @@ def flows_cmd(
     tables, interpretability trees and labels for every flow."""
     if fmt not in FLOW_FORMATS:
         _fail(f"unknown format {fmt!r}; choose one of {', '.join(FLOW_FORMATS)}")
+    if out.exists() and not out.is_dir():
+        _fail(f"--out {out} is a file; give a folder (for labels.parquet, report.json, tables/, trees/)")
     for path, what in [(input_path, "input"), *[(p, "LF pack") for p in lfs], (experiments, "experiment file"),
                        (alerts, "alerts file"), (config, "config file")]:
         if path is not None and not path.is_file():
@@ -76,21 +82,24 @@ def flows_cmd(
 
     import os
 
-    from flamenco.env import setup_environment
+    from flamenco.env import quiet_prefect_console, setup_environment
 
     # task-level INFO lines drown the summary; every run is in the Prefect and MLflow stores
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    quiet_prefect_console()
     setup_environment()
     from flows.flow_records import flow_records_flow
 
-    try:
-        summary = flow_records_flow(str(input_path), fmt, [str(p) for p in lfs], str(out),
-                                    experiments=str(experiments) if experiments else None,
-                                    alerts=str(alerts) if alerts else None,
-                                    config=str(config) if config else None,
-                                    runner=runner, workers=workers, scheduler=scheduler)
-    except Exception as exc:  # ingest errors and the like: the flow failed as a whole
-        _fail(f"the flow failed: {type(exc).__name__}: {exc}", 1)
+    # Unusable input (NoRows), a folder in use (OutputInUse), I/O errors: one line and the exit code of
+    # the outcome policy, from the app's error handler (flamenco.errors).
+    summary = flow_records_flow(str(input_path), fmt, [str(p) for p in lfs], str(out),
+                                experiments=str(experiments) if experiments else None,
+                                alerts=str(alerts) if alerts else None,
+                                config=str(config) if config else None,
+                                runner=runner, workers=workers, scheduler=scheduler)
+    if summary.get("preparation") != "ok":
+        # a pack that does not fit the data, no ground truth, too few rows: one line, no table of skips
+        _fail(f"{summary.get('error')} (report: {summary['report']})", summary.get("exit_code", 1))
 
     t = Table(title=Text(f"flow records: {summary.get('dataset', '')}"))
     for col in ("combination", "outcome", "LF F1", "classifier F1", "Tree F1", "tree vs LF", "coverage"):
@@ -103,12 +112,13 @@ def flows_cmd(
     console.print(f"{s['ok']} ok, {s['skipped']} skipped, {s['failed']} failed")
     for f in s.get("failures", []):
         console.print(Text(f"failed: {f['combination']}: {f['error']}"))
-    if summary.get("preparation") != "ok":
-        err.print(Text(f"preparation failed: {summary.get('error')}"))
+    undefined = next((r["f1_undefined"] for r in summary["combinations"] if r.get("f1_undefined")), None)
+    if undefined:
+        console.print(Text(f"n/a: {undefined} in the test split"))
     console.print(Text(f"report: {summary['report']}"))
     if summary.get("labels"):
         console.print(Text(f"labels: {summary['labels']['path']} ({json.dumps(summary['labels']['by_source'])})"))
         console.print(Text(f"tables: {Path(out) / 'tables'}   trees: {Path(out) / 'trees'}"))
     console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"))
-    if summary.get("preparation") != "ok" or s["ok"] + s["skipped"] == 0:
-        raise typer.Exit(1)
+    if s["ok"] + s["skipped"] == 0:
+        _fail(f"every combination failed; nothing usable (report: {summary['report']})", 1)

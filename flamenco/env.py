@@ -30,3 +30,15 @@ def setup_environment() -> Path:
     # mlflow >= 3 warns loudly about the file store; we never use it, and the sqlite store needs no server.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return h
+
+
+def quiet_prefect_console() -> None:
+    """Keep Prefect's log lines (and the tracebacks of failed tasks) and MLflow's INFO lines (database
+    creation) off the console for a CLI run: the command prints the outcome itself, in one line when it
+    failed, and every log still reaches Prefect's store. ``--debug`` (``FLAMENCO_DEBUG=1``) keeps them.
+    Must run before Prefect and MLflow are imported; variables the user set win."""
+    from flamenco.errors import debug_enabled
+
+    if not debug_enabled():
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")

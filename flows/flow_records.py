@@ -2,8 +2,11 @@
 -> tables, labels and report, logged on the MLflow parent run.
 
 A combination that fails fails only its own task; its record (outcome, error) still reaches the report
-and the summary, which lists the failures. A preparation failure (no ground truth, too few rows) ends
-the flow with every combination skipped and the reason in ``report.json``.
+and the summary, which lists the failures. A preparation failure (no ground truth, too few rows, a pack
+that reads a feature the data lacks: checked once, before the fan-out) ends the flow with every
+combination skipped, the reason in ``report.json`` and ``exit_code`` in the summary. An input with no
+row raises :class:`~flamenco_core.ingest.pipeline.NoRows`. The output folder is locked for the run, and
+the MLflow parent run always ends FINISHED or FAILED with the reason in ``flamenco.error``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from typing import Any, Optional
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from flamenco_core.errors import EXIT_UNUSABLE, UsageError
+from flamenco_core.ingest.pipeline import NoRows
+from flamenco_core.outputs import OutputLock
 from tasks.flow_records import (
     combination_task,
     finish_failed_preparation_task,
@@ -22,7 +28,7 @@ from tasks.flow_records import (
     log_failed_combination_task,
     prepare_task,
 )
-from tasks.ingest import ingest_task, start_parent_run_task
+from tasks.ingest import close_failed_parent_run, ingest_task, start_parent_run_task
 
 DEFAULT_EXPERIMENT = "flamenco-flow-records"
 
@@ -67,7 +73,9 @@ def combinations_flow(combinations: list[dict], work_dir: str, out_dir: str, exp
 
 
 def _fmt(v: Any) -> str:
-    return f"{v:.3f}" if isinstance(v, float) else ("" if v is None else str(v))
+    if isinstance(v, float):
+        return f"{v:.3f}" if v == v else "n/a"  # NaN: an undefined score
+    return "" if v is None else str(v)
 
 
 def _summary_markdown(title: str, records: list[dict]) -> str:
@@ -105,29 +113,47 @@ def flow_records_flow(
     ``runner``/``workers``/``scheduler``: the per-combination fan-out's task runner (else the config's
     ``runner``, else the environment; ``tasks/runners.py``).
     """
-    from flamenco_core.ingest.pipeline import file_sha256
-    from tasks.runners import fan_out
-
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: the output folder is a file; give a folder")
+    with OutputLock(out):  # a second run into the same folder gets OutputInUse, not interleaved files
+        return _flow_records(input_path, fmt, packs, out, experiments, alerts, config, experiment, run_name,
+                             runner, workers, scheduler)
+
+
+def _flow_records(input_path, fmt, packs, out: Path, experiments, alerts, config, experiment, run_name,
+                  runner, workers, scheduler) -> dict:
+    # Whatever ends the flow early (unusable input, a broken fan-out, an interrupt), the parent run ends
+    # FAILED with the reason in flamenco.error: a run left RUNNING says nothing.
     params = {"input": str(input_path), "format": fmt, "packs": [str(p) for p in packs],
               "experiments": str(experiments or ""), "alerts": str(alerts or ""),
               "config": config if isinstance(config, dict) else str(config or "")}
     parent = start_parent_run_task(experiment, run_name or f"flow-records-{Path(input_path).stem}", params=params,
                                    tags={"flamenco.pipeline": "flow_records", "flamenco.format": fmt})
     try:
-        report = ingest_task([str(input_path)], fmt, str(out / "ingest"), None)
-        sources = {
-            "input": str(input_path), "format": fmt, "input_sha256": report["files"][0]["sha256"],
-            "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
-            "packs": [{"path": str(p), "sha256": file_sha256(p)} for p in packs],
-            "experiments": {"path": str(experiments), "sha256": file_sha256(experiments)} if experiments else None,
-            "alerts": {"path": str(alerts), "sha256": file_sha256(alerts)} if alerts else None,
-            "dataset": Path(input_path).stem,
-        }
-    except Exception as exc:  # unreadable input: nothing to experiment on; close the parent run, then fail
-        finish_failed_preparation_task(parent, str(out), f"{type(exc).__name__}: {exc}")
+        return _flow_records_body(input_path, fmt, packs, out, experiments, alerts, config, experiment, parent,
+                                  runner, workers, scheduler)
+    except BaseException as exc:
+        close_failed_parent_run(parent, exc)
         raise
+
+
+def _flow_records_body(input_path, fmt, packs, out: Path, experiments, alerts, config, experiment, parent,
+                       runner, workers, scheduler) -> dict:
+    from flamenco_core.ingest.pipeline import file_sha256, no_rows_message
+    from tasks.runners import fan_out
+
+    report = ingest_task([str(input_path)], fmt, str(out / "ingest"), None)
+    if not report["rows"]:
+        raise NoRows(no_rows_message(report))
+    sources = {
+        "input": str(input_path), "format": fmt, "input_sha256": report["files"][0]["sha256"],
+        "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
+        "packs": [{"path": str(p), "sha256": file_sha256(p)} for p in packs],
+        "experiments": {"path": str(experiments), "sha256": file_sha256(experiments)} if experiments else None,
+        "alerts": {"path": str(alerts), "sha256": file_sha256(alerts)} if alerts else None,
+        "dataset": Path(input_path).stem,
+    }
     prep = prepare_task(report["data_path"], [str(p) for p in packs], str(out), experiments, alerts, config, sources)
     if prep["outcome"] != "ok":
         finish_failed_preparation_task(parent, str(out), prep["error"])
@@ -135,7 +161,8 @@ def flow_records_flow(
         create_markdown_artifact(_summary_markdown(f"Flow records: preparation failed: {prep['error']}", records),
                                  key="flow-records-summary")
         return {"experiment": experiment, "parent_run_id": parent, "out_dir": str(out), "preparation": "failed",
-                "error": prep["error"], "summary": prep["report"]["summary"], "combinations": records,
+                "error": prep["error"], "exit_code": prep.get("exit_code", EXIT_UNUSABLE),
+                "summary": prep["report"]["summary"], "combinations": records,
                 "report": str(out / "report.json"), "labels": None}
     records, _ = fan_out(combinations_flow, prep["combinations"], prep["work_dir"], str(out), experiment, parent,
                          prep["dataset"], runner=runner, workers=workers, scheduler=scheduler,
@@ -157,7 +184,7 @@ def flow_records_flow(
         "summary": s,
         "combinations": [
             {k: r.get(k) for k in ("combination", "lfs", "outcome", "reason", "lf_f1", "cls_f1", "tree_f1",
-                                   "tree_vs_lf_difference", "coverage", "run_id")}
+                                   "tree_vs_lf_difference", "coverage", "f1_undefined", "run_id")}
             for r in final["combinations"]
         ],
         "report": str(out / "report.json"),

@@ -7,10 +7,13 @@ from pathlib import Path
 from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
+from flamenco_core.errors import NoUsableData, UsageError
+from flamenco_core.ingest.pipeline import NoRows
+from flamenco_core.outputs import OutputLock
 from tasks import tracking
 from tasks.caching import call_cached
 from tasks.ingest import (
-    fail_parent_run_task,
+    close_failed_parent_run,
     finish_parent_run_task,
     ingest_task,
     profile_pair_task,
@@ -77,10 +80,23 @@ def ingest_flow(
     ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
     the task runner of the per-pair fan-out (``tasks/runners.py``). Ingest and split are cached on the
     inputs' content (``tasks/caching.py``); the parent run's identity is the flow name, the inputs' hashes
-    and the parameters, so a retry or a rerun logs into the same MLflow runs."""
+    and the parameters, so a retry or a rerun logs into the same MLflow runs.
+
+    ``out_dir`` is locked for the run (:class:`~flamenco_core.outputs.OutputInUse` for a second writer).
+    The parent run always ends: FINISHED with ``flamenco.outcome`` ok or partial, or FAILED with the
+    reason in ``flamenco.error`` (no row ingested, no SD pair of ``min_points`` rows, every item failed,
+    or anything that stops the flow), and the flow then raises."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: the output folder is a file; give a folder")
+    with OutputLock(out):  # a second run into the same folder gets OutputInUse, not interleaved files
+        return _ingest_flow(sources, fmt, out, min_points, experiment, options, run_name, runner, workers, scheduler)
+
+
+def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_name, runner, workers, scheduler) -> dict:
+    from flamenco_core.ingest.pipeline import no_rows_message
     from tasks.runners import fan_out
 
-    out = Path(out_dir)
     params = {"format": fmt, "sources": [str(s) for s in sources], "min_points": min_points, "options": options or {}}
     key = tracking.run_key(
         "flamenco-ingest",
@@ -94,44 +110,58 @@ def ingest_flow(
         tags={"flamenco.pipeline": "ingest", "flamenco.format": fmt},
         key=key,
     )
+    # Whatever ends the flow early (unusable input, a broken fan-out, an interrupt), the parent run ends
+    # FAILED with the reason: a run left RUNNING says nothing.
     try:
         report, ingest_cached = call_cached(ingest_task, sources, fmt, str(out), options,
                                             outputs=lambda r: [r["data_path"]])
+        if not report["rows"]:
+            raise NoRows(no_rows_message(report, options))
         split_cached = False
         if report["kind"] == "latency":
             split, split_cached = call_cached(split_pairs_task, report["data_path"], str(out / "pairs"), min_points,
                                               outputs=lambda r: [p["path"] for p in r["pairs"]])
             items, skipped = split["pairs"], split["skipped"]
+            if not items:
+                largest = max((p["rows"] for p in skipped), default=0)
+                raise NoUsableData(f"{out / 'pairs'}: no SD pair has min_points={min_points} rows (the largest has "
+                                   f"{largest}); lower min_points")
         else:
-            items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}] if report["data_path"] else []
+            items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}]
             skipped = []
-    except Exception as exc:
-        # Nothing to fan out: the whole input is unusable. The parent run says why, then the flow fails.
-        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        outcomes, choice = fan_out(profile_items_flow, items, str(out / "profiles"), experiment, parent, fmt,
+                                   runner=runner, workers=workers, scheduler=scheduler)
+        failed = [o for o in outcomes if o["status"] != "ok"]
+        outcome = "ok" if not failed else ("partial" if len(failed) < len(outcomes) else "failed")
+        summary = {
+            "experiment": experiment,
+            "parent_run_id": parent,
+            "outcome": outcome,
+            "report": {k: report[k] for k in ("format", "kind", "input_records", "rows", "dropped", "quarantined")},
+            "items": outcomes,
+            "skipped": skipped,
+            "failed": len(failed),
+            "out_dir": str(out),
+            "cached": {"ingest": ingest_cached, "split": split_cached},
+            "runner": choice["kind"],
+        }
+        if outcome == "failed":
+            summary["error"] = f"every item failed; first: {failed[0]['item']}: {failed[0].get('error')}"
+        create_markdown_artifact(
+            _summary_markdown(f"Ingest {fmt}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped", outcomes, skipped),
+            key="ingest-summary",
+        )
+        finish_parent_run_task(
+            parent,
+            summary,
+            {"input_records": report["input_records"], "rows": report["rows"], "quarantined": report["quarantined"],
+             "items_ok": len(outcomes) - len(failed), "items_failed": len(failed), "items_skipped": len(skipped)},
+            "FAILED" if outcome == "failed" else "FINISHED",
+            outcome,
+        )
+    except BaseException as exc:
+        close_failed_parent_run(parent, exc)
         raise
-    outcomes, choice = fan_out(profile_items_flow, items, str(out / "profiles"), experiment, parent, fmt,
-                               runner=runner, workers=workers, scheduler=scheduler)
-    failed = [o for o in outcomes if o["status"] != "ok"]
-    summary = {
-        "experiment": experiment,
-        "parent_run_id": parent,
-        "report": {k: report[k] for k in ("format", "kind", "input_records", "rows", "dropped", "quarantined")},
-        "items": outcomes,
-        "skipped": skipped,
-        "failed": len(failed),
-        "out_dir": str(out),
-        "cached": {"ingest": ingest_cached, "split": split_cached},
-        "runner": choice["kind"],
-    }
-    create_markdown_artifact(
-        _summary_markdown(f"Ingest {fmt}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped", outcomes, skipped),
-        key="ingest-summary",
-    )
-    finish_parent_run_task(
-        parent,
-        summary,
-        {"input_records": report["input_records"], "rows": report["rows"], "quarantined": report["quarantined"],
-         "items_ok": len(outcomes) - len(failed), "items_failed": len(failed), "items_skipped": len(skipped)},
-        "FINISHED",
-    )
+    if outcome == "failed":  # the parent run already says so; the caller (CLI, watcher) must hear it too
+        raise NoUsableData(summary["error"])
     return summary

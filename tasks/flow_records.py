@@ -96,7 +96,7 @@ def prepare_task(data_path: Optional[str], packs: list[str], out_dir: str, exper
     except fr.PreparationError as exc:
         log.error("preparation failed: %s", exc)
         report = fr.write_failed_preparation(packs, experiments, str(exc), out_dir, sources=sources)
-        return {"outcome": "failed", "error": str(exc), "report": report}
+        return {"outcome": "failed", "error": str(exc), "exit_code": exc.exit_code, "report": report}
     log.info("prepared %s: rows %s, %d combinations, LF errors %s", prep.dataset, prep.meta["rows"],
              len(prep.combinations), prep.lf_errors or "none")
     return {
@@ -211,16 +211,22 @@ def finish_task(work_dir: str, out_dir: str, records: list[dict], parent_run_id:
         table_files.append(str(records_csv))
     tracking.log_artifacts(parent_run_id, table_files, "tables")
     tracking.log_artifacts(parent_run_id, [str(Path(out_dir) / "report.json")])
-    tracking.end_run(parent_run_id, "FINISHED")
+    # Nothing usable when no combination produced a result: the run says so (the CLI exits 1).
+    usable = summary["ok"] + summary["skipped"]
+    outcome = "ok" if not summary["failed"] else ("partial" if usable else "failed")
+    first = (summary.get("failures") or [{}])[0]
+    tracking.close_run(parent_run_id, "FINISHED" if usable else "FAILED", outcome=outcome,
+                       error=f"every combination failed; first: {first.get('combination')}: {first.get('error')}")
     get_run_logger().info("flow records: %d ok, %d skipped, %d failed", summary["ok"], summary["skipped"], summary["failed"])
     return report
 
 
 @task(name="flow-records-finish-failed", cache_policy=NONE)
 def finish_failed_preparation_task(parent_run_id: str, out_dir: str, error: str) -> None:
-    """Close the parent run of an experiment whose preparation failed, with its report."""
-    tracking.log(parent_run_id, tags={"flamenco.outcome": "failed", "flamenco.reason": _tag(error)})
+    """Close the parent run of an experiment whose preparation failed, with its report; the reason is in
+    ``flamenco.error`` (and ``flamenco.reason``, as before)."""
+    tracking.log(parent_run_id, tags={"flamenco.reason": _tag(error)})
     report = Path(out_dir) / "report.json"
     if report.is_file():
         tracking.log_artifacts(parent_run_id, [str(report)])
-    tracking.end_run(parent_run_id, "FAILED")
+    tracking.close_run(parent_run_id, "FAILED", error=error)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from prefect import task
@@ -86,12 +87,21 @@ def start_parent_run_task(experiment: str, run_name: str, params: dict, tags: di
 @task(name="fail-parent-run", retries=2, retry_delay_seconds=1)
 def fail_parent_run_task(run_id: str, error: str) -> None:
     """End the parent run FAILED with the error as a tag, so MLflow shows why (the flow then re-raises)."""
-    tracking.log(run_id, tags={"flamenco.outcome": "failed", "flamenco.error": error[:5000]})
-    tracking.end_run(run_id, "FAILED")
+    tracking.close_run(run_id, "FAILED", error=error)
+
+
+def close_failed_parent_run(run_id: str, exc: BaseException) -> None:
+    """End the parent run FAILED with ``exc`` as the reason, from an ``except`` block of a flow: a plain
+    call (no task: the flow may be being cancelled or interrupted) that never hides the original error."""
+    try:
+        tracking.close_run(run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
+    except Exception:  # the tracking store itself may be what failed; the flow re-raises the cause
+        logging.getLogger(__name__).warning("could not mark MLflow run %s FAILED", run_id, exc_info=True)
 
 
 @task(name="finish-parent-run")
-def finish_parent_run_task(run_id: str, summary: dict, metrics: dict, status: str) -> None:
+def finish_parent_run_task(run_id: str, summary: dict, metrics: dict, status: str, outcome: str | None = None) -> None:
+    """Log the summary and metrics, end the parent run (``status`` FINISHED or FAILED) with its outcome."""
     tracking.log(run_id, metrics=metrics)
     tracking.log_json(run_id, summary, "summary.json")
-    tracking.end_run(run_id, status)
+    tracking.close_run(run_id, status, outcome=outcome, error=summary.get("error") if status == "FAILED" else None)

@@ -40,6 +40,9 @@ TAG_GROUP = "flamenco.group"
 TAG_COMBINATION = "flamenco.combination"
 TAG_ITEM = "flamenco.item"
 TAG_ATTEMPTS = "flamenco.attempts"
+#: How a run ended (``ok``, ``partial``, ``failed``) and, for a FAILED run, why.
+TAG_OUTCOME = "flamenco.outcome"
+TAG_ERROR = "flamenco.error"
 #: Tag prefix for a param whose value changed on a reused run (MLflow forbids changing a param).
 PARAM_CHANGED_PREFIX = "flamenco.param_changed."
 
@@ -285,6 +288,23 @@ def log_figure(run_id: str, figure: Any, name: str, artifact_path: str = "figure
 
 def end_run(run_id: str, status: str = "FINISHED") -> None:
     client().set_terminated(run_id, status=status)
+
+
+def close_run(run_id: str, status: str = "FINISHED", *, error: str | None = None, outcome: str | None = None) -> None:
+    """End a run FINISHED or FAILED with its outcome tagged. A FAILED run carries the reason in
+    :data:`TAG_ERROR` (and outcome ``failed``); a FINISHED run drops the error tag an earlier attempt of
+    the same run (reused after a crash or a retry) left, so its tags never contradict its status."""
+    if status not in ("FINISHED", "FAILED"):
+        raise ValueError(f"a run ends FINISHED or FAILED, not {status!r}")
+    c = client()
+    if status == "FAILED":
+        _log(run_id, None, None, {TAG_OUTCOME: outcome or "failed", TAG_ERROR: (error or "failed")[:5000]})
+    else:
+        if outcome:
+            _log(run_id, None, None, {TAG_OUTCOME: outcome})
+        if TAG_ERROR in c.get_run(run_id).data.tags:
+            c.delete_tag(run_id, TAG_ERROR)
+    c.set_terminated(run_id, status=status)
 
 
 # ------------------------------------------------------------------------------------------- comparison

@@ -173,19 +173,20 @@ def test_bad_input_gets_an_outcome_per_combination(cic, tmp_path):
     bad = LFPack.from_dict({
         "pack": "bad", "group": "B", "classes": ["benign", "attack"], "universal_features": ["src_port"],
         "lfs": [
-            {"name": "missing_feature_attack", "label": "attack", "when": [{"feature": "no_such_feature", "op": ">", "value": "mean"}]},
+            # reads a real column, so it passes the check before the fan-out, and cannot be applied
+            {"name": "broken_threshold_attack", "label": "attack", "when": [{"feature": "flow_iat_min", "op": ">", "value": "mean/(max-max)"}]},
             {"name": "const_le_mean_attack", "label": "attack", "when": [{"feature": "const", "op": "<=", "value": "mean"}]},
             {"name": "never_fires_attack", "label": "attack", "when": [{"feature": "src_port", "op": ">=", "value": 70000}]},
         ]})
     exp = {"experiment": "bad-input", "combinations": [
-        ["missing_feature_attack"], ["missing_feature_attack", A], ["const_le_mean_attack"],
+        ["broken_threshold_attack"], ["broken_threshold_attack", A], ["const_le_mean_attack"],
         ["const_le_mean_attack", B], ["never_fires_attack"], ["cic-ntp:" + B, "bad:never_fires_attack"], ["no_such_lf"], [A]]}
     cfg = {**FOREST, "ground_truth": {"mapping": {"BENIGN": "benign", "DrDoS_NTP": "attack"}, "default": None}}
     report = run_experiment(df, [LFPack.from_yaml(CIC_PACK), bad], tmp_path, experiment=exp, config=cfg)
     recs = _by_name(report)
     assert len(recs) == 9  # 8 entries + the whole pack
-    for name in ("missing_feature_attack", f"missing_feature_attack + {A}"):
-        assert recs[name]["outcome"] == "failed" and "no_such_feature" in recs[name]["error"]
+    for name in ("broken_threshold_attack", f"broken_threshold_attack + {A}"):
+        assert recs[name]["outcome"] == "failed" and "division by zero" in recs[name]["error"]
     assert recs["no_such_lf"]["outcome"] == "failed" and "unknown LF" in recs["no_such_lf"]["error"]
     # a constant feature: undefined correlation, noted; its LF votes everywhere, so a constant classifier
     const, pair = recs["const_le_mean_attack"], recs[f"const_le_mean_attack + {B}"]
@@ -203,7 +204,7 @@ def test_bad_input_gets_an_outcome_per_combination(cic, tmp_path):
     assert gt["unknown_labels"] == {"WeirdClass": len(df.index[::97])}
     assert report["preparation"]["rows"]["unlabeled"] == len(df.index[::97])
     summary = report["summary"]
-    assert summary["failed"] == 4 and {f["combination"] for f in summary["failures"]} >= {"no_such_lf", "missing_feature_attack"}
+    assert summary["failed"] == 4 and {f["combination"] for f in summary["failures"]} >= {"no_such_lf", "broken_threshold_attack"}
     # the whole pack holds the broken LF: it fails, and labels fall back to ground truth (or none), said so
     assert report["labels"]["source_outcome"] == "failed"
     labels = pd.read_parquet(tmp_path / "labels.parquet")
@@ -218,6 +219,48 @@ def test_preparation_failure_skips_every_combination(cic, tmp_path):
     report = run_experiment(df.drop(columns=["label"]), [CIC_PACK], tmp_path, config=FOREST)
     assert report["preparation"]["outcome"] == "failed" and "no ground truth" in report["preparation"]["error"]
     assert len(report["combinations"]) == 11 and {r["outcome"] for r in report["combinations"]} == {"skipped"}
+
+
+def test_a_pack_that_does_not_fit_the_data_fails_before_any_combination_runs(cic, tmp_path):
+    from flamenco_core.errors import EXIT_USAGE
+    from flamenco_core.experiments.flow_records import PackMismatch
+
+    df, _ = cic
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(CIC_PACK.read_text().replace("feature: flow_iat_min,", "feature: flow_iat_mn,"))
+    with pytest.raises(PackMismatch) as info:
+        prepare(df, [typo], FOREST)
+    msg = str(info.value)
+    assert info.value.exit_code == EXIT_USAGE == 2 and "\n" not in msg
+    assert str(typo) in msg and "'flow_iat_mn'" in msg and "did you mean flow_iat_min" in msg
+    assert "flow_iat_min_lt_mean_attack" in msg  # the LF that reads it
+    # a text column is not a number: same check, before anything runs
+    text = LFPack.from_dict({"pack": "t", "classes": ["benign", "attack"], "lfs": [
+        {"name": "src_attack", "label": "attack", "when": [{"feature": "src", "op": ">", "value": "mean"}]}]})
+    with pytest.raises(PackMismatch, match="'src' is not numeric"):
+        prepare(df, [text], FOREST)
+    # the whole-run entry point reports it as its preparation failure, every combination skipped
+    report = run_experiment(df, [typo], tmp_path / "out", config=FOREST)
+    assert report["preparation"]["outcome"] == "failed" and "did you mean flow_iat_min" in report["preparation"]["error"]
+    assert {r["outcome"] for r in report["combinations"]} == {"skipped"}
+
+
+def test_a_benign_only_test_split_reports_f1_as_undefined_not_zero(cic, tmp_path):
+    df, _ = cic
+    benign = df[df["label"].astype(str).str.upper() == "BENIGN"].reset_index(drop=True)
+    report = run_experiment(benign, [CIC_PACK], tmp_path, config=FOREST)
+    assert report["summary"]["failed"] == 0 and report["combinations"]
+    assert all(np.isnan(r["lf_f1"]) for r in report["combinations"])
+    recs = json.loads((tmp_path / "report.json").read_text())["combinations"]
+    for r in recs:
+        assert r["lf_f1"] is None and r["tree_f1"] is None, r  # null in JSON: undefined
+        assert r.get("cls_f1") is None
+        assert "undefined" in r["f1_undefined"] and "'attack'" in r["f1_undefined"]
+    md = (tmp_path / "tables" / "single_lf.md").read_text()
+    assert "n/a" in md and "0.000" not in md.split("\n", 2)[2].split("|")[4]
+    # with attack rows in test, F1 stays a number (binary behaviour unchanged)
+    both = run_experiment(df, [CIC_PACK], tmp_path / "both", config=FOREST)
+    assert all(isinstance(r["lf_f1"], float) and "f1_undefined" not in r for r in both["combinations"])
 
 
 def test_real_drdos_ntp_sample_end_to_end(samples, tmp_path):
@@ -352,8 +395,8 @@ def test_one_failed_combination_fails_only_its_task(cic, tmp_path, mlflow_uri):
 
     df, _ = cic
     broken = LFPack.from_dict({"pack": "broken", "classes": ["benign", "attack"], "lfs": [
-        {"name": "missing_feature_attack", "label": "attack", "when": [{"feature": "no_such_feature", "op": ">", "value": "mean"}]}]})
-    exp = {"combinations": [[A], ["missing_feature_attack"], [A, B]]}
+        {"name": "broken_threshold_attack", "label": "attack", "when": [{"feature": "flow_iat_min", "op": ">", "value": "mean/(max-max)"}]}]})
+    exp = {"combinations": [[A], ["broken_threshold_attack"], [A, B]]}
     prep = prepare(df, [CIC_PACK, broken], FOREST, exp, out_dir=tmp_path)
     combos = [c.to_dict() for c in prep.combinations]
     parent = tracking.start_run("test-flow-records-failures", "parent")
@@ -368,11 +411,11 @@ def test_one_failed_combination_fails_only_its_task(cic, tmp_path, mlflow_uri):
     failed, records = probe()
     assert failed == [False, True, False, True]  # the broken LF's combination and the whole pack
     assert [r["outcome"] for r in records] == ["ok", "failed", "ok", "failed"]
-    assert "no_such_feature" in records[1]["error"]
+    assert "division by zero" in records[1]["error"]
     mlflow.set_tracking_uri(mlflow_uri)
     status = {r["combination"]: mlflow.get_run(r["run_id"]).info.status for r in records}
-    assert status[A] == "FINISHED" and status["missing_feature_attack"] == "FAILED"
-    assert Prepared.load(tmp_path / "work").lf_errors.keys() == {"missing_feature_attack"}
+    assert status[A] == "FINISHED" and status["broken_threshold_attack"] == "FAILED"
+    assert Prepared.load(tmp_path / "work").lf_errors.keys() == {"broken_threshold_attack"}
 
 
 def test_core_does_not_import_prefect_or_mlflow():

@@ -224,6 +224,27 @@ def classification_scores(
     return out
 
 
+def undefined_f1(y_true: Any, classes: Sequence[Any], positive: Optional[LabelRef] = None) -> Optional[str]:
+    """Why the F1 a table reports (binary: of ``positive``, default the second class) is undefined on gold
+    labels ``y_true``, or ``None`` when it is defined.
+
+    F1 is the harmonic mean of precision and recall; with no gold row of the positive class its recall
+    is 0/0, so F1 has no value: a benign-only test split says nothing about how well attacks are found.
+    :func:`classification_scores` and LF F1 keep scikit-learn's ``zero_division=0`` and report 0 there;
+    reports call this to show such a score as undefined (JSON ``null``, "n/a") instead of 0. For k > 2
+    (macro F1) ``None``: classes without gold rows are one term among several.
+    """
+    classes = list(classes)
+    if len(classes) != 2:
+        return None
+    pos = _index(positive, classes, "positive class")
+    pos = 1 if pos is None else pos
+    yt = encode_labels(y_true, classes, inconclusive=False, what="y_true")
+    if (yt == pos).any():
+        return None
+    return f"F1 of {classes[pos]!r} is undefined: no gold row of class {classes[pos]!r} among {len(yt)} rows"
+
+
 # ----------------------------------------------------------------------------------------------------
 # prediction differences
 

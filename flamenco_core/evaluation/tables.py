@@ -429,15 +429,16 @@ def to_csv(df: pd.DataFrame, path: Union[str, Path], *, index: bool = True) -> P
 
 def write_tables(
     tables: Mapping[str, pd.DataFrame], out_dir: Union[str, Path], floatfmt: str = ".3f",
-    index_labels: Optional[Mapping[Any, str]] = None,
+    index_labels: Optional[Mapping[Any, str]] = None, na: str = "–",
 ) -> dict[str, dict[str, Path]]:
-    """Write every table as ``<name>.csv`` and ``<name>.md`` under ``out_dir``; returns the paths."""
+    """Write every table as ``<name>.csv`` and ``<name>.md`` under ``out_dir``; returns the paths. ``na``
+    is what Markdown shows for a missing or undefined value (CSV leaves the cell empty)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, dict[str, Path]] = {}
     for name, table in tables.items():
         csv_path = to_csv(table, out_dir / f"{name}.csv")
         md_path = out_dir / f"{name}.md"
-        md_path.write_text(to_markdown(table, floatfmt, index_labels=index_labels))
+        md_path.write_text(to_markdown(table, floatfmt, index_labels=index_labels, na=na))
         written[name] = {"csv": csv_path, "markdown": md_path}
     return written

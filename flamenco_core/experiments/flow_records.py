@@ -84,8 +84,10 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flamenco_core.errors import EXIT_USAGE, FlamencoError
 from flamenco_core.labeling.constants import ABSTAIN, LABEL_DTYPE
 from flamenco_core.labeling.spec import LFPack, LFSpec, SpecError, combine_packs
+from flamenco_core.outputs import atomic_write_parquet, atomic_write_text
 
 #: Where the defaults live in a checkout (the pydantic defaults below equal them).
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "conf" / "flow_records.yaml"
@@ -104,8 +106,15 @@ WORK_DIR = "work"
 _TORCH_LOCK = threading.Lock()
 
 
-class PreparationError(Exception):
-    """The experiment cannot start (no ground truth, too few rows to split, bad configuration)."""
+class PreparationError(FlamencoError):
+    """The experiment cannot start (no ground truth, too few rows to split, bad configuration); exit 1."""
+
+
+class PackMismatch(PreparationError):
+    """An LF pack does not fit the data (a feature that is not a column, or not numeric): found before
+    any combination runs, so one error replaces a failure per combination; exit 2 (bad input)."""
+
+    exit_code = EXIT_USAGE
 
 
 # ====================================================================================================
@@ -632,7 +641,7 @@ class Prepared:
         work = Path(work_dir)
         (work / "frames").mkdir(parents=True, exist_ok=True)
         for name, frame in self.frames.items():
-            frame.to_parquet(work / "frames" / f"{name}.parquet", index=False)
+            atomic_write_parquet(frame, work / "frames" / f"{name}.parquet", index=False)
         state = {
             "version": REPORT_VERSION,
             "experiment": self.experiment,
@@ -645,7 +654,7 @@ class Prepared:
             "display_names": self.display_names,
             "meta": self.meta,
         }
-        (work / "prepared.json").write_text(json.dumps(_jsonable(state), indent=1))
+        atomic_write_text(work / "prepared.json", json.dumps(_jsonable(state), indent=1))
         return work
 
     @classmethod
@@ -764,6 +773,7 @@ def prepare(
     t0 = time.perf_counter()
     pack_list = load_packs(packs)
     catalog = build_catalog(pack_list)
+    check_packs(packs, pack_list, data)
     exp = load_experiment(experiment)
     try:
         cfg = load_config(exp.config if exp else None, config)
@@ -861,6 +871,21 @@ def prepare(
             write_profile_csv(train, out / "profile_train.csv", profile_feats)
         prep.save(out / WORK_DIR)
     return prep
+
+
+def check_packs(sources: Sequence[Any], packs: Sequence[LFPack], data: pd.DataFrame) -> None:
+    """Raise :class:`PackMismatch` when a pack reads a feature the data lacks (with "did you mean") or
+    one that is not numeric: one line naming the pack file, the LF and the feature, and how many more
+    problems there are."""
+    from flamenco_core.labeling.applier import pack_problems
+
+    problems: list[str] = []
+    for src, pack in zip(sources, packs):
+        where = "" if isinstance(src, LFPack) else f"{src}: "
+        problems += [f"{where}{p}" for p in pack_problems(pack, data)]
+    if problems:
+        more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
+        raise PackMismatch(problems[0] + more)
 
 
 def _time_sorted(frame: pd.DataFrame, time_col: Optional[str]) -> pd.DataFrame:
@@ -1065,7 +1090,7 @@ def run_combination(prep: Prepared, combo: Combination, out_dir: Union[str, Path
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "record.json"
         rec["artifacts"]["record"] = str(path)
-        path.write_text(json.dumps(_jsonable(rec), indent=2))
+        atomic_write_text(path, json.dumps(_jsonable(rec), indent=2))
     return rec
 
 
@@ -1082,7 +1107,7 @@ def _skip(rec: dict[str, Any], reason: str) -> None:
 
 
 def _evaluate(prep: Prepared, combo: Combination, rec: dict[str, Any], out: Optional[Path]) -> None:
-    from flamenco_core.evaluation.metrics import classification_scores, prediction_difference_matrix
+    from flamenco_core.evaluation.metrics import classification_scores, prediction_difference_matrix, undefined_f1
     from flamenco_core.explain.tree import combination_decision, compare_modes, tree_f1
     from flamenco_core.labeling.analysis import combination_f1, label_summary
     from flamenco_core.labeling.label_model import make_label_model
@@ -1207,6 +1232,32 @@ def _evaluate(prep: Prepared, combo: Combination, rec: dict[str, Any], out: Opti
     if combo.role == "whole_pack":
         _predict_all_rows(prep, combo, rec, lm, est, cls_features, out)
     rec["timings"] = {k_: round(v, 3) for k_, v in timings.items()}
+    _mark_undefined_f1(rec, undefined_f1(y_te, classes), classes, y_te, cls_pred, cfg.abstain)
+
+
+#: Record fields that are F1 (or recall) of the positive class: undefined together when the test split
+#: holds no row of that class.
+_POSITIVE_SCORES = ("lf_f1", "lf_recall", "cls_f1", "cls_recall", "tree_f1", "tree_f1_paper")
+
+
+def _mark_undefined_f1(rec: dict[str, Any], reason: Optional[str], classes: list[str], y_te: np.ndarray,
+                       cls_pred: Optional[np.ndarray], abstain: str) -> None:
+    """An F1 with no positive test row is undefined: NaN in the record (``null`` in JSON, "n/a" in
+    tables), never a 0 that reads as "found none"; the macro F1 then averages the classes that have
+    test rows. The reason goes to ``f1_undefined`` and the notes."""
+    if reason is None:
+        return
+    from flamenco_core.evaluation.metrics import classification_scores
+
+    for k in _POSITIVE_SCORES:
+        if k in rec:
+            rec[k] = math.nan
+    if cls_pred is not None:
+        scores = classification_scores(y_te, cls_pred, classes, abstain=abstain)
+        present = [c for c in classes if scores[f"support_{c}"] > 0]
+        rec["cls_f1_macro"] = float(np.mean([scores[f"f1_{c}"] for c in present])) if present else math.nan
+    rec["f1_undefined"] = reason
+    rec["notes"].append(f"test split: {reason}; LF, classifier and tree F1 are null (undefined), not 0")
 
 
 def _write_trees(rec: dict[str, Any], modes: dict[str, Any], combo: Combination, out: Path, png: bool) -> None:
@@ -1286,7 +1337,7 @@ def _predict_all_rows(prep: Prepared, combo: Combination, rec: dict[str, Any], l
     if out is not None:
         path = out / "combinations" / combo.slug / "all_rows.parquet"
         path.parent.mkdir(parents=True, exist_ok=True)
-        frame.to_parquet(path, index=False)
+        atomic_write_parquet(frame, path, index=False)
         rec["artifacts"]["all_rows"] = str(path)
 
 
@@ -1356,7 +1407,7 @@ def write_failed_preparation(packs: Sequence[Any], experiment: Any, error: str, 
         "preparation": {"outcome": "failed", "error": error, "notes": notes, "sources": _jsonable(dict(sources or {}))},
         "combinations": records, "summary": _summary(records), "labels": None, "tables": {},
     }
-    (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2))
     return report
 
 
@@ -1378,13 +1429,16 @@ def write_outputs(prep: Prepared, records: Sequence[Mapping[str, Any]], out_dir:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # The report is what says the outputs are complete: the old one goes before anything is replaced,
+    # and the new one comes last.
+    (out / "report.json").unlink(missing_ok=True)
     records = sorted((dict(r) for r in records), key=lambda r: r.get("index", 0))
     frame = records_frame(records)
     tables = paper_tables(frame)
     modes = _tree_modes_table(frame)
     if len(modes):
         tables["tree_modes"] = modes
-    written = write_tables(tables, out / "tables")
+    written = write_tables(tables, out / "tables", na="n/a")
     to_csv(frame, out / "tables" / "records.csv", index=False)
     markdown = {name: to_markdown(t) for name, t in tables.items()}
     labels = _write_labels(prep, records, out)
@@ -1421,7 +1475,7 @@ def write_outputs(prep: Prepared, records: Sequence[Mapping[str, Any]], out_dir:
         "labels": labels,
         **dict(extra or {}),
     }
-    (out / "report.json").write_text(json.dumps(_jsonable(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2))
     return report
 
 
@@ -1469,7 +1523,7 @@ def _write_labels(prep: Prepared, records: Sequence[Mapping[str, Any]], out: Pat
     frame["probability"] = prob
     frame["label_source"] = pd.array(source, dtype="string")
     path = out / "labels.parquet"
-    frame.to_parquet(path, index=False)
+    atomic_write_parquet(frame, path, index=False)
     return {
         "path": str(path),
         "rows": int(n),
@@ -1506,7 +1560,7 @@ def _jsonable(obj: Any) -> Any:
 
 __all__ = [
     "Catalog", "Combination", "CombinationEntry", "ExperimentFile", "FlowRecordsConfig", "LFEntry",
-    "PreparationError", "Prepared", "build_catalog", "default_combinations", "experiment_combinations",
+    "PackMismatch", "PreparationError", "check_packs", "Prepared", "build_catalog", "default_combinations", "experiment_combinations",
     "failed_record", "load_config", "load_experiment", "load_packs", "prepare", "read_input",
     "run_combination", "run_experiment", "skipped_records", "write_failed_preparation", "write_outputs",
 ]

@@ -348,6 +348,29 @@ def resolved_thresholds(pack: LFPack, stats: Any) -> dict[str, dict[str, Any]]:
     return compiled.thresholds_dict(compiled.resolve(as_statistics(stats)))
 
 
+def pack_problems(pack: LFPack, data: Union[pd.DataFrame, Iterable[str]], where: str = "data") -> list[SpecError]:
+    """Every reason ``pack`` cannot run on ``data`` (a DataFrame, or just its column names), found before
+    any LF runs: a feature that is not a column (with "did you mean" hints, as :func:`apply_lfs` words
+    it) and, given a DataFrame, a feature column that is not numeric. Empty when the pack fits."""
+    compiled = CompiledPack(pack)
+    frame = data if isinstance(data, pd.DataFrame) else None
+    columns = list(frame.columns) if frame is not None else list(data)
+    avail = set(columns)
+    out: list[SpecError] = []
+    for feature, lf in compiled.feature_users().items():
+        if feature not in avail:
+            hint = difflib.get_close_matches(feature, sorted(avail), n=3)
+            extra = f"; did you mean {', '.join(hint)}?" if hint else ""
+            out.append(SpecError(f"unknown feature {feature!r}: not a column of the {where}{extra}",
+                                 pack=pack.name, lf=lf, token=feature))
+        elif frame is not None:
+            dt = frame[feature].dtype
+            if not (pd.api.types.is_numeric_dtype(dt) or pd.api.types.is_bool_dtype(dt)):
+                out.append(SpecError(f"feature {feature!r} is not numeric in the {where} (dtype {dt})",
+                                     pack=pack.name, lf=lf, token=feature))
+    return out
+
+
 def apply_lfs(
     lfs: Union[LFPack, Sequence[Any]],
     df: pd.DataFrame,
