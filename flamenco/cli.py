@@ -21,8 +21,13 @@ console = Console()
 err = Console(stderr=True)
 
 
+#: Commands that start Prefect (a temporary local server, workers): their children end with them.
+_SPAWNING = ("run", "watch-dumps", "demo", "serve")
+
+
 @app.callback()
 def _options(
+    ctx: typer.Context,
     debug: bool = typer.Option(False, "--debug", envvar=DEBUG_ENV,
                                help="show the Python traceback of a failure (also FLAMENCO_DEBUG=1; accepted anywhere)"),
 ) -> None:
@@ -32,6 +37,11 @@ def _options(
 
     if debug:
         os.environ[DEBUG_ENV] = "1"
+    if ctx.invoked_subcommand in _SPAWNING:
+        # Prefect stops its temporary server at exit, which a SIGKILL skips: a watchdog ends it instead.
+        from flamenco.watchdog import bind_to_this_process
+
+        bind_to_this_process()
 
 
 from flamenco.cli_lf import lf_app  # noqa: E402  (a light typer sub-app: heavy imports live in its commands)

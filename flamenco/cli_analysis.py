@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flamenco.errors import fail
+
 console = Console()
 err = Console(stderr=True)
 
@@ -22,8 +24,8 @@ ABSTAIN_HELP = "how rows without a conclusive vote count in LF F1: negative | ex
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), msg))
-    raise typer.Exit(code)
+    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
+    fail(msg, code)
 
 
 def _load_pack(path: Path):
@@ -132,8 +134,11 @@ def analyze_cmd(
         table.attrs["classes"] = list(p.classes)
         if int((~keep).sum()):
             console.print(Text(f"{int((~keep).sum())} row(s) without a label left out", style="yellow"))
+    from flamenco_core.outputs import atomic_path
+
     target = out or Path(f"{pack.stem}.analysis.csv")
-    to_csv(table, target)
+    with atomic_path(target) as tmp:
+        to_csv(table, tmp)
     console.print(Text(f"wrote {target}"))
 
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flamenco.errors import fail
+
 console = Console()
 err = Console(stderr=True)
 
@@ -23,8 +25,8 @@ POINT_HELP = 'the data point as a JSON object of feature values, e.g. \'{"src_po
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), msg))
-    raise typer.Exit(code)
+    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
+    fail(msg, code)
 
 
 def explain_cmd(

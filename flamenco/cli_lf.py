@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flamenco.errors import fail
+
 lf_app = typer.Typer(
     help="Labeling-function packs: apply them to data, combine groups' packs, audit what a pack reveals.",
     no_args_is_help=True,
@@ -25,8 +27,8 @@ err = Console(stderr=True)
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), msg))
-    raise typer.Exit(code)
+    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
+    fail(msg, code)
 
 
 def _load_pack(path: Path):
@@ -80,10 +82,16 @@ def apply(
             stats = load_profile(profile)
         except (OSError, ValueError, TypeError) as exc:
             _fail(f"{profile}: cannot read profile: {exc}")
+    from flamenco_core.outputs import atomic_path, atomic_write_text
+
+    if out.is_dir():
+        _fail(f"--out {out} is a folder; give the label matrix's file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         if data.is_dir() or data.suffix.lower() == ".parquet":
-            _, info = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=out, n_jobs=jobs, return_meta=True)
+            with atomic_path(out) as tmp:  # a killed run leaves no truncated matrix
+                _, info = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=tmp, n_jobs=jobs,
+                                            return_meta=True)
         else:
             import pandas as pd
             import pyarrow as pa
@@ -100,14 +108,15 @@ def apply(
             table = table.replace_schema_metadata(
                 {b"flamenco.pack": pack.name.encode(), b"flamenco.pack_hash": pack.content_hash.encode()}
             )
-            pq.write_table(table, out)
+            with atomic_path(out) as tmp:
+                pq.write_table(table, tmp)
     except SpecError as exc:
         _fail(str(exc))
     except FileNotFoundError as exc:
         _fail(f"{exc}")
     meta_path = meta or out.with_name(out.name + ".meta.json")
     record = {"data": str(data), "out": str(out), "profile": str(profile) if profile else None, **info.to_dict()}
-    meta_path.write_text(json.dumps(record, indent=2))
+    atomic_write_text(meta_path, json.dumps(record, indent=2))
 
     t = Table(title=Text(f"{pack.name} v{pack.version} on {data.name}: {info.n_rows} rows"))
     t.add_column("LF")
@@ -146,7 +155,10 @@ def combine(
         merged, report = combine_packs(loaded, name=name or out.stem, version=version)
     except SpecError as exc:
         _fail(str(exc))
-    merged.to_yaml(out)
+    from flamenco_core.outputs import atomic_path
+
+    with atomic_path(out) as tmp:
+        merged.to_yaml(tmp)
 
     if report.duplicates:
         t = Table(title=f"{len(report.duplicates)} duplicate LF(s) dropped (same content hash)")

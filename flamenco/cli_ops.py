@@ -27,6 +27,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from flamenco.errors import fail
+
 console = Console()
 err = Console(stderr=True)
 
@@ -35,8 +37,8 @@ WORK_POOL = "flamenco-process"
 
 
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(Text.assemble(("error: ", "bold red"), msg))
-    raise typer.Exit(code)
+    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
+    fail(msg, code)
 
 
 # ------------------------------------------------------------------------------------------ watch-dumps
@@ -69,6 +71,9 @@ def watch_dumps_cmd(
     if not directory.is_dir():
         _fail(f"{directory}: no such folder")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    from flamenco.env import quiet_prefect_console
+
+    quiet_prefect_console()  # failed dumps are listed in the table; --debug shows Prefect's log
     setup_environment()
     from flows.watch import watch_dumps_flow
 
@@ -81,6 +86,8 @@ def watch_dumps_cmd(
         while True:
             with console.status(f"processing new dumps in {directory}"):
                 report = watch_dumps_flow(**params)
+            if once and report.get("busy"):  # another watcher holds this manifest: nothing was done
+                _fail(f"{report['busy']}; nothing done", 3)
             _print_watch(report, out)
             any_failed |= bool(report["failed"])
             if once:
@@ -448,7 +455,7 @@ def comparison_figure(table, metric: str, path: Path) -> Path:
         ax.set_xlabel(metric)
         ax.set_xlim(0, max(1.0, float(sub[metric].max() or 0) * 1.05))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")  # the format named: an atomic write's temporary name has no suffix
     plt.close(fig)
     return path
 
@@ -471,12 +478,19 @@ def compare_cmd(
         runs, table = tracking.comparison(experiment, metric, dataset)
     except ValueError as exc:
         _fail(str(exc))
+    from flamenco_core.outputs import atomic_path, atomic_write_text
+
     target = out or Path(f"compare-{experiment}")
+    if target.exists() and not target.is_dir():
+        _fail(f"--out {target} is a file; give a folder")
     target.mkdir(parents=True, exist_ok=True)
-    table.to_csv(target / "compare.csv", index=False)
-    runs.to_csv(target / "compare_runs.csv", index=False)
-    (target / "compare.md").write_text(comparison_markdown(table, metric, experiment))
-    fig = comparison_figure(table, metric, target / "compare.png")
+    for name, frame in (("compare.csv", table), ("compare_runs.csv", runs)):
+        with atomic_path(target / name) as tmp:
+            frame.to_csv(tmp, index=False)
+    atomic_write_text(target / "compare.md", comparison_markdown(table, metric, experiment))
+    with atomic_path(target / "compare.png") as tmp:
+        comparison_figure(table, metric, tmp)
+    fig = target / "compare.png"
 
     t = Table(title=f"{experiment}: LF combinations by {metric} ({len(runs)} runs)")
     shown = ["rank", "dataset", "combination", "group", "runs", metric, f"{metric}_std"] + \

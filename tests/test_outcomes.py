@@ -237,3 +237,210 @@ def test_split_pairs_with_no_pair_large_enough_exits_1(tmp_path, samples):
     assert res.returncode == 1
     line = one_line(res)
     assert "no SD pair has 100000 rows" in line and "lower --split-pairs" in line
+
+
+# -------------------------------------------------------------------------------------- run flows / flows
+
+FOREST = {"model": {"kind": "random_forest", "random_forest": {
+    "n_iter": 1, "n_splits": 2, "param_distributions": {"n_estimators": [10], "max_depth": [None], "bootstrap": [True]}}},
+    "importance": {"n_estimators": 10}, "plots": False, "tree": {"png": False}}
+
+
+def _runs(experiment: str):
+    import mlflow
+
+    from tasks import tracking
+
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    return mlflow.search_runs(experiment_names=[experiment], output_format="pandas")
+
+
+def test_run_flows_into_an_out_that_is_a_file_is_a_usage_error(tmp_path, samples):
+    target = tmp_path / "afile"
+    target.write_text("mine")
+    res = flamenco("run", "flows", "--input", samples / "cicddos2019" / "DrDoS_NTP.csv", "--format", "cicflowmeter",
+                   "--lfs", ROOT / "conf" / "lf_packs" / "cic_ntp.yaml", "--out", target)
+    assert res.returncode == 2
+    assert "afile is a file" in one_line(res)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_run_flows_with_a_typo_in_a_pack_fails_once_before_the_fan_out(tmp_path, samples):
+    import yaml
+    from typer.testing import CliRunner
+
+    from flamenco.cli import app
+
+    typo = tmp_path / "typo.yaml"
+    typo.write_text((ROOT / "conf" / "lf_packs" / "cic_ntp.yaml").read_text()
+                    .replace("feature: flow_iat_min,", "feature: flow_iat_mn,"))
+    (tmp_path / "fast.yaml").write_text(yaml.safe_dump(FOREST))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["run", "flows", "--input", str(samples / "cicddos2019" / "DrDoS_NTP.csv"),
+                                   "--format", "cicflowmeter", "--lfs", str(typo), "--out", str(out),
+                                   "--config", str(tmp_path / "fast.yaml")])
+    assert res.exit_code == 2, res.output
+    lines = [line for line in res.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in res.output
+    assert "'flow_iat_mn'" in lines[0] and "did you mean flow_iat_min" in lines[0] and str(typo) in lines[0]
+    assert not (out / "combinations").exists()  # no combination ran
+    runs = _runs("flamenco-flow-records")
+    parent = runs[runs["params.packs"].fillna("").str.contains("typo.yaml")]
+    assert len(parent) == 1 and parent["status"].iloc[0] == "FAILED"
+    assert "did you mean flow_iat_min" in parent["tags.flamenco.error"].iloc[0]
+    children = runs.get("tags.mlflow.parentRunId")
+    assert children is None or not (children == parent["run_id"].iloc[0]).any()  # no child run either
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_flow_records_parent_run_ends_failed_with_the_reason_when_the_flow_raises(tmp_path, samples, monkeypatch):
+    import tasks.runners
+    from flows.flow_records import flow_records_flow
+
+    def broken_fan_out(*a, **k):
+        raise RuntimeError("scheduler unreachable")
+
+    monkeypatch.setattr(tasks.runners, "fan_out", broken_fan_out)
+    with pytest.raises(RuntimeError, match="scheduler unreachable"):
+        flow_records_flow(str(samples / "cicddos2019" / "DrDoS_NTP.csv"), "cicflowmeter",
+                          [str(ROOT / "conf" / "lf_packs" / "cic_ntp.yaml")], str(tmp_path / "out"),
+                          config=FOREST, experiment="test-outcomes-flows", run_name="raises")
+    parent = _runs("test-outcomes-flows")
+    parent = parent[parent["tags.mlflow.runName"] == "raises"]
+    assert parent["status"].tolist() == ["FAILED"]
+    assert parent["tags.flamenco.error"].iloc[0] == "RuntimeError: scheduler unreachable"
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_ingest_flow_parent_run_always_ends_with_the_reason(tmp_path, samples, monkeypatch):
+    import tasks.runners
+    from flamenco_core.ingest.pipeline import NoRows
+    from flows.ingest import ingest_flow
+
+    exp = "test-outcomes-ingest"
+    with pytest.raises(NoRows, match="try --all-hops"):
+        ingest_flow([str(samples / "scamper_json" / "pantrace_trace.json")], "scamper", str(tmp_path / "o1"),
+                    experiment=exp, run_name="no-rows")
+    # a flow that raises after the ingest (the fan-out breaks) fails its parent run too ...
+    real = tasks.runners.fan_out
+    monkeypatch.setattr(tasks.runners, "fan_out", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("worker lost")))
+    src = str(samples / "ripe_atlas" / "sagan_tests_ping_results.jsonl")
+    with pytest.raises(RuntimeError, match="worker lost"):
+        ingest_flow([src], "atlas", str(tmp_path / "o2"), min_points=1, experiment=exp, run_name="resumed")
+    runs = _runs(exp).set_index("tags.mlflow.runName")
+    assert runs.loc["no-rows", "status"] == "FAILED" and "try --all-hops" in runs.loc["no-rows", "tags.flamenco.error"]
+    assert runs.loc["resumed", "status"] == "FAILED" and runs.loc["resumed", "tags.flamenco.error"] == "RuntimeError: worker lost"
+    # ... and the rerun that succeeds reuses that run: FINISHED, without the earlier attempt's error
+    monkeypatch.setattr(tasks.runners, "fan_out", real)
+    summary = ingest_flow([src], "atlas", str(tmp_path / "o2"), min_points=1, experiment=exp, run_name="resumed")
+    run = _runs(exp).set_index("tags.mlflow.runName").loc["resumed"]
+    assert run["run_id"] == summary["parent_run_id"] and run["status"] == "FINISHED"
+    assert run["tags.flamenco.outcome"] == "ok" and not isinstance(run.get("tags.flamenco.error"), str)
+
+
+# ------------------------------------------------------------------------------------ temporary server
+
+
+def _wait(predicate, timeout: float, step: float = 0.2) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is dead: it only waits for its parent to read its status
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                if int((d / "stat").read_text().split(")")[-1].split()[1]) == pid:
+                    out.append(int(d.name))
+            except (OSError, ValueError, IndexError):
+                pass
+    return out
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="the watchdog reads /proc (Linux)")
+def test_children_of_a_bound_process_end_when_it_is_killed():
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import subprocess, sys, time
+        from flamenco.watchdog import bind_to_this_process
+        bind_to_this_process()
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+        print(child.pid, flush=True)
+        time.sleep(300)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    child = int(parent.stdout.readline())
+    assert _alive(child)
+    parent.kill()  # SIGKILL: no atexit, no finally
+    parent.wait()
+    assert _wait(lambda: not _alive(child), 15), "the child outlived its killed parent"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="the watchdog reads /proc (Linux)")
+def test_the_temporary_prefect_server_ends_with_a_killed_cli(tmp_path, samples):
+    env = {**os.environ, "FLAMENCO_HOME": str(tmp_path / "home")}
+    for k in ("PREFECT_API_URL", "PREFECT_HOME", "MLFLOW_TRACKING_URI", "FLAMENCO_OWNER"):
+        env.pop(k, None)
+    cli = subprocess.Popen([FLAMENCO, "run", "flows", "--input", str(samples / "cicddos2019" / "DrDoS_NTP.csv"),
+                            "--format", "cicflowmeter", "--lfs", str(ROOT / "conf" / "lf_packs" / "cic_ntp.yaml"),
+                            "--out", str(tmp_path / "out")], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        servers: list[int] = []
+
+        def server_started() -> bool:
+            servers[:] = [p for p in _children(cli.pid)
+                          if b"uvicorn" in Path(f"/proc/{p}/cmdline").read_bytes()] if _alive(cli.pid) else []
+            return bool(servers) or cli.poll() is not None
+
+        assert _wait(server_started, 120, 0.5) and servers, "the CLI started no temporary server"
+        cli.kill()
+        cli.wait()
+        assert _wait(lambda: not any(_alive(p) for p in servers), 20), "the temporary server outlived the CLI"
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_watch_dumps_once_while_another_watcher_runs_exits_3(tmp_path):
+    from typer.testing import CliRunner
+
+    from flamenco.cli import app
+
+    (tmp_path / "dumps").mkdir()
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from flamenco_core.ingest.manifest import Manifest
+        with Manifest.load({str(out / "manifest.json")!r}).lock():
+            print("locked", flush=True)
+            time.sleep(120)
+    """)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        res = CliRunner().invoke(app, ["watch-dumps", str(tmp_path / "dumps"), "--once", "--out", str(out)])
+        assert res.exit_code == 3, res.output
+        lines = [line for line in res.output.splitlines() if line.strip()]
+        assert len(lines) == 1 and "in use by another watcher" in lines[0] and lines[0].startswith("error: ")
+    finally:
+        holder.kill()
+        holder.wait()
