@@ -295,7 +295,8 @@ def test_join_labels_reports_unmatched(generated):
 def test_project_reader_output_joins_labels(generated, tmp_path, name):
     """End to end through the project's ingest (its readers, cleaning, de-duplication and time sort):
     every canonical row finds its label."""
-    pipeline = pytest.importorskip("flamenco_core.ingest.pipeline")
+    from flamenco_core.ingest import pipeline  # the project's own module: a failing import is a failure, not a skip
+
     r = generated(name)
     report = pipeline.ingest(r.data_paths, r.format, tmp_path)
     assert report.quarantined == 0
