@@ -14,8 +14,10 @@ core stages; nothing here re-defines a metric, a split or a label model.
 3. Statistics for every threshold come from the **training split** only (one
    :class:`~flamenco_core.labeling.stats.DataStatistics` shared by the LFs, the trees and every split), and
    are recorded with the resolved thresholds.
-4. Each LF is applied on its own, so an LF that cannot run (a missing feature, a non-numeric column)
-   fails alone: its error is recorded and only the combinations that use it fail.
+4. The packs are checked against the data's columns and types first (:func:`check_packs`): a feature
+   that is not a column, or not numeric, raises :class:`PackMismatch` before anything runs. Then each LF
+   is applied on its own, so an LF that still cannot run (a threshold that divides by zero) fails alone:
+   its error is recorded and only the combinations that use it fail.
 5. Feature importance of the LFs' features on train (ground truth; for ordering tree nodes), Pearson and
    Spearman correlations of those features on train, constant features, and the end classifier's
    features (``classifier_features``: ``selected`` = numeric, non-identifier, non-constant columns;
