@@ -35,6 +35,89 @@ def test_pair_with_user_labels_beats_the_baselines():
     assert "rtt_ms" in pack and "value: p" in pack
 
 
+def _partial(df, share=0.35, every=1):
+    """The user labels the last ``share`` of the series (every ``every``-th row of it); truth is kept aside."""
+    out = df.copy()
+    out["truth"] = out["label"]
+    cut = int(len(out) * (1 - share))
+    keep = np.zeros(len(out), dtype=bool)
+    keep[cut::every] = True
+    out.loc[~keep, "label"] = pd.NA
+    return out
+
+
+def test_model_labels_hold_on_rows_the_labels_did_not_come_from():
+    df = _partial(_series(2000, seed=4))
+    res = run_pair(df, LatencyConfig(**FAST))
+    rep = res.report()
+    unl = rep["f1_unlabeled"]
+    assert unl["f1_macro"] >= 0.95 and unl["f1_noise"] >= 0.9, unl
+    # FLAMENCO at least matches the rule a user would write on the same rows
+    assert unl["f1_macro"] >= rep["baselines_unlabeled"]["rolling_mad"]["f1_macro"] - 0.01
+    outside = df["label"].isna().to_numpy()
+    assert set(res.labels["label_source"][outside]) <= {"label_model", "classifier", "envelope"}
+    assert (res.labels["label_source"][~outside] == "user").all()
+    # ``predicted`` is the model's label on every row, the labeled ones included
+    agree = (res.labels["predicted"][~outside] == df["truth"][~outside]).mean()
+    assert agree > 0.97 and rep["truth_rows"] == int(outside.sum())
+
+
+def test_sparse_labels_keep_the_end_model():
+    """Labels on every third row: the old pipeline cast the unlabeled rows' NaN to int64 and dropped the
+    end model ("labels contain classes unseen in training")."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = run_pair(_partial(_series(1500, seed=5), every=3), LatencyConfig(**FAST))
+    assert all(s.model in ("random_forest", "lstm") for s in res.subsets), [(s.model, s.reason) for s in res.subsets]
+    assert not any("end model" in s.reason for s in res.subsets)
+    assert res.report()["f1_unlabeled"]["f1_macro"] >= 0.9
+
+
+def test_a_route_seen_only_unlabeled_borrows_the_pair_level_lfs():
+    """The old pipeline learned ``rtt_ms <= 40.44`` on the labeled route and stamped the unseen route (or
+    labeled it by the labeled pool's single class); relative LFs learned on the pair transfer to it."""
+    high = _series(1300, seed=6, level=80.0)
+    low = _series(700, seed=7, level=20.0)
+    low["timestamp"] = high["timestamp"].iloc[-1] + pd.Timedelta(minutes=1) + (low["timestamp"] - low["timestamp"].iloc[0])
+    df = pd.concat([high, low], ignore_index=True)
+    df["truth"] = df["label"]
+    df.loc[: len(high) - 1, "label"] = pd.NA  # the 80 ms route is never labeled
+    res = run_pair(df, LatencyConfig(**FAST))
+    rep = res.report()
+    assert rep["n_modes"] >= 2
+    unseen = [s for s in res.subsets if s.level in ("pair", "source")]
+    assert unseen and not any(s.level == "constant" for s in res.subsets)
+    assert rep["f1_unlabeled"]["f1_noise"] >= 0.9 and rep["f1_unlabeled"]["f1_macro"] >= 0.95, rep["f1_unlabeled"]
+
+
+def test_a_one_class_pool_is_not_stamped_on_its_subset():
+    """Labeled rows hold only 'good': the rows far beyond every labeled good row are noise, the rest good;
+    nothing gets the pool's class by default."""
+    df = _series(1200, seed=8, noise=0.05)
+    df["truth"] = df["label"]
+    cut = int(len(df) * 0.65)
+    df.loc[:cut - 1, "label"] = pd.NA
+    df.loc[cut:, "label"] = "good"
+    df.loc[cut:, "rtt_ms"] = np.minimum(df.loc[cut:, "rtt_ms"], 41.5)  # the labeled period is clean
+    df.loc[cut:, "truth"] = "good"
+    res = run_pair(df, LatencyConfig(**FAST))
+    rep = res.report()
+    assert {s.level for s in res.subsets} == {"envelope"} and rep["outcome"] == "fallback"
+    assert "labeled good rows" in res.subsets[0].reason
+    assert rep["f1_unlabeled"]["f1_noise"] >= 0.9, rep["f1_unlabeled"]
+
+
+def test_without_labels_the_heuristic_pool_is_scored_on_the_truth():
+    df = _series(1500, seed=9)
+    df["truth"] = df.pop("label")
+    res = run_pair(df, LatencyConfig(**FAST))
+    rep = res.report()
+    assert rep["pool_source"] == "heuristic" and rep["label_sources"] == ["heuristic"]
+    assert rep["f1_unlabeled"]["f1_macro"] >= 0.93, rep["f1_unlabeled"]
+
+
 def test_pair_outputs_are_written_once_for_flow_and_benchmark(tmp_path):
     import shutil
 

@@ -68,13 +68,27 @@ class LatencyConfig(BaseModel):
     features: Literal["window", "raw"] = "window"
     modality: ModalityConfig = Field(default_factory=ModalityConfig)
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
-    snuba: dict[str, Any] = Field(default_factory=lambda: {"budget": 6})
+    # Majority vote, not the labeled-F1 choice: when every LF separates the labeled rows perfectly (usual
+    # on relative features) that choice is a tie, and Snorkel's model then follows the most conservative
+    # LF on the unlabeled rows. Depth-2 trees let one LF say "far from the local baseline AND from every
+    # route level", which separates spikes from route flapping (benchmarks/latency_robustness.py).
+    # min_samples_leaf: a leaf voted by two or three labeled rows (say, a noise spike that happened to sit
+    # below a lagging baseline) is a coincidence, not a rule.
+    snuba: dict[str, Any] = Field(default_factory=lambda: {"budget": 6, "label_model": "majority", "max_cardinality": 2,
+                                                           "min_samples_leaf": 5})
     model: ModelConfig = Field(default_factory=ModelConfig)
     baselines: tuple[str, ...] = ("lof", "elliptic_envelope", "robust_covariance", "isolation_forest")
     contamination: Union[Literal["auto"], float] = "auto"
     relative_window: int = Field(30, ge=2, description="past points in the local baseline of the relative features")
+    absolute_features: bool = Field(False, description="also offer rtt_ms and its window statistics (absolute "
+                                    "levels, which do not transfer to a new route or a level shift) to the subset-level LFs")
+    two_sided: bool = Field(True, description="also deviations that look both ways in time (history labeling); "
+                                              "false: causal features only, for online use")
+    two_sided_window: int = Field(21, ge=3, description="points in the centred window of the two-sided features")
     min_class_rows: int = Field(5, ge=1, description="labeled rows of each class a level needs to learn LFs")
     heuristic_k: float = Field(3.5, gt=0, description="robust z above which the heuristic pool and the envelope say noise")
+    envelope_guard: bool = Field(True, description="rows beyond the envelope of the labeled good rows are noise even "
+                                                   "where the learned LFs say good")
     envelope_margin: float = Field(1.5, ge=1, description="envelope: noise beyond this multiple of the labeled good rows' highest robust z")
     seed: int = 0
     runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
@@ -291,7 +305,7 @@ class _Learner:
 
 
 def _learn(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[str], config: LatencyConfig,
-           size: int) -> tuple[Optional[_Learner], str]:
+           size: int, end_model: bool = True) -> tuple[Optional[_Learner], str]:
     """Snuba LFs on ``labeled`` (validation rows, class names in ``label``) over ``train`` (the unlabeled
     rows), the label model, and the end model on the covered training rows. ``(None, reason)`` when the LFs
     cannot be learned; an end model that cannot train leaves the label model alone, with the reason."""
@@ -300,11 +314,14 @@ def _learn(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[s
     from flamenco_core.models import build_model, choose_model
 
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
+    feats = _distinct(feats, pd.concat([labeled[feats], train[feats]]))
     try:
         auto = generate_lfs(labeled, train, feats, "label", scfg)
     except ValueError as exc:
         return None, f"automatic LFs at the {level} level: {exc}"
     learner = _Learner(level, auto, DataStatistics(train), feats)
+    if not end_model:
+        return learner, ""
     X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
     choice = choose_model(size, {"model": config.model.model, "small_threshold": config.model.small_threshold})
     params = dict(config.model.lstm if choice.kind == "lstm" else config.model.forest)
@@ -334,6 +351,17 @@ def _learn(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[s
     return learner, ""
 
 
+def _distinct(feats: list[str], frame: pd.DataFrame) -> list[str]:
+    """``feats`` without columns equal to an earlier one (a one-mode pair's subset features are its pair
+    features): a copy would count twice in a majority vote."""
+    out: list[str] = []
+    for f in feats:
+        x = frame[f].to_numpy()
+        if not any(np.array_equal(x, frame[g].to_numpy(), equal_nan=True) for g in out):
+            out.append(f)
+    return out
+
+
 def _class_counts(labels: pd.Series) -> dict[str, int]:
     vc = labels.dropna().astype(str).value_counts()
     return {c: int(vc.get(c, 0)) for c in CLASSES}
@@ -347,23 +375,40 @@ def _learnable(labeled: pd.Series, config: LatencyConfig) -> tuple[bool, str]:
                    f"(fewer than min_class_rows={config.min_class_rows} of a class)")
 
 
-def _envelope(rows: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[np.ndarray, str]:
-    """Labels where no level could learn: the relative deviation of every row against what the labeled
-    rows showed. The pool's good rows bound how far good RTTs stray from their baseline; only rows far
-    beyond that bound (``envelope_margin`` times its highest robust z, and at least ``heuristic_k``)
-    are noise. A pool of good rows whose range covers the data therefore labels it all good, which is
-    then what the evidence says, not a default."""
-    rz = rows[RZ].to_numpy(dtype="float64")
-    good = pool.reindex(rows.index) == "good"
-    good_rz = rz[good.fillna(False).to_numpy()]
-    if good_rz.size:
-        bound = max(config.heuristic_k, config.envelope_margin * float(np.nanmax(good_rz)))
-        why = (f"robust z above {bound:.2f} (= max({config.heuristic_k:g}, {config.envelope_margin:g} x the "
-               f"highest of {good_rz.size} labeled good rows))")
-    else:
-        bound = config.heuristic_k
-        why = f"robust z above heuristic_k={config.heuristic_k:g} (no labeled good rows to bound it)"
-    return (rz > bound).astype(int), why
+def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[np.ndarray, str]:
+    """Labels where no level could learn (the labeled rows hold one class, or too few of one): each
+    row's deviation from its local baseline against what the pair's labeled rows showed.
+
+    Per envelope feature (the pair's robust z scores), the labeled good rows bound how far good RTTs
+    stray: a row is noise beyond ``envelope_margin`` times the highest of them (and at least
+    ``heuristic_k``). Labeled noise rows, when there are a few, lower the bound to midway between the
+    highest good and the lowest noise value where the two do not overlap. A pool of good rows whose
+    range covers the data therefore labels it all good, which is then what the evidence says, not a
+    default. Returns 0/1 per row of ``work`` and the rule in words."""
+    lab = pool.reindex(work.index)
+    good = (lab == "good").fillna(False).to_numpy()
+    noise = (lab == "noise").fillna(False).to_numpy()
+    hit = np.zeros(len(work), dtype=bool)
+    words = []
+    for f in _envelope_features(config):
+        x = work[f].to_numpy(dtype="float64")
+        if good.any():
+            top = float(np.nanmax(x[good]))
+            bound = max(config.heuristic_k, config.envelope_margin * top)
+            how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
+            if noise.any() and float(np.nanmin(x[noise])) > top:
+                bound = min(bound, max(config.heuristic_k, (top + float(np.nanmin(x[noise]))) / 2))
+                how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
+        else:
+            bound, how = config.heuristic_k, "heuristic_k: no labeled good rows to bound it"
+        hit |= x > bound
+        words.append(f"{f} > {bound:.2f} ({how})")
+    return hit.astype(int), " or ".join(words)
+
+
+def _envelope_features(config: LatencyConfig) -> list[str]:
+    # the pair's two-sided scores see route changes coming; without them, the causal robust z
+    return ["rtt_ms_pair_crz", "rtt_ms_pair_nrz"] if config.two_sided else ["rtt_ms_pair_rz"]
 
 
 RZ = "rtt_ms_rz"
@@ -373,25 +418,39 @@ def _add_features(df: pd.DataFrame, config: LatencyConfig) -> pd.DataFrame:
     """Window statistics and deviations from the local baseline per subset series, and the deviations
     against the whole pair's baseline (``rtt_ms_pair_*``: they see a spike that landed in another mode)."""
     from flamenco_core.autolf import add_window_features
-    from flamenco_core.preprocess.baseline import relative_features
+    from flamenco_core.preprocess.baseline import relative_features, two_sided_features
 
     out = add_window_features(df, window=config.window) if config.features == "window" else df.copy()
-    rel = relative_features(df, window=config.relative_window, by=["subset"])
-    pair = relative_features(df, window=config.relative_window, by=None, prefix="rtt_ms_pair")
-    return pd.concat([out, rel.drop(columns=["rtt_ms_base"]), pair.drop(columns=["rtt_ms_pair_base"])], axis=1)
+    parts = [out, relative_features(df, window=config.relative_window, by=["subset"]).drop(columns=["rtt_ms_base"]),
+             relative_features(df, window=config.relative_window, by=None, prefix="rtt_ms_pair").drop(columns=["rtt_ms_pair_base"])]
+    if config.two_sided:
+        parts += [two_sided_features(df, window=config.two_sided_window, by=["subset"]),
+                  two_sided_features(df, window=config.two_sided_window, by=None, prefix="rtt_ms_pair")]
+    return pd.concat(parts, axis=1)
 
 
 def _subset_features(config: LatencyConfig) -> list[str]:
     from flamenco_core.preprocess.baseline import relative_columns
 
-    return [*_features(None, config), *relative_columns("rtt_ms"), *relative_columns("rtt_ms", "rtt_ms_pair")]
+    # relative features first: the LF learner breaks ties between equally good features by this order
+    return [*_pair_features(config), *(_features(None, config) if config.absolute_features else [])]
 
 
-def _pair_features() -> list[str]:
-    from flamenco_core.preprocess.baseline import relative_columns
+def _baseline_features(config: LatencyConfig) -> list[str]:
+    # the unsupervised baselines see everything FLAMENCO could: absolute levels, windows and deviations
+    return [*_features(None, config), *_pair_features(config)]
 
-    # Only features relative to a local baseline: the pair-level LFs must hold on every mode.
-    return [*relative_columns("rtt_ms"), *relative_columns("rtt_ms", "rtt_ms_pair")]
+
+def _pair_features(config: LatencyConfig) -> list[str]:
+    from flamenco_core.preprocess.baseline import RELATIVE_SUFFIXES, TWO_SIDED_SUFFIXES
+
+    # Only features relative to a local baseline: the pair-level LFs must hold on every mode. The order
+    # breaks ties between features that separate the labeled rows equally well: two-sided scores first
+    # (they do not mistake a route change for a spike), the whole pair's before the subset's.
+    two = [f"rtt_ms_pair_{s}" for s in ("crz", "nrz")] + [f"rtt_ms_{s}" for s in ("crz", "nrz")] + ["rtt_ms_pair_cdev", "rtt_ms_cdev"]
+    causal = [f"rtt_ms_pair_{s}" for s in RELATIVE_SUFFIXES] + [f"rtt_ms_{s}" for s in RELATIVE_SUFFIXES]
+    assert set(s for s in TWO_SIDED_SUFFIXES) == {"cdev", "crz", "nrz"}
+    return [*(two if config.two_sided else []), *causal, "rtt_ms_mode_z"]
 
 
 def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
@@ -420,11 +479,132 @@ def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[
     return pool, source, idx[:n_val], idx[n_val:]
 
 
-def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", plot_dir: Optional[Path] = None) -> PairResult:
+@dataclass
+class _Prepared:
+    rtt: np.ndarray
+    mod: Any
+    modality: dict
+    plot: Optional[str]
+    split: Any
+    work: pd.DataFrame
+    pool: pd.Series
+    pool_source: str
+    val_idx: pd.Index
+    test_idx: pd.Index
+    train_idx: pd.Index
+    unlabeled: pd.Index
+
+
+def _prepare(df: pd.DataFrame, config: LatencyConfig, source: str, has_labels: bool, *, plot_dir=None,
+             name=("", "")) -> _Prepared:
+    """Modality split, features and the labeled pool of one time-ordered pair (``df`` from run_pair)."""
+    from flamenco_core.ingest.pairs import pair_id
+    from flamenco_core.preprocess import detect_modes, plot_modality, split_by_modes
+    from flamenco_core.preprocess.baseline import mode_distance
+
+    rtt = df["rtt_ms"].to_numpy(dtype="float64")
+    mod = detect_modes(rtt, min_height=config.modality.min_height, bw_method=config.modality.bw_method, seed=config.seed)
+    modality = mod.to_dict() if hasattr(mod, "to_dict") else {"n_modes": mod.n_modes}
+    modality = {k: v for k, v in modality.items() if k not in ("grid", "density")}
+    modality["label"] = mod.label
+    plot = None
+    if plot_dir is not None and config.modality.plot:
+        Path(plot_dir).mkdir(parents=True, exist_ok=True)
+        plot = str(plot_modality(rtt, mod, Path(plot_dir) / f"{pair_id(*name)}_kde.png", title=f"{name[0]} -> {name[1]}"))
+    split = split_by_modes(df, mod, min_subset=config.modality.min_subset, tiny=config.modality.tiny)
+    modality["subsets"] = split.outcomes
+    subset_of = pd.Series(-1, index=df.index, dtype="int64")
+    for i, sub in enumerate(split.subsets):
+        subset_of.loc[sub.index] = i
+    kept = subset_of >= 0
+    work = _add_features(df[kept].assign(subset=subset_of[kept]), config)
+    work["rtt_ms_mode_z"] = mode_distance(work["rtt_ms"].to_numpy(), [s["rtt_ms"].to_numpy() for s in split.subsets])
+    pool, pool_source, val_idx, test_idx = _pool(work, config, resolve_ratios(config, source), has_labels)
+    unlabeled = work.index.difference(pool.dropna().index)
+    # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
+    train_idx = unlabeled if len(unlabeled) >= config.window else work.index
+    return _Prepared(rtt, mod, modality, plot, split, work, pool, pool_source, val_idx, test_idx, train_idx, unlabeled)
+
+
+@dataclass
+class SourceLevel:
+    """LFs learned on the pooled labeled rows of many pairs of one source, for pairs too small or too
+    one-sided to learn their own. Plain data (a pack and the statistics its percentiles resolve to), so it
+    travels to any worker as JSON; votes are combined by majority."""
+
+    pack_yaml: str
+    stats: dict[str, dict[str, float]]
+    pairs: int
+    rows: int
+    counts: dict[str, int]
+    level: str = "source"
+    kind: str = "label_model"
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pack_yaml": self.pack_yaml, "stats": self.stats, "pairs": self.pairs, "rows": self.rows, "counts": self.counts}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SourceLevel":
+        return cls(d["pack_yaml"], d["stats"], int(d["pairs"]), int(d["rows"]), dict(d["counts"]))
+
+    @property
+    def pack(self):
+        from flamenco_core.labeling import LFPack
+
+        import yaml
+
+        return LFPack.from_dict(yaml.safe_load(self.pack_yaml))
+
+    def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from flamenco_core.labeling import apply_lfs
+        from flamenco_core.labeling.stats import as_statistics
+
+        L = apply_lfs(self.pack, rows, stats=as_statistics(self.stats))
+        noise = (L == 1).sum(axis=1)
+        votes = (L != -1).sum(axis=1)
+        p = np.where(votes > 0, noise / np.maximum(votes, 1), 0.0)
+        return (p > 0.5).astype(int), p, np.full(len(rows), "label_model", dtype=object)
+
+
+def fit_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig, source: str = "ark") -> tuple[Optional[SourceLevel], str]:
+    """Pool the labeled rows of ``frames`` (pairs of one source, as given to :func:`run_pair`) and learn LFs
+    on their relative features. ``(None, reason)`` when the pooled labels still cannot teach both classes."""
+    from flamenco_core.labeling import compute_stats
+
+    labeled, train, used = [], [], 0
+    for df in frames:
+        df = df.sort_values("timestamp", kind="stable").reset_index(drop=True).drop(columns=["truth"], errors="ignore")
+        if len(df) < config.min_points or "label" not in df.columns or df["label"].isna().all():
+            continue
+        prep = _prepare(df, config, source, True)
+        feats = _pair_features(config)
+        labeled.append(prep.work.loc[prep.val_idx, feats].assign(label=prep.pool.loc[prep.val_idx]))
+        train.append(prep.work.loc[prep.train_idx, feats])
+        used += 1
+    if not labeled:
+        return None, "source level: no pair with labels"
+    lab = pd.concat(labeled, ignore_index=True)
+    tr = pd.concat(train, ignore_index=True)
+    ok, why = _learnable(lab["label"], config)
+    if not ok:
+        return None, f"source level ({used} pairs): {why}"
+    learner, why = _learn("source", lab, tr, _pair_features(config), config, 0, end_model=False)
+    if learner is None:
+        return None, why
+    pack = learner.auto.pack
+    stats = compute_stats(tr, needed=pack.needed_stats())
+    return SourceLevel(pack.to_yaml(), {f: {k: float(v) for k, v in d.items()} for f, d in stats.items()}, used, len(lab),
+                       _class_counts(lab["label"])), ""
+
+
+def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", plot_dir: Optional[Path] = None,
+             borrowed: Union["SourceLevel", dict, None] = None) -> PairResult:
     """Run the latency path on one SD pair (rows of one src/dst, any order).
 
     A ``label`` column holds the user's labels (NA where unknown); a ``truth`` column, when present, is
     never read by the learning: it only scores the rows outside the labeled pool (``f1_unlabeled``).
+    ``borrowed`` (:func:`fit_source_level`) labels the pair when its own labeled rows cannot teach LFs.
     """
     from flamenco_core.ingest.pairs import pair_id
     from flamenco_core.preprocess import detect_modes, plot_modality, split_by_modes
@@ -450,27 +630,10 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     if len(df) < config.min_points:
         return done("skipped", f"{len(df)} rows, fewer than min_points={config.min_points}: lower min_points in the "
                                "config to label it", {}, [], empty)
-    rtt = df["rtt_ms"].to_numpy(dtype="float64")
-    mod = detect_modes(rtt, min_height=config.modality.min_height, bw_method=config.modality.bw_method, seed=config.seed)
-    modality = mod.to_dict() if hasattr(mod, "to_dict") else {"n_modes": mod.n_modes}
-    modality = {k: v for k, v in modality.items() if k not in ("grid", "density")}
-    modality["label"] = mod.label
-    plot = None
-    if plot_dir is not None and config.modality.plot:
-        Path(plot_dir).mkdir(parents=True, exist_ok=True)
-        plot = str(plot_modality(rtt, mod, Path(plot_dir) / f"{pair_id(src, dst)}_kde.png", title=f"{src} -> {dst}"))
-    split = split_by_modes(df, mod, min_subset=config.modality.min_subset, tiny=config.modality.tiny)
-    modality["subsets"] = split.outcomes
-    subset_of = pd.Series(-1, index=df.index, dtype="int64")
-    for i, sub in enumerate(split.subsets):
-        subset_of.loc[sub.index] = i
-    kept = subset_of >= 0
-    work = _add_features(df[kept].assign(subset=subset_of[kept]), config)
-    ratios = resolve_ratios(config, source)
-    pool, pool_source, val_idx, test_idx = _pool(work, config, ratios, has_labels)
-    unlabeled = work.index.difference(pool.dropna().index)
-    # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
-    train_idx = unlabeled if len(unlabeled) >= config.window else work.index
+    prep = _prepare(df, config, source, has_labels, plot_dir=plot_dir, name=(src, dst))
+    rtt, mod, modality, plot, split, work = prep.rtt, prep.mod, prep.modality, prep.plot, prep.split, prep.work
+    pool, pool_source, val_idx, test_idx, train_idx, unlabeled = (prep.pool, prep.pool_source, prep.val_idx, prep.test_idx,
+                                                                   prep.train_idx, prep.unlabeled)
 
     # The pair level: LFs on relative features only, learned from every subset's labeled rows. Subsets
     # whose own labeled rows are too few or one-class borrow it.
@@ -478,10 +641,17 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     ok_pair, why = _learnable(pool.loc[val_idx], config)
     if ok_pair:
         pair_learner, pair_reason = _learn("pair", work.loc[val_idx].assign(label=pool.loc[val_idx]),
-                                           work.loc[train_idx], _pair_features(), config, len(work))
+                                           work.loc[train_idx], _pair_features(config), config, len(work))
     else:
         pair_reason = f"pair level: {why}"
+    if pair_learner is None and borrowed is not None:
+        # relative features transfer across pairs: LFs learned on the source's pooled labeled rows
+        pair_learner = borrowed if isinstance(borrowed, SourceLevel) else SourceLevel.from_dict(borrowed)
+        pair_reason += f"; LFs learned on {pair_learner.pairs} pairs of the same source"
     pair_pred = (*pair_learner.predict(work), work.index) if pair_learner is not None else None
+    # The labeled good rows bound normal behaviour: far beyond that bound is noise whatever the learned
+    # LFs say (they learned their cuts from the labeled noise, which may not show every kind of noise).
+    envelope = _envelope(work, pool, config) if config.envelope_guard or pair_learner is None else None
 
     labels = empty.copy()
     predicted = pd.Series(pd.NA, index=df.index, dtype="string")
@@ -490,7 +660,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     for i in range(len(split.subsets)):
         rows = work[work["subset"] == i]
         r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair_learner, pair_pred, pair_reason,
-                             pool_source, config)
+                             pool_source, config, envelope, work.index)
         results.append(r)
         labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
         predicted.loc[lab.index] = lab["label"].astype("string")
@@ -538,7 +708,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
 
 
 def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair_learner, pair_pred,
-                pair_reason: str, pool_source: str, config: LatencyConfig) -> tuple[SubsetResult, pd.DataFrame]:
+                pair_reason: str, pool_source: str, config: LatencyConfig, envelope, work_index) -> tuple[SubsetResult, pd.DataFrame]:
     """Label one modality subset at the best level its labeled rows support."""
     res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
     out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
@@ -566,6 +736,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         why = f"{len(tr)} unlabeled rows, fewer than the window of {config.window}"
     if learner is not None:
         lab, p, src = learner.predict(rows)
+        lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
         res.model, res.level = learner.kind, "subset"
         if learner.reason:
             res.reason = learner.reason
@@ -573,11 +744,16 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     elif pair_learner is not None:
         pos = rows.index  # pair predictions are indexed like the pair's work frame
         lab, p, src = (a[pair_index(pair_pred, pos)] for a in pair_pred[:3])
-        res.model, res.level = pair_learner.kind, "pair"
-        res.reason = f"learned at the pair level ({why})"
-        _describe(res, pair_learner, rows.loc[tr])
+        lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
+        res.model, res.level = pair_learner.kind, pair_learner.level
+        res.reason = f"learned at the {pair_learner.level} level ({why})"
+        if isinstance(pair_learner, _Learner):
+            _describe(res, pair_learner, rows.loc[tr])
+        else:
+            res.pack_yaml = pair_learner.pack_yaml
     else:
-        lab, why_env = _envelope(rows, pool, config)
+        lab, why_env = envelope
+        lab = lab[work_index.get_indexer(rows.index)]
         p = lab.astype(float)
         src = np.full(len(rows), "envelope", dtype=object)
         res.model, res.level, res.outcome = "envelope", "envelope", "fallback"
@@ -589,7 +765,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     if len(t):
         y_true = _encode(pool.loc[t])
         res.scores = _scores(y_true, _encode(out.loc[t, "label"]))
-        X = rows[subset_feats].to_numpy(dtype="float64")
+        X = rows[_baseline_features(config)].to_numpy(dtype="float64")
         from flamenco_core.models import run_baselines
 
         res.baseline_labels = run_baselines(X, list(config.baselines), config.contamination, config.seed, index=rows.index)
@@ -600,9 +776,22 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     else:
         from flamenco_core.models import run_baselines
 
-        res.baseline_labels = run_baselines(rows[subset_feats].to_numpy(dtype="float64"), list(config.baselines),
+        res.baseline_labels = run_baselines(rows[_baseline_features(config)].to_numpy(dtype="float64"), list(config.baselines),
                                             config.contamination, config.seed, index=rows.index)
     return res, out
+
+
+def _guard(lab, p, src, envelope, work_index, rows, res: SubsetResult, config: LatencyConfig):
+    """Learned labels, with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
+    if envelope is None or not config.envelope_guard:
+        return lab, p, src
+    env = envelope[0][work_index.get_indexer(rows.index)].astype(bool)
+    add = env & (np.asarray(lab) == 0)
+    res.autolf["envelope_added"] = int(add.sum())
+    lab = np.where(add, 1, lab)
+    p = np.where(add, 1.0, p)
+    src = np.where(add, "envelope", src)
+    return lab, p, src
 
 
 def pair_index(pair_pred, pos) -> np.ndarray:

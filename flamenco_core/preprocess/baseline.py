@@ -30,12 +30,15 @@ import pandas as pd
 #: Consistency constant: 1.4826 x MAD estimates the standard deviation of normal data.
 MAD_TO_STD = 1.4826
 RELATIVE_SUFFIXES: tuple[str, ...] = ("dev", "ratio", "rz")
+#: Two-sided deviations (see :func:`two_sided_features`).
+TWO_SIDED_SUFFIXES: tuple[str, ...] = ("cdev", "crz", "nrz")
 
 
-def relative_columns(feature: str = "rtt_ms", prefix: str | None = None) -> list[str]:
-    """Names of the columns :func:`relative_features` adds, base excluded (it is an absolute level)."""
+def relative_columns(feature: str = "rtt_ms", prefix: str | None = None, two_sided: bool = False) -> list[str]:
+    """Names of the columns :func:`relative_features` adds, base excluded (it is an absolute level);
+    with ``two_sided`` those of :func:`two_sided_features` too."""
     p = prefix or feature
-    return [f"{p}_{s}" for s in RELATIVE_SUFFIXES]
+    return [f"{p}_{s}" for s in RELATIVE_SUFFIXES + (TWO_SIDED_SUFFIXES if two_sided else ())]
 
 
 def _causal_median(x: pd.Series, window: int) -> np.ndarray:
@@ -92,6 +95,86 @@ def relative_features(df: pd.DataFrame, window: int = 30, feature: str = "rtt_ms
     out = np.empty((n, 4))
     out[order] = np.column_stack([base, dev, ratio, dev / scale])
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_base", *relative_columns(feature, p)])
+
+
+def _series_two_sided(x: np.ndarray, window: int, floor_frac: float) -> np.ndarray:
+    s = pd.Series(x)
+    med = s.rolling(window, center=True, min_periods=1).median().to_numpy()
+    resid = np.abs(x - med)
+    mad = pd.Series(resid).rolling(window, center=True, min_periods=1).median().to_numpy()
+    overall = MAD_TO_STD * float(np.median(resid)) if resid.size else 0.0
+    scale = np.maximum.reduce([MAD_TO_STD * mad, np.full_like(mad, floor_frac * overall), 1e-3 * np.abs(med),
+                               np.full_like(mad, 1e-6)])
+    # Neighbour baseline: the lower of the medians just before and just after the row (itself excluded).
+    # A burst of spikes longer than half a centred window pulls a centred median up; it cannot pull up
+    # the side that lies outside the burst. The price: the first half-window after an upward route change
+    # also stands out (its past side is the old route), which the distance to route levels resolves.
+    h = max(window // 2, 1)
+    past = s.shift(1).rolling(h, min_periods=1).median().to_numpy()
+    fut = s[::-1].shift(1).rolling(h, min_periods=1).median().to_numpy()[::-1]
+    nb = np.fmin(np.where(np.isnan(past), np.inf, past), np.where(np.isnan(fut), np.inf, fut))
+    nb = np.where(np.isfinite(nb), nb, x)
+    nres = np.abs(x - nb)
+    nscale = max(floor_frac * MAD_TO_STD * float(np.median(nres)) if nres.size else 0.0, 1e-6)
+    nscale = np.maximum(nscale, 1e-3 * np.abs(nb))
+    return np.column_stack([x - med, (x - med) / scale, (x - nb) / nscale])
+
+
+def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_ms",
+                       by: Sequence[str] | str | None = "auto", time_col: str = "timestamp",
+                       floor_frac: float = 0.5, prefix: str | None = None) -> pd.DataFrame:
+    """Deviations that look both ways in time, for labeling history (every column of
+    :data:`TWO_SIDED_SUFFIXES`): ``cdev``/``crz``, the deviation and robust z against a centred rolling
+    median and MAD (the Hampel filter's statistics), and ``nrz``, the robust z against the lower of the
+    medians of the ``window // 2`` points before and after the row (robust to bursts of spikes up to a
+    window long; like a causal score, it flags the first half-window after an upward route change).
+
+    Why both ways: a causal baseline cannot know that a route changed until points after the change have
+    arrived, so on a flapping path every upward route change looks like a spike for half a window. Use
+    :func:`relative_features` alone where labels must be computed online.
+    """
+    from flamenco_core.preprocess.windows import _group_cols, _ordered_positions
+
+    if feature not in df.columns:
+        raise ValueError(f"two_sided_features: column {feature!r} not in the data")
+    p = prefix or feature
+    n = len(df)
+    order, codes = _ordered_positions(df, _group_cols(df, by), time_col if time_col in df.columns else None)
+    x = df[feature].to_numpy(dtype="float64")[order]
+    vals = np.empty((n, 3))
+    if n:
+        cuts = np.flatnonzero(np.diff(codes)) + 1
+        for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]):
+            vals[lo:hi] = _series_two_sided(x[lo:hi], window, floor_frac)
+    out = np.empty((n, 3))
+    out[order] = vals
+    return pd.DataFrame(out, index=df.index, columns=[f"{p}_{s}" for s in TWO_SIDED_SUFFIXES])
+
+
+def mode_distance(values, subsets) -> np.ndarray:
+    """Robust distance of each value to the nearest route level: ``min_m |x - median_m| / (1.4826 MAD_m)``
+    over the modality subsets ``subsets`` (each an array of the RTTs of one mode).
+
+    A route change moves a series to another level that recurs; a spike lands wherever its delay puts it.
+    Near some mode (small distance) a high deviation from the local baseline is likely a route change;
+    far from every mode it is likely noise. Floors keep a quantised mode (MAD 0) from making every other
+    value infinitely far.
+    """
+    x = np.asarray(values, dtype="float64")
+    if x.size == 0 or not subsets:
+        return np.zeros(x.size)
+    centres, scales = [], []
+    for sub in subsets:
+        v = np.asarray(sub, dtype="float64")
+        if v.size == 0:
+            continue
+        m = float(np.median(v))
+        centres.append(m)
+        scales.append(max(MAD_TO_STD * float(np.median(np.abs(v - m))), 1e-3 * abs(m), 1e-6))
+    if not centres:
+        return np.zeros(x.size)
+    d = np.abs(x[:, None] - np.asarray(centres)[None, :]) / np.asarray(scales)[None, :]
+    return d.min(axis=1)
 
 
 def rolling_mad(values, window: int = 21, k: float = 3.5, center: bool = True, side: str = "upper") -> np.ndarray:
