@@ -76,7 +76,7 @@ def _score_pair(job: tuple[str, int, pd.DataFrame, dict, int]) -> dict[str, Any]
                 rec[f"{m}_{k}"] = v
         rec.update(
             outcome=str(res.outcome), reason=str(res.reason),
-            subsets=[{"label_source": str(s.label_source), "outcome": str(s.outcome), "rows": int(s.rows),
+            subsets=[{"label_source": str(s.label_source), "level": str(s.level), "outcome": str(s.outcome), "rows": int(s.rows),
                       "reason": str(s.reason)} for s in res.subsets],
             pred_noise=int((preds["flamenco"] == "noise").sum()),
         )
@@ -103,6 +103,8 @@ def _family_row(family: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
     counts = Counter(r["outcome"] for r in recs)
     row["outcomes"] = {o: counts.get(o, 0) for o in OUTCOMES} | {o: c for o, c in counts.items() if o not in OUTCOMES}
     row["label_sources"] = dict(sorted(Counter(s["label_source"] or "-" for r in done for s in r["subsets"]).items()))
+    # where each subset's LFs were learned: subset, pair, source, envelope (the labeled good rows' bound), constant
+    row["levels"] = dict(sorted(Counter(s.get("level") or "-" for r in done for s in r["subsets"]).items()))
     macro, noise = row["flamenco_f1_macro"], row["flamenco_f1_noise"]
     # Noise F1 is undefined only when no scored row is noise and none was predicted noise.
     noise_ok = noise >= BAR_NOISE if not math.isnan(noise) else row["truth_noise"] == 0
@@ -178,14 +180,14 @@ def main(argv: list[str] | None = None) -> int:
 
     table = Table(title=f"Latency robustness: F1 on unlabeled rows ({args.pairs} pairs/family, seed {args.seed})")
     for col in ("family", "pairs", "rows", "FL macro", "FL noise", "MAD macro", "MAD noise", "IF macro", "IF noise",
-                "FL-MAD", "ok/part/fb/skip/fail", "label sources", "bar"):
-        table.add_column(col, justify="left" if col in ("family", "label sources") else "right")
+                "FL-MAD", "ok/part/fb/skip/fail", "subsets by level", "bar"):
+        table.add_column(col, justify="left" if col in ("family", "subsets by level") else "right")
     for r in rows:
         o = r["outcomes"]
         table.add_row(r["family"], str(r["pairs"]), str(r["rows_scored"]),
                       *(_fmt(r[f"{m}_{k}"]) for m in METHODS for k in ("f1_macro", "f1_noise")),
                       _fmt(r["flamenco_minus_mad"]), "/".join(str(o[k]) for k in OUTCOMES),
-                      " ".join(f"{k}:{v}" for k, v in r["label_sources"].items()),
+                      " ".join(f"{k}:{v}" for k, v in r["levels"].items()),
                       "[green]pass" if r["passes"] else "[red]FAIL")
     console.print(table)
     for r in recs:
