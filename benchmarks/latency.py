@@ -23,10 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _pair(args):
-    df, config, source = args
+    df, config, source, borrowed = args
     from flamenco_core.experiments.latency import LatencyConfig, run_pair
 
-    return run_pair(df, LatencyConfig.model_validate(config), source=source).report()
+    return run_pair(df, LatencyConfig.model_validate(config), source=source, borrowed=borrowed).report()
 
 
 def main() -> None:
@@ -60,7 +60,14 @@ def main() -> None:
         pairs, skipped = split_pairs(df, cfg.min_points)
         t1 = time.perf_counter()
         source = "atlas" if name == "atlas" else "ark"
-        jobs = [(g, cfg.model_dump(mode="json"), source) for g in pairs.values()]
+        from flamenco_core.experiments.latency import fit_source_level, needs_source_level
+
+        borrowed = None
+        if needs_source_level(list(pairs.values()), cfg):
+            level, why = fit_source_level(list(pairs.values()), cfg, source)
+            borrowed = level.to_dict() if level else None
+            console.print(f"source level: {why or f'LFs from {level.pairs} pairs, {level.rows} labeled rows'}")
+        jobs = [(g, cfg.model_dump(mode="json"), source, borrowed) for g in pairs.values()]
         with ProcessPoolExecutor(args.workers) as pool:
             records = list(pool.map(_pair, jobs))
         t2 = time.perf_counter()

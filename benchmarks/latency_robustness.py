@@ -44,7 +44,7 @@ def _names(flags: np.ndarray) -> np.ndarray:
 
 def _score_pair(job: tuple[str, int, pd.DataFrame, dict, int]) -> dict[str, Any]:
     """Run one pair and score every method on its unlabeled rows. Never raises: an error is the result."""
-    family, idx, pair, config, seed = job
+    family, idx, pair, config, seed, borrowed = job
     rec: dict[str, Any] = {"family": family, "pair": idx, "src": str(pair["src"].iloc[0]), "dst": str(pair["dst"].iloc[0]),
                            "rows": int(len(pair))}
     t0 = time.perf_counter()
@@ -59,7 +59,8 @@ def _score_pair(job: tuple[str, int, pd.DataFrame, dict, int]) -> dict[str, Any]
         truth = pair["truth"].astype(str).to_numpy()[unl]
         rec.update(scored=int(unl.sum()), truth_noise=int((truth == "noise").sum()))
 
-        res = run_pair(pair.drop(columns=["truth", "family"]), LatencyConfig.model_validate(config), source="ark")
+        res = run_pair(pair.drop(columns=["truth", "family"]), LatencyConfig.model_validate(config), source="ark",
+                       borrowed=borrowed)
         pred = res.labels["label"].reset_index(drop=True)
         # A row the pipeline left unlabeled counts as "good" (the project's abstain-is-negative convention);
         # the count is kept so that a skipped pair does not pass for a quiet one.
@@ -155,17 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     cfg = LatencyConfig.from_yaml(args.config if args.config and args.config.exists() else None)
     config = cfg.model_dump(mode="json")
+    from flamenco_core.experiments.latency import fit_source_level, needs_source_level
+
     jobs = []
     for fam in families:
         df = generate(fam, n_pairs=args.pairs, seed=args.seed)
-        jobs += [(fam, i, g, config, args.seed) for i, (_, g) in enumerate(df.groupby(["src", "dst"], sort=False))]
+        pairs = [g for _, g in df.groupby(["src", "dst"], sort=False)]
+        # As the latency flow does: a family's pairs are one source, whose pooled labels teach the pairs
+        # that cannot learn on their own (the truth column is dropped before anything learns).
+        borrowed = None
+        frames = [g.drop(columns=["truth", "family"]) for g in pairs]
+        if needs_source_level(frames, cfg):
+            level, _why = fit_source_level(frames, cfg, "ark")
+            borrowed = level.to_dict() if level else None
+        jobs += [(fam, i, g, config, args.seed, borrowed) for i, g in enumerate(pairs)]
 
     t0 = time.perf_counter()
     recs: list[dict[str, Any]] = []
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         futures = {pool.submit(_score_pair, j): j for j in jobs}
         for fut in as_completed(futures):
-            fam, i, g, _, _ = futures[fut]
+            fam, i, g, _, _, _ = futures[fut]
             try:
                 rec = fut.result()
             except Exception as exc:  # the worker process itself died (killed, out of memory)

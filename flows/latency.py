@@ -13,7 +13,7 @@ from flamenco_core.errors import NoUsableData
 from tasks import tracking
 from tasks.caching import call_cached
 from tasks.ingest import fail_parent_run_task, finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
-from tasks.latency import attach_labels_task, latency_pair_task
+from tasks.latency import attach_labels_task, latency_pair_task, source_level_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
 
@@ -88,11 +88,12 @@ def _no_pair_reason(split: dict, done: list[dict], failed: list[dict], min_point
 
 @flow(name="flamenco-latency-pairs")
 def latency_pairs_flow(items: list[dict], config: dict, out_dir: str, experiment: str, parent_run_id: str,
-                       source: str) -> list[dict]:
-    """Fan out one task (and MLflow child run) per SD pair; returns per-pair outcomes, never raises for one."""
+                       source: str, borrowed: dict | None = None) -> list[dict]:
+    """Fan out one task (and MLflow child run) per SD pair; returns per-pair outcomes, never raises for one.
+    ``borrowed``: the source level's LFs (plain data) for pairs that cannot learn their own."""
     futures = latency_pair_task.map(
         items, config=unmapped(config), out_dir=unmapped(out_dir), experiment=unmapped(experiment),
-        parent_run_id=unmapped(parent_run_id), source=unmapped(source),
+        parent_run_id=unmapped(parent_run_id), source=unmapped(source), borrowed=unmapped(borrowed),
     )
     out = []
     for item, fut in zip(items, futures):
@@ -161,9 +162,15 @@ def latency_flow(
         raise
     source = SOURCES.get(fmt, "csv")
     try:
+        # LFs learned on every pair's labeled rows at once, for the pairs whose own labels cannot teach
+        borrowed = source_level_task(split["pairs"], cfg.model_dump(mode="json", exclude={"runner"}), source)
+    except Exception as exc:
+        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        raise
+    try:
         outcomes, choice = fan_out(
             latency_pairs_flow, split["pairs"], cfg.model_dump(mode="json", exclude={"runner"}), str(out / "per_pair"),
-            experiment, parent, source, runner=runner, workers=workers, scheduler=scheduler,
+            experiment, parent, source, borrowed.get("level"), runner=runner, workers=workers, scheduler=scheduler,
             config={"runner": cfg.runner} if cfg.runner else None,
         )
     except Exception as exc:  # the fan-out itself broke (bad runner, unreachable scheduler): no pair ran
@@ -178,6 +185,9 @@ def latency_flow(
         reason = _no_pair_reason(split, done, failed, cfg.min_points)
         fail_parent_run_task(parent, reason)
         raise NoUsableData(reason)
+    summary["source_level"] = {k: v for k, v in borrowed.items() if k != "level"} | (
+        {"pairs": borrowed["level"]["pairs"], "rows": borrowed["level"]["rows"], "counts": borrowed["level"]["counts"]}
+        if borrowed.get("level") else {})
     summary.update({"failed": failed, "skipped": split["skipped"], "labeled_rows": labeled["labeled_rows"],
                     "truth_rows": labeled.get("truth_rows", 0),
                     "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",

@@ -7,7 +7,14 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
-from flamenco_core.experiments.latency import LatencyConfig, attach_labels, attach_truth, run_pair
+from flamenco_core.experiments.latency import (
+    LatencyConfig,
+    attach_labels,
+    attach_truth,
+    fit_source_level,
+    needs_source_level,
+    run_pair,
+)
 from flamenco_core.ingest.pipeline import file_sha256
 from tasks import tracking
 from tasks.ingest import _transient
@@ -31,8 +38,24 @@ def attach_labels_task(data_path: str, labels_path: str | None, out_path: str, t
             "truth_rows": int(out["truth"].notna().sum()) if "truth" in out else 0}
 
 
+@task(name="latency-source-level", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+def source_level_task(items: list[dict], config: dict, source: str) -> dict:
+    """LFs on the pooled labeled rows of every pair, when some pair's own labels cannot teach LFs:
+    ``{"level": SourceLevel as a dict or None, "used": bool, "reason": str}``."""
+    import pandas as pd
+
+    cfg = LatencyConfig.model_validate(config)
+    frames = [pd.read_parquet(it["path"]) for it in items]
+    if not needs_source_level(frames, cfg):
+        return {"level": None, "used": False, "reason": "every labeled pair can learn its own LFs"}
+    level, reason = fit_source_level(frames, cfg, source)
+    get_run_logger().info("source level: %s", reason or f"LFs from {level.pairs} pairs, {level.rows} labeled rows")
+    return {"level": level.to_dict() if level else None, "used": level is not None, "reason": reason}
+
+
 @task(name="latency-pair", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
-def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, parent_run_id: str, source: str) -> dict:
+def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, parent_run_id: str, source: str,
+                      borrowed: dict | None = None) -> dict:
     """Run the latency path on one SD pair; log its MLflow child run; write its labels and artifacts."""
     import pandas as pd
 
@@ -40,7 +63,7 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     out = Path(out_dir) / item["pair_id"]
     out.mkdir(parents=True, exist_ok=True)
     df = pd.read_parquet(item["path"])
-    result = run_pair(df, cfg, source=source, plot_dir=out)
+    result = run_pair(df, cfg, source=source, plot_dir=out, borrowed=borrowed)
     artifacts = result.write(out)
     labels_path = out / "labels.parquet"
     rep = result.report()
@@ -64,6 +87,21 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
         tags={"flamenco.pipeline": "latency", "flamenco.item": item["pair_id"], "flamenco.outcome": result.outcome},
     )
     tracking.log_artifacts(run_id, artifacts)
+    # Each hyperparameter trial of the end model is a run nested under its pair's, so MLflow compares them.
+    logged = set()
+    for s in result.subsets:
+        for t in s.trials:
+            key = (s.level, t["model"], t["trial"])
+            if s.level in ("pair", "source") and key in logged:
+                continue  # one pair-level search serves several subsets: log it once
+            logged.add(key)
+            name = f"{item['pair_id']}-{s.level if s.level != 'subset' else f'subset{s.subset}'}-trial{t['trial']}"
+            trial_run = tracking.start_run(
+                experiment, name, parent_run_id=run_id,
+                params={"model": t["model"], "level": s.level, "subset": s.subset, **t["params"]},
+                metrics={k: t[k] for k in ("score", "seconds") if t[k] == t[k]},
+                tags={"flamenco.pipeline": "latency", "flamenco.kind": "trial", "flamenco.item": item["pair_id"]})
+            tracking.end_run(trial_run)
     tracking.end_run(run_id)
     get_run_logger().info("%s: %s, F1 macro %.3f in %.1f s", item["pair_id"], result.outcome, rep["f1_macro"], result.seconds)
     return {"pair_id": item["pair_id"], "run_id": run_id, "labels": str(labels_path), "report": rep}

@@ -232,6 +232,9 @@ def test_latency_flow_end_to_end(tmp_path, mlflow_uri):
     parent = runs[runs["run_id"] == summary["parent_run_id"]].iloc[0]
     assert parent["metrics.pairs_ok"] >= 1 and parent["metrics.f1_unlabeled_macro"] == pytest.approx(unl["f1_macro"])
     assert "metrics.unlabeled.rolling_mad.f1_macro" in children
+    # the end model's hyperparameter trials are nested under their pair's run
+    trials = runs[runs["tags.mlflow.parentRunId"].isin(children["run_id"]) & (runs["tags.flamenco.kind"] == "trial")]
+    assert len(trials) >= len(children) and trials["metrics.score"].notna().all()
     assert children["params.modality"].notna().all() and "metrics.f1_macro" in children
     arts = {a.path for a in mlflow.MlflowClient().list_artifacts(children["run_id"].iloc[0])}
     assert "report.json" in arts and any(a.endswith("_kde.png") for a in arts)

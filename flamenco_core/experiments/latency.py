@@ -86,9 +86,12 @@ class LatencyConfig(BaseModel):
                                               "false: causal features only, for online use")
     two_sided_window: int = Field(21, ge=3, description="points in the centred window of the two-sided features")
     min_class_rows: int = Field(5, ge=1, description="labeled rows of each class a level needs to learn LFs")
-    heuristic_k: float = Field(3.5, gt=0, description="robust z above which the heuristic pool and the envelope say noise")
+    heuristic_k: float = Field(3.5, gt=0, description="without user labels: robust z above which the heuristic pool says noise")
     envelope_guard: bool = Field(True, description="rows beyond the envelope of the labeled good rows are noise even "
                                                    "where the learned LFs say good")
+    envelope_floor: float = Field(6.0, gt=0, description="the envelope never calls noise a row less than this many "
+                                  "robust standard deviations above its baseline (a small pool's highest good row "
+                                  "underestimates the highest of many more)")
     envelope_margin: float = Field(1.5, ge=1, description="envelope: noise beyond this multiple of the labeled good rows' highest robust z")
     seed: int = 0
     runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
@@ -123,7 +126,8 @@ class SubsetResult:
     tree_text: str = ""
     tree_json: str = ""
     threshold: dict[str, Any] = field(default_factory=dict)
-    level: str = ""  # subset | pair | envelope | constant: where the LFs that labeled it were learned
+    level: str = ""  # subset | pair | source | envelope | constant: where the LFs that labeled it were learned
+    trials: list[dict[str, Any]] = field(default_factory=list)  # the end model's hyperparameter search
     test_index: Any = field(default=None, repr=False)
     baseline_labels: Any = field(default=None, repr=False)
 
@@ -285,6 +289,7 @@ class _Learner:
     kind: str = ""
     reason: str = ""
     dropped: int = 0
+    trials: list[dict[str, Any]] = field(default_factory=list)
 
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class index, P(noise), source) for ``rows``: the label model where an LF voted, the end model
@@ -339,12 +344,14 @@ def _learn(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[s
             found = search(build_model("lstm", params, config.seed), PAPER_LSTM_GRID, X_fit, p_fit, X_val, y_val,
                            seed=config.seed, **config.model.search)
             model = found.best_estimator
+            learner.trials = _trials(found.results, "score", "lstm")
         else:
             model = build_model(choice.kind, params, config.seed)
             if choice.kind == "lstm":
                 model.fit(X_fit, p_fit, X_val=X_val, y_val=y_val)
             else:
                 model.fit(X_fit, p_fit)
+                learner.trials = _trials(getattr(model, "cv_results_", None), "mean_test_score", "random_forest")
         learner.model, learner.kind = model, choice.kind
     except ValueError as exc:
         learner.kind, learner.reason = "label_model", f"end model: {exc}; label-model labels only"
@@ -362,6 +369,24 @@ def _distinct(feats: list[str], frame: pd.DataFrame) -> list[str]:
     return out
 
 
+def _trials(results: Optional[pd.DataFrame], score: str, kind: str) -> list[dict[str, Any]]:
+    """One record per hyperparameter configuration tried: ``{model, params, score, seconds}``."""
+    if results is None or not len(results) or score not in results.columns:
+        return []
+    pcols = [c for c in results.columns if c.startswith("param_") and c != "params"]
+    secs = next((c for c in ("fit_seconds", "mean_fit_time") if c in results.columns), None)
+    out = []
+    for i, (_, r) in enumerate(results.iterrows()):  # a handful of rows: the search's own budget
+        out.append({"trial": i, "model": kind, "params": {c.removeprefix("param_"): _plain(r[c]) for c in pcols},
+                    "score": float(r[score]) if pd.notna(r[score]) else float("nan"),
+                    "seconds": float(r[secs]) if secs and pd.notna(r[secs]) else float("nan")})
+    return out
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else (None if v is pd.NA else v)
+
+
 def _class_counts(labels: pd.Series) -> dict[str, int]:
     vc = labels.dropna().astype(str).value_counts()
     return {c: int(vc.get(c, 0)) for c in CLASSES}
@@ -376,39 +401,52 @@ def _learnable(labeled: pd.Series, config: LatencyConfig) -> tuple[bool, str]:
 
 
 def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[np.ndarray, str]:
-    """Labels where no level could learn (the labeled rows hold one class, or too few of one): each
-    row's deviation from its local baseline against what the pair's labeled rows showed.
+    """Labels where no level could learn (the labeled rows hold one class, or too few of one), and the
+    guard on learned labels: each row's deviation from its local baseline against what the pair's labeled
+    rows showed.
 
-    Per envelope feature (the pair's robust z scores), the labeled good rows bound how far good RTTs
-    stray: a row is noise beyond ``envelope_margin`` times the highest of them (and at least
-    ``heuristic_k``). Labeled noise rows, when there are a few, lower the bound to midway between the
-    highest good and the lowest noise value where the two do not overlap. A pool of good rows whose
-    range covers the data therefore labels it all good, which is then what the evidence says, not a
-    default. Returns 0/1 per row of ``work`` and the rule in words."""
+    The labeled good rows bound how far good RTTs stray: per score, ``envelope_margin`` times the highest
+    of them (at least ``envelope_floor``); a few labeled noise rows lower a bound to midway between the two
+    classes where they do not overlap. A row is noise when it lies beyond the bound of every score of one
+    of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
+    good, which is then what the evidence says, not a default. Returns 0/1 per row of ``work`` and the
+    rule in words."""
     lab = pool.reindex(work.index)
     good = (lab == "good").fillna(False).to_numpy()
     noise = (lab == "noise").fillna(False).to_numpy()
     hit = np.zeros(len(work), dtype=bool)
-    words = []
-    for f in _envelope_features(config):
-        x = work[f].to_numpy(dtype="float64")
-        if good.any():
-            top = float(np.nanmax(x[good]))
-            bound = max(config.heuristic_k, config.envelope_margin * top)
-            how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
-            if noise.any() and float(np.nanmin(x[noise])) > top:
-                bound = min(bound, max(config.heuristic_k, (top + float(np.nanmin(x[noise]))) / 2))
-                how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
-        else:
-            bound, how = config.heuristic_k, "heuristic_k: no labeled good rows to bound it"
-        hit |= x > bound
-        words.append(f"{f} > {bound:.2f} ({how})")
-    return hit.astype(int), " or ".join(words)
+    words, bounds = [], {}
+    for rule in _envelope_rules(config):
+        both = np.ones(len(work), dtype=bool)
+        parts = []
+        for f in rule:
+            x = work[f].to_numpy(dtype="float64")
+            if f not in bounds:
+                if good.any():
+                    top = float(np.nanmax(x[good]))
+                    bound = max(config.envelope_floor, config.envelope_margin * top)
+                    how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
+                    if noise.any() and float(np.nanmin(x[noise])) > top:
+                        bound = min(bound, max(config.envelope_floor, (top + float(np.nanmin(x[noise]))) / 2))
+                        how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
+                else:
+                    bound, how = config.envelope_floor, "envelope_floor: no labeled good rows to bound it"
+                bounds[f] = (bound, how)
+            bound, how = bounds[f]
+            both &= x > bound
+            parts.append(f"{f} > {bound:.2f} ({how})")
+        hit |= both
+        words.append(" and ".join(parts))
+    return hit.astype(int), " or ".join(f"[{w}]" for w in words)
 
 
-def _envelope_features(config: LatencyConfig) -> list[str]:
-    # the pair's two-sided scores see route changes coming; without them, the causal robust z
-    return ["rtt_ms_pair_crz", "rtt_ms_pair_nrz"] if config.two_sided else ["rtt_ms_pair_rz"]
+def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
+    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z; and the
+    neighbour score together with the distance to every route level (the neighbour score alone also
+    fires on the first rows after a route change, which lie on a route level)."""
+    if config.two_sided:
+        return [("rtt_ms_pair_crz",), ("rtt_ms_pair_nrz", "rtt_ms_mode_z")]
+    return [("rtt_ms_pair_rz", "rtt_ms_mode_z")]
 
 
 RZ = "rtt_ms_rz"
@@ -433,24 +471,31 @@ def _subset_features(config: LatencyConfig) -> list[str]:
     from flamenco_core.preprocess.baseline import relative_columns
 
     # relative features first: the LF learner breaks ties between equally good features by this order
-    return [*_pair_features(config), *(_features(None, config) if config.absolute_features else [])]
+    return [*_pair_features(config, subsets=True), *(_features(None, config) if config.absolute_features else [])]
 
 
 def _baseline_features(config: LatencyConfig) -> list[str]:
     # the unsupervised baselines see everything FLAMENCO could: absolute levels, windows and deviations
-    return [*_features(None, config), *_pair_features(config)]
+    return [*_features(None, config), *_pair_features(config, subsets=True)]
 
 
-def _pair_features(config: LatencyConfig) -> list[str]:
-    from flamenco_core.preprocess.baseline import RELATIVE_SUFFIXES, TWO_SIDED_SUFFIXES
+def _pair_features(config: LatencyConfig, subsets: bool = False) -> list[str]:
+    """Features of the pair- and source-level LFs (with ``subsets``: also the subset series' own, for the
+    subset level): only deviations from a local baseline and the distance to route levels, so that LFs
+    hold on every mode. The order breaks ties between features that separate the labeled rows equally
+    well: two-sided scores first (they do not mistake a route change for a spike)."""
+    from flamenco_core.preprocess.baseline import RELATIVE_SUFFIXES
 
-    # Only features relative to a local baseline: the pair-level LFs must hold on every mode. The order
-    # breaks ties between features that separate the labeled rows equally well: two-sided scores first
-    # (they do not mistake a route change for a spike), the whole pair's before the subset's.
-    two = [f"rtt_ms_pair_{s}" for s in ("crz", "nrz")] + [f"rtt_ms_{s}" for s in ("crz", "nrz")] + ["rtt_ms_pair_cdev", "rtt_ms_cdev"]
-    causal = [f"rtt_ms_pair_{s}" for s in RELATIVE_SUFFIXES] + [f"rtt_ms_{s}" for s in RELATIVE_SUFFIXES]
-    assert set(s for s in TWO_SIDED_SUFFIXES) == {"cdev", "crz", "nrz"}
-    return [*(two if config.two_sided else []), *causal, "rtt_ms_mode_z"]
+    def cols(prefix: str) -> list[str]:
+        # With the two-sided scores, the causal ones add only their lag after every route change: they
+        # are the features of online labeling (two_sided: false).
+        if config.two_sided:
+            return [f"{prefix}_{s}" for s in ("crz", "nrz", "cdev", "rough")]
+        return [f"{prefix}_{s}" for s in RELATIVE_SUFFIXES]
+
+    # Without ``subsets`` the subset series' columns stay out: on a one-mode pair they equal the pair's,
+    # and a near-copy of a feature would vote twice in the majority.
+    return [*cols("rtt_ms_pair"), *(cols("rtt_ms") if subsets else []), "rtt_ms_mode_z"]
 
 
 def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
@@ -565,6 +610,16 @@ class SourceLevel:
         votes = (L != -1).sum(axis=1)
         p = np.where(votes > 0, noise / np.maximum(votes, 1), 0.0)
         return (p > 0.5).astype(int), p, np.full(len(rows), "label_model", dtype=object)
+
+
+def needs_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig) -> bool:
+    """Whether some pair with labels has too few of a class to learn its own LFs (the pair-level check
+    on all its labeled rows; cheap: reads the label column only)."""
+    for df in frames:
+        if len(df) >= config.min_points and "label" in df.columns and df["label"].notna().any():
+            if min(_class_counts(df["label"]).values()) < 2 * config.min_class_rows:
+                return True
+    return False
 
 
 def fit_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig, source: str = "ark") -> tuple[Optional[SourceLevel], str]:
@@ -737,7 +792,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     if learner is not None:
         lab, p, src = learner.predict(rows)
         lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
-        res.model, res.level = learner.kind, "subset"
+        res.model, res.level, res.trials = learner.kind, "subset", learner.trials
         if learner.reason:
             res.reason = learner.reason
         _describe(res, learner, rows.loc[tr])
@@ -746,6 +801,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         lab, p, src = (a[pair_index(pair_pred, pos)] for a in pair_pred[:3])
         lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
         res.model, res.level = pair_learner.kind, pair_learner.level
+        res.trials = list(getattr(pair_learner, "trials", []))
         res.reason = f"learned at the {pair_learner.level} level ({why})"
         if isinstance(pair_learner, _Learner):
             _describe(res, pair_learner, rows.loc[tr])

@@ -31,7 +31,9 @@ import pandas as pd
 MAD_TO_STD = 1.4826
 RELATIVE_SUFFIXES: tuple[str, ...] = ("dev", "ratio", "rz")
 #: Two-sided deviations (see :func:`two_sided_features`).
-TWO_SIDED_SUFFIXES: tuple[str, ...] = ("cdev", "crz", "nrz")
+TWO_SIDED_SUFFIXES: tuple[str, ...] = ("cdev", "crz", "nrz", "rough")
+#: Successive differences in the centred roughness window (see :func:`two_sided_features`).
+ROUGH_WINDOW = 7
 
 
 def relative_columns(feature: str = "rtt_ms", prefix: str | None = None, two_sided: bool = False) -> list[str]:
@@ -117,7 +119,13 @@ def _series_two_sided(x: np.ndarray, window: int, floor_frac: float) -> np.ndarr
     nres = np.abs(x - nb)
     nscale = max(floor_frac * MAD_TO_STD * float(np.median(nres)) if nres.size else 0.0, 1e-6)
     nscale = np.maximum(nscale, 1e-3 * np.abs(nb))
-    return np.column_stack([x - med, (x - med) / scale, (x - nb) / nscale])
+    # Roughness: the median jump between successive RTTs around the row, in units of the series' median
+    # jump. One route change is one jump (the median ignores it); a burst of spikes, each with its own
+    # delay, is many.
+    d = np.abs(np.diff(x, prepend=x[:1]))
+    rough = pd.Series(d).rolling(ROUGH_WINDOW, center=True, min_periods=1).median().to_numpy()
+    rough = rough / max(float(np.median(d)) if d.size else 0.0, 1e-3 * float(np.median(np.abs(x))) if x.size else 0.0, 1e-9)
+    return np.column_stack([x - med, (x - med) / scale, (x - nb) / nscale, rough])
 
 
 def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_ms",
@@ -127,7 +135,10 @@ def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_m
     :data:`TWO_SIDED_SUFFIXES`): ``cdev``/``crz``, the deviation and robust z against a centred rolling
     median and MAD (the Hampel filter's statistics), and ``nrz``, the robust z against the lower of the
     medians of the ``window // 2`` points before and after the row (robust to bursts of spikes up to a
-    window long; like a causal score, it flags the first half-window after an upward route change).
+    window long; like a causal score, it flags the first half-window after an upward route change), and
+    ``rough``, the median jump between successive values in a centred window of :data:`ROUGH_WINDOW`
+    points over the series' median jump (high inside a burst of spikes, blind to a lone spike and to a
+    route change).
 
     Why both ways: a causal baseline cannot know that a route changed until points after the change have
     arrived, so on a flapping path every upward route change looks like a spike for half a window. Use
@@ -141,12 +152,13 @@ def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_m
     n = len(df)
     order, codes = _ordered_positions(df, _group_cols(df, by), time_col if time_col in df.columns else None)
     x = df[feature].to_numpy(dtype="float64")[order]
-    vals = np.empty((n, 3))
+    k = len(TWO_SIDED_SUFFIXES)
+    vals = np.empty((n, k))
     if n:
         cuts = np.flatnonzero(np.diff(codes)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]):
             vals[lo:hi] = _series_two_sided(x[lo:hi], window, floor_frac)
-    out = np.empty((n, 3))
+    out = np.empty((n, k))
     out[order] = vals
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_{s}" for s in TWO_SIDED_SUFFIXES])
 
