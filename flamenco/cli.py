@@ -278,6 +278,8 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
     for key in ("ark", "atlas"):
         r = results[key]
         console.print(Text(f"  {key}-like: {outcome_line(r)}"))
+        if r["average"].get("vs_rolling_mad"):
+            console.print(Text(f"    {r['average']['vs_rolling_mad']['verdict']}"))
         if r.get("skipped"):
             console.print(Text(f"    {len(r['skipped'])} pairs skipped: fewer than min_points rows (the largest "
                                f"{max(x['rows'] for x in r['skipped'])}); lower min_points in conf/demo_latency.yaml to label them"))

@@ -39,8 +39,9 @@ def latency_cmd(
         if not p.is_file():
             typer.echo(f"error: {p}: no such file", err=True)
             raise typer.Exit(2)
-    from flamenco.env import setup_environment
+    from flamenco.env import quiet_prefect_console, setup_environment
 
+    quiet_prefect_console()  # the summary or one error line says how the run went; --debug shows Prefect's log
     try:
         from tasks.runners import resolve
 
@@ -87,8 +88,5 @@ def print_latency_summary(console: Console, summary: dict) -> None:
         t.add_row(m, *(_num(v.get(k)) for k in keys), *((_num(bu.get(m, {}).get(k)) for k in keys) if unl else ()))
     console.print(t)
     typer.echo(outcome_line(summary))
-    if unl:
-        rm = bu.get("rolling_mad", {}).get("f1_macro")
-        ours = avg["f1_unlabeled"]["f1_macro"]
-        if rm is not None and rm == rm and ours == ours and ours < rm - 0.01:
-            typer.echo(f"note: on unlabeled rows FLAMENCO's macro F1 {ours:.3f} is below the rolling_mad rule's {rm:.3f}")
+    if avg.get("vs_rolling_mad"):
+        typer.echo(avg["vs_rolling_mad"]["verdict"])

@@ -128,6 +128,29 @@ def test_faithful_tree_skips_tests_implied_by_earlier_ones():
     assert tree.n_conditions <= 4
 
 
+def test_complementary_stumps_draw_no_unreachable_branch_on_complete_features():
+    """A Snuba stump becomes ``x <= t -> good`` and ``x > t -> noise``. Under the false branch of ``x <= t``
+    only a missing x could fail ``x > t`` too; on cleaned latency features that branch cannot be reached
+    and must not be drawn (it was: "rtt_ms > 40.44" under "rtt_ms <= 40.44", false, with a dead leaf)."""
+    pack = LFPack.from_dict({"pack": "stumps", "classes": ["good", "noise"], "lfs": [
+        {"name": "a_le_good", "label": "good", "when": [{"feature": "a", "op": "<=", "value": 40.44}]},
+        {"name": "a_gt_noise", "label": "noise", "when": [{"feature": "a", "op": ">", "value": 40.44}]},
+        {"name": "b_le_good", "label": "good", "when": [{"feature": "b", "op": "<=", "value": 2.0}]},
+        {"name": "b_gt_noise", "label": "noise", "when": [{"feature": "b", "op": ">", "value": 2.0}]},
+    ]})
+    with_nan = build_tree(pack, None, ["a", "b"])
+    complete = build_tree(pack, None, ["a", "b"], never_missing=["a", "b"])
+    # one test per feature on every path: the second stump of a feature is implied by the first
+    def depth(tree, i=None):
+        n = tree.nodes[tree.root if i is None else i]
+        return 1 + max(depth(tree, n.true), depth(tree, n.false)) if isinstance(n, ConditionNode) else 0
+    assert depth(complete) == 2 and depth(with_nan) > 2
+    assert "a > 40.44" not in render_text(complete) and "b > 2" not in render_text(complete)
+    # and it decides every complete point as the LFs do
+    pts = pd.DataFrame({"a": [10.0, 50.0, 10.0, 50.0], "b": [1.0, 1.0, 3.0, 3.0]})
+    np.testing.assert_array_equal(complete.predict(pts), combination_decision(apply_lfs(pack, pts), pack.cardinality))
+
+
 def _reachable(tree: Tree, start: int) -> list[int]:
     seen, stack = set(), [start]
     while stack:

@@ -244,19 +244,24 @@ def test_latency_flow_end_to_end(tmp_path, mlflow_uri):
 def test_runner_changes_where_pairs_run_not_their_labels(tmp_path, mlflow_uri):
     import yaml
 
-    from flamenco_core.synth import GENERATORS
+    from flamenco_core.synth import GENERATORS, hold_out_labels
     from flows.latency import latency_flow
 
     res = GENERATORS["ark"](tmp_path / "raw", scale=0.02, seed=2)
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump({**FAST, "runner": {"kind": "dask", "workers": 2}}))
     src = [str(p) for p in res.data_paths[:1]]
-    threads = latency_flow(src, "scamper", str(tmp_path / "threads"), labels=str(res.labels_path), config=str(cfg),
-                           experiment="test-latency-runners", runner="threads")
-    dask = latency_flow(src, "scamper", str(tmp_path / "dask"), labels=str(res.labels_path), config=str(cfg),
-                        experiment="test-latency-runners")  # the config's runner
+    partial, _ = hold_out_labels(pd.read_parquet(res.labels_path), share=0.35)
+    partial.to_parquet(tmp_path / "partial.parquet")
+    kw = dict(labels=str(tmp_path / "partial.parquet"), config=str(cfg), experiment="test-latency-runners",
+              truth=str(res.labels_path))
+    threads = latency_flow(src, "scamper", str(tmp_path / "threads"), runner="threads", **kw)
+    dask = latency_flow(src, "scamper", str(tmp_path / "dask"), **kw)  # the config's runner
     assert threads["runner"] == "threads" and dask["runner"] == "dask"
     assert not threads["failed"] and not dask["failed"] and len(dask["pairs"]) >= 2
     a = pd.read_parquet(tmp_path / "threads" / "labels.parquet")
     b = pd.read_parquet(tmp_path / "dask" / "labels.parquet")
+    # the model's labels and probabilities on the 65% the user did not label, not copies of the input
+    assert (a["label_source"] != "user").mean() > 0.5
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    assert threads["average"]["f1_unlabeled"] == dask["average"]["f1_unlabeled"]

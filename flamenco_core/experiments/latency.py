@@ -938,6 +938,16 @@ def summarize(pairs: Sequence[Union[PairResult, dict]]) -> dict[str, Any]:
             m: {k: _nanmean([r["baselines_unlabeled"][m][k] for r in truth if m in r["baselines_unlabeled"]]) for k in METRIC_KEYS}
             for m in um}
         avg["pairs_with_truth"] = len(truth)
+        ours, rule = avg["f1_unlabeled"]["f1_macro"], avg["baselines_unlabeled"].get("rolling_mad", {}).get("f1_macro")
+        if rule is not None and ours == ours and rule == rule:
+            below = [f"{r['src']}->{r['dst']}" for r in truth
+                     if r["f1_unlabeled"]["f1_macro"] < r.get("baselines_unlabeled", {}).get("rolling_mad", {}).get("f1_macro", -1) - 0.01]
+            avg["vs_rolling_mad"] = {
+                "flamenco": ours, "rolling_mad": rule, "difference": ours - rule, "pairs_below": below,
+                "verdict": (f"FLAMENCO's macro F1 on unlabeled rows ({ours:.3f}) is below the rolling_mad rule's ({rule:.3f})"
+                            if ours < rule - 0.01 else
+                            f"FLAMENCO's macro F1 on unlabeled rows ({ours:.3f}) matches or beats the rolling_mad rule's ({rule:.3f})")
+                           + (f"; below it on {len(below)} of {len(truth)} pairs" if below else "")}
     return {"pairs": records, "average": avg, "outcomes": outcome_counts(records)}
 
 
