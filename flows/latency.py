@@ -18,19 +18,6 @@ from tasks.latency import attach_labels_task, latency_pair_task, source_level_ta
 DEFAULT_EXPERIMENT = "flamenco-latency"
 
 
-def json_ready(obj):
-    """Strict JSON: NaN and infinities become null (an undefined F1 is undefined, not a number)."""
-    import math
-
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: json_ready(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_ready(v) for v in obj]
-    return obj
-
-
 def avg_n(summary: dict) -> int:
     return int(summary["average"].get("pairs_scored", 0))
 
@@ -130,14 +117,22 @@ def latency_flow(
     ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
     the per-pair fan-out's task runner; else the config's ``runner``, else the environment
     (``tasks/runners.py``). The runner changes where pairs run, never their results."""
-    from flamenco_core.evaluation.plots import f1_bar_chart
-    from flamenco_core.experiments.latency import LatencyConfig, comparison_frame, outcome_counts, summarize
-    from flamenco_core.outputs import atomic_write_text
-    from tasks.runners import fan_out
+    from flamenco_core.experiments.latency import LatencyConfig
+    from flamenco_core.outputs import OutputLock
 
     cfg = LatencyConfig.from_yaml(config)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    # One run per output folder: a second writer gets OutputInUse (exit 3) before it touches anything.
+    with OutputLock(out):
+        return _latency_run(sources, fmt, out, cfg, labels, config, experiment, truth, run_name, runner, workers, scheduler)
+
+
+def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth, run_name, runner, workers, scheduler) -> dict:
+    from flamenco_core.evaluation.plots import f1_bar_chart
+    from flamenco_core.experiments.latency import comparison_frame, outcome_counts, strict_json, summarize
+    from flamenco_core.outputs import atomic_write_text
+    from tasks.runners import fan_out
+
     # Where pairs run is not what the run is: the runner stays out of the params and the run identity.
     params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "truth": truth or "",
               "config": cfg.model_dump(mode="json", exclude={"runner"})}
@@ -209,7 +204,7 @@ def latency_flow(
             shown, where = table[["f1_good", "f1_noise", "f1_macro"]].dropna(how="all"), f"test split, {avg_n(summary)} pairs"
         chart = f1_bar_chart(shown.dropna(how="all"), out / "comparison.png", title=f"latency {out.name}: F1 on {where}")
         # the report last, atomically: it is what says the run is complete
-        atomic_write_text(out / "report.json", json.dumps(json_ready(summary), indent=2, default=str))
+        atomic_write_text(out / "report.json", json.dumps(strict_json(summary), indent=2, default=str))
     except Exception as exc:
         fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
         raise

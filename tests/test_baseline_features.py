@@ -5,7 +5,7 @@ import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from flamenco_core.preprocess.baseline import mode_distance, relative_features, rolling_mad, two_sided_features
+from flamenco_core.preprocess.baseline import rarity, relative_features, rolling_mad, two_sided_features
 
 finite = st.floats(min_value=1.0, max_value=500.0, allow_nan=False, allow_infinity=False)
 
@@ -60,9 +60,15 @@ def test_features_per_series_and_aligned_to_the_index():
     assert out.loc[(shuffled["subset"] == 0) & (shuffled["rtt_ms"] == 50), "rtt_ms_dev"].iloc[0] == 40.0
 
 
-def test_mode_distance():
-    d = mode_distance(np.array([20.0, 20.5, 55.0, 90.0]), [np.array([19.0, 20.0, 21.0]), np.array([89.0, 90.0, 91.0])])
-    assert d[0] == 0 and d[3] == 0 and d[2] > 10 * d[1]
+def test_rarity_is_low_on_route_levels_and_high_between_them():
+    from flamenco_core.preprocess import detect_modes
+
+    rng = np.random.default_rng(3)
+    x = np.concatenate([20 + rng.normal(0, 0.5, 600), 90 + rng.normal(0, 0.5, 300), [55.0, 140.0]])
+    mod = detect_modes(x, seed=0)
+    r = rarity(x, mod.grid, mod.density)
+    assert np.quantile(r[:900], 0.99) < 0.5 and min(r[900], r[901]) > 2  # 1% of the peak density or less
+    assert np.all(r >= 0) and r.max() <= 6  # capped: one far spike is not infinitely rare
 
 
 @settings(max_examples=60, deadline=None)

@@ -265,3 +265,48 @@ def test_runner_changes_where_pairs_run_not_their_labels(tmp_path, mlflow_uri):
     assert (a["label_source"] != "user").mean() > 0.5
     pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
     assert threads["average"]["f1_unlabeled"] == dask["average"]["f1_unlabeled"]
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_second_run_into_a_busy_output_folder_is_refused(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from flamenco_core.outputs import OutputInUse
+    from flows.latency import latency_flow
+
+    out = tmp_path / "busy"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from flamenco_core.outputs import OutputLock\n"
+        f"l = OutputLock({str(out)!r}).acquire(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.perf_counter()
+        with pytest.raises(OutputInUse, match=str(holder.pid)):
+            latency_flow([str(tmp_path / "nothing.jsonl")], "atlas", str(out))
+        assert time.perf_counter() - t0 < 30 and not (out / "report.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_hold_out_labels_keeps_the_end_of_each_pair_and_truth_joins_back():
+    from flamenco_core.experiments.latency import attach_truth
+    from flamenco_core.synth import hold_out_labels
+
+    a, b = _series(100, seed=1), _series(60, seed=2)
+    b["dst"] = "9.9.9.9"
+    labels = pd.concat([a, b], ignore_index=True)[["timestamp", "src", "dst", "label"]]
+    partial, truth = hold_out_labels(labels, share=0.35)
+    assert partial.groupby("dst").size().to_dict() == {"8.8.8.8": 35, "9.9.9.9": 21}
+    assert partial.groupby("dst")["timestamp"].min().gt(labels.groupby("dst")["timestamp"].median()).all()
+    start, _ = hold_out_labels(labels, share=0.35, where="start")
+    assert start.groupby("dst")["timestamp"].max().lt(labels.groupby("dst")["timestamp"].median()).all()
+    data = labels.drop(columns=["label"])
+    joined = attach_truth(attach_labels(data, partial), truth)
+    assert joined["label"].notna().sum() == 56 and joined["truth"].notna().all()
+    with pytest.raises(ValueError, match="no row of the truth file matched"):
+        attach_truth(data, truth.assign(src="1.2.3.4"), name="t.parquet")

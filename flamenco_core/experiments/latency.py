@@ -177,7 +177,8 @@ class PairResult:
             "models": sorted({s.model for s in self.subsets if s.model}),
             "subsets": [
                 {"subset": s.subset, "rows": s.rows, "outcome": s.outcome, "reason": s.reason, "label_source": s.label_source,
-                 "level": s.level, "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])]}
+                 "level": s.level, "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])],
+                 "envelope_added": int(s.autolf.get("envelope_added", 0))}
                 for s in self.subsets
             ],
             "seconds": round(self.seconds, 2),
@@ -200,10 +201,13 @@ class PairResult:
         import json
         import logging
 
+        from flamenco_core.outputs import atomic_write_parquet, atomic_write_text
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        self.labels.to_parquet(out / "labels.parquet")
-        (out / "report.json").write_text(json.dumps(self.report(), indent=2, default=str))
+        # temporary names and renames, the report last: a killed task never leaves a file that looks complete
+        atomic_write_parquet(self.labels, out / "labels.parquet")
+        atomic_write_text(out / "report.json", json.dumps(strict_json(self.report()), indent=2, default=str))
         artifacts = [out / "report.json"]
         if self.plot_path:
             artifacts.append(Path(self.plot_path))
@@ -211,7 +215,7 @@ class PairResult:
             for text, suffix in ((s.pack_yaml, "lfs.yaml"), (s.tree_text, "tree.txt"), (s.tree_json, "tree.json")):
                 if text:
                     p = out / f"subset{s.subset}_{suffix}"
-                    p.write_text(text)
+                    atomic_write_text(p, text)
                     artifacts.append(p)
             if s.tree_json and render:
                 from flamenco_core.explain import Tree, render_png
@@ -221,6 +225,17 @@ class PairResult:
                 except (RuntimeError, OSError) as exc:
                     logging.getLogger(__name__).warning("%s -> %s: tree not rendered: %s", self.src, self.dst, exc)
         return artifacts
+
+
+def strict_json(obj):
+    """JSON without NaN (strict parsers reject it): an undefined F1 is null."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict_json(v) for v in obj]
+    return obj
 
 
 def _mean_scores(items: list[dict[str, float]]) -> dict[str, float]:
@@ -421,16 +436,18 @@ def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tup
         parts = []
         for f in rule:
             x = work[f].to_numpy(dtype="float64")
+            # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level
+            floor = RARITY_FLOOR if f == LEVEL_FEATURE else config.envelope_floor
             if f not in bounds:
                 if good.any():
                     top = float(np.nanmax(x[good]))
-                    bound = max(config.envelope_floor, config.envelope_margin * top)
+                    bound = max(floor, config.envelope_margin * top)
                     how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
                     if noise.any() and float(np.nanmin(x[noise])) > top:
-                        bound = min(bound, max(config.envelope_floor, (top + float(np.nanmin(x[noise]))) / 2))
+                        bound = min(bound, max(floor, (top + float(np.nanmin(x[noise]))) / 2))
                         how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
                 else:
-                    bound, how = config.envelope_floor, "envelope_floor: no labeled good rows to bound it"
+                    bound, how = floor, "the floor: no labeled good rows to bound it"
                 bounds[f] = (bound, how)
             bound, how = bounds[f]
             both &= x > bound
@@ -441,15 +458,20 @@ def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tup
 
 
 def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
-    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z; and the
-    neighbour score together with the distance to every route level (the neighbour score alone also
-    fires on the first rows after a route change, which lie on a route level)."""
+    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z; the neighbour
+    score with the rarity of the RTT's level (the neighbour score alone also fires on the first rows after
+    a route change, which lie on a common level); the neighbour score with roughness (inside a burst of
+    spikes every RTT jumps, so the centred z, whose median the burst pulled up, misses them)."""
     if config.two_sided:
-        return [("rtt_ms_pair_crz",), ("rtt_ms_pair_nrz", "rtt_ms_mode_z")]
-    return [("rtt_ms_pair_rz", "rtt_ms_mode_z")]
+        return [("rtt_ms_pair_crz",), ("rtt_ms_pair_nrz", LEVEL_FEATURE), ("rtt_ms_pair_nrz", "rtt_ms_pair_rough")]
+    return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
 
 
 RZ = "rtt_ms_rz"
+#: How common the row's RTT level is in its pair (route levels recur, spikes do not): the KDE rarity.
+LEVEL_FEATURE = "rtt_ms_rarity"
+#: The envelope's floor for rarity: a level with at most 1% of the busiest level's density.
+RARITY_FLOOR = 2.0
 
 
 def _add_features(df: pd.DataFrame, config: LatencyConfig) -> pd.DataFrame:
@@ -468,8 +490,6 @@ def _add_features(df: pd.DataFrame, config: LatencyConfig) -> pd.DataFrame:
 
 
 def _subset_features(config: LatencyConfig) -> list[str]:
-    from flamenco_core.preprocess.baseline import relative_columns
-
     # relative features first: the LF learner breaks ties between equally good features by this order
     return [*_pair_features(config, subsets=True), *(_features(None, config) if config.absolute_features else [])]
 
@@ -495,7 +515,7 @@ def _pair_features(config: LatencyConfig, subsets: bool = False) -> list[str]:
 
     # Without ``subsets`` the subset series' columns stay out: on a one-mode pair they equal the pair's,
     # and a near-copy of a feature would vote twice in the majority.
-    return [*cols("rtt_ms_pair"), *(cols("rtt_ms") if subsets else []), "rtt_ms_mode_z"]
+    return [*cols("rtt_ms_pair"), *(cols("rtt_ms") if subsets else []), LEVEL_FEATURE]
 
 
 def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
@@ -545,7 +565,7 @@ def _prepare(df: pd.DataFrame, config: LatencyConfig, source: str, has_labels: b
     """Modality split, features and the labeled pool of one time-ordered pair (``df`` from run_pair)."""
     from flamenco_core.ingest.pairs import pair_id
     from flamenco_core.preprocess import detect_modes, plot_modality, split_by_modes
-    from flamenco_core.preprocess.baseline import mode_distance
+    from flamenco_core.preprocess.baseline import rarity
 
     rtt = df["rtt_ms"].to_numpy(dtype="float64")
     mod = detect_modes(rtt, min_height=config.modality.min_height, bw_method=config.modality.bw_method, seed=config.seed)
@@ -563,7 +583,7 @@ def _prepare(df: pd.DataFrame, config: LatencyConfig, source: str, has_labels: b
         subset_of.loc[sub.index] = i
     kept = subset_of >= 0
     work = _add_features(df[kept].assign(subset=subset_of[kept]), config)
-    work["rtt_ms_mode_z"] = mode_distance(work["rtt_ms"].to_numpy(), [s["rtt_ms"].to_numpy() for s in split.subsets])
+    work["rtt_ms_rarity"] = rarity(work["rtt_ms"].to_numpy(), mod.grid, mod.density)
     pool, pool_source, val_idx, test_idx = _pool(work, config, resolve_ratios(config, source), has_labels)
     unlabeled = work.index.difference(pool.dropna().index)
     # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
@@ -661,8 +681,6 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     never read by the learning: it only scores the rows outside the labeled pool (``f1_unlabeled``).
     ``borrowed`` (:func:`fit_source_level`) labels the pair when its own labeled rows cannot teach LFs.
     """
-    from flamenco_core.ingest.pairs import pair_id
-    from flamenco_core.preprocess import detect_modes, plot_modality, split_by_modes
     from flamenco_core.preprocess.baseline import rolling_mad
 
     t0 = time.perf_counter()
@@ -686,7 +704,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         return done("skipped", f"{len(df)} rows, fewer than min_points={config.min_points}: lower min_points in the "
                                "config to label it", {}, [], empty)
     prep = _prepare(df, config, source, has_labels, plot_dir=plot_dir, name=(src, dst))
-    rtt, mod, modality, plot, split, work = prep.rtt, prep.mod, prep.modality, prep.plot, prep.split, prep.work
+    rtt, modality, plot, split, work = prep.rtt, prep.modality, prep.plot, prep.split, prep.work
     pool, pool_source, val_idx, test_idx, train_idx, unlabeled = (prep.pool, prep.pool_source, prep.val_idx, prep.test_idx,
                                                                    prep.train_idx, prep.unlabeled)
 
@@ -864,7 +882,8 @@ def _threshold(rtt: np.ndarray, config: LatencyConfig) -> dict[str, Any]:
 def _describe(res: SubsetResult, learner: _Learner, train: pd.DataFrame) -> None:
     """The subset's record of the LFs that labeled it: pack, Snuba's record, and the LF tree."""
     auto = learner.auto
-    res.autolf = {**auto.to_dict(), "level": learner.level, "dropped_unlabeled_train_rows": int(learner.dropped)}
+    # keeps what the subset already recorded (the envelope guard's count)
+    res.autolf = {**auto.to_dict(), "level": learner.level, "dropped_unlabeled_train_rows": int(learner.dropped), **res.autolf}
     res.pack_yaml = auto.pack.to_yaml() if hasattr(auto.pack, "to_yaml") else ""
     try:
         from flamenco_core.explain import build_tree, render_text

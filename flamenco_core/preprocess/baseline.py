@@ -163,30 +163,22 @@ def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_m
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_{s}" for s in TWO_SIDED_SUFFIXES])
 
 
-def mode_distance(values, subsets) -> np.ndarray:
-    """Robust distance of each value to the nearest route level: ``min_m |x - median_m| / (1.4826 MAD_m)``
-    over the modality subsets ``subsets`` (each an array of the RTTs of one mode).
+def rarity(values, grid, density) -> np.ndarray:
+    """How rare each value's RTT level is in its pair: ``-log10(kde(x) / max kde)`` on the pair's KDE
+    (``grid``/``density`` of :func:`~flamenco_core.preprocess.modality.detect_modes`). 0 at the busiest
+    level; every order of magnitude less density adds 1.
 
-    A route change moves a series to another level that recurs; a spike lands wherever its delay puts it.
-    Near some mode (small distance) a high deviation from the local baseline is likely a route change;
-    far from every mode it is likely noise. Floors keep a quantised mode (MAD 0) from making every other
-    value infinitely far.
-    """
+    Routes, however they drift or flap, keep returning to levels that many RTTs share; a spike lands where
+    few do. Unlike a distance to the modes' medians, a level held for a while counts as common even when
+    the KDE split merged it with a neighbouring one."""
     x = np.asarray(values, dtype="float64")
-    if x.size == 0 or not subsets:
+    g = np.asarray(grid, dtype="float64")
+    d = np.asarray(density, dtype="float64")
+    if x.size == 0 or g.size < 2 or not np.isfinite(d).any() or np.nanmax(d) <= 0:
         return np.zeros(x.size)
-    centres, scales = [], []
-    for sub in subsets:
-        v = np.asarray(sub, dtype="float64")
-        if v.size == 0:
-            continue
-        m = float(np.median(v))
-        centres.append(m)
-        scales.append(max(MAD_TO_STD * float(np.median(np.abs(v - m))), 1e-3 * abs(m), 1e-6))
-    if not centres:
-        return np.zeros(x.size)
-    d = np.abs(x[:, None] - np.asarray(centres)[None, :]) / np.asarray(scales)[None, :]
-    return d.min(axis=1)
+    rel = np.interp(x, g, d, left=0.0, right=0.0) / np.nanmax(d)
+    # below 1e-6 of the peak every value is "never seen": cap so that one far spike is not infinitely rarer
+    return -np.log10(np.clip(rel, 1e-6, 1.0))
 
 
 def rolling_mad(values, window: int = 21, k: float = 3.5, center: bool = True, side: str = "upper") -> np.ndarray:
