@@ -2,6 +2,7 @@
 truth, FLAMENCO against the unsupervised baselines, averaged over SD pairs.
 
     .venv/bin/python benchmarks/latency.py --scale 1 [--which ark,atlas] [--workers 2] [--config conf/latency.yaml]
+    (the default config runs the forest and LSTM hyperparameter searches within their budgets)
 
 The user's labels are the generators' ground truth on the last ``--labeled-share`` (35%) of each SD pair;
 every other row is scored against the held-back truth (``f1_unlabeled``: what the labels are for), beside
@@ -35,7 +36,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--which", default="ark,atlas")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--config", type=Path, default=None)
+    ap.add_argument("--config", type=Path, default=Path(__file__).resolve().parents[1] / "conf" / "latency.yaml",
+                    help="latency settings (default conf/latency.yaml: with the forest and LSTM hyperparameter searches)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/out/latency"))
     ap.add_argument("--labeled-share", type=float, default=0.35, help="share of each pair the user labels (its end)")
     args = ap.parse_args()
