@@ -156,9 +156,9 @@ def ingest(
             atomic_write_text(out / "pairs.json", json.dumps(split.to_dict(), indent=2))
             console.print(f"{len(split.pairs)} SD pairs written to {out / 'pairs'}; {len(split.skipped)} skipped (< {min_points} rows)")
             if not split.pairs:
-                largest = max((p["rows"] for p in split.skipped), default=0)
-                _fail(f"{out / 'pairs.json'}: no SD pair has {min_points} rows (the largest has {largest}); "
-                      "lower --split-pairs", 1)
+                from flamenco_core.ingest.pairs import no_pairs_message
+
+                _fail(no_pairs_message(split.skipped, min_points, "lower --split-pairs", where=str(out / "pairs.json")), 1)
 
 
 def _print_report(r: dict) -> None:
@@ -267,7 +267,7 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
     keys = ("f1_good", "f1_noise", "f1_macro")
     for c in ("data", "method", "unlabeled good", "unlabeled noise", "unlabeled macro", "test macro"):
         t.add_column(c, justify="left" if c in ("data", "method") else "right")
-    num = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
+    from flamenco.cli_run import fmt_score as num
     for key in ("ark", "atlas"):
         avg = results[key]["average"]
         unl, bu = avg.get("f1_unlabeled", {}), avg.get("baselines_unlabeled", {})

@@ -9,11 +9,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flamenco.cli_run import fmt_score
+
 LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
-
-
-def _num(v) -> str:
-    return "n/a" if v is None or v != v else f"{v:.3f}"
 
 
 def latency_cmd(
@@ -82,10 +80,10 @@ def print_latency_summary(console: Console, summary: dict) -> None:
         t.add_column(c, justify="left" if c == "method" else "right")
     keys = ("f1_good", "f1_noise", "f1_macro")
     bu = avg.get("baselines_unlabeled", {})
-    t.add_row("[b]flamenco", *(_num(avg[k]) for k in keys), *((_num(avg["f1_unlabeled"][k]) for k in keys) if unl else ()))
+    t.add_row("[b]flamenco", *(fmt_score(avg[k]) for k in keys), *((fmt_score(avg["f1_unlabeled"][k]) for k in keys) if unl else ()))
     for m in sorted(set(avg["baselines"]) | set(bu)):
         v = avg["baselines"].get(m, {})
-        t.add_row(m, *(_num(v.get(k)) for k in keys), *((_num(bu.get(m, {}).get(k)) for k in keys) if unl else ()))
+        t.add_row(m, *(fmt_score(v.get(k)) for k in keys), *((fmt_score(bu.get(m, {}).get(k)) for k in keys) if unl else ()))
     console.print(t)
     typer.echo(outcome_line(summary))
     if avg.get("vs_rolling_mad"):

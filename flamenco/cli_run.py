@@ -37,8 +37,9 @@ def _fail(msg: str, code: int = 2) -> None:
     fail(msg, code)
 
 
-def _num(v) -> str:
-    # an undefined score (NaN: e.g. F1 of a class with no test row) or one never computed reads "n/a"
+def fmt_score(v) -> str:
+    """A score for a table: three decimals, or "n/a" when undefined (NaN: e.g. F1 of a class with no
+    test row) or never computed."""
     return f"{v:.3f}" if isinstance(v, float) and v == v else "n/a"
 
 
@@ -105,8 +106,8 @@ def flows_cmd(
     for col in ("combination", "outcome", "LF F1", "classifier F1", "Tree F1", "tree vs LF", "coverage"):
         t.add_column(col, justify="left" if col in ("combination", "outcome") else "right", overflow="fold")
     for r in summary["combinations"]:
-        t.add_row(Text(str(r.get("combination"))), Text(str(r.get("outcome"))), _num(r.get("lf_f1")), _num(r.get("cls_f1")),
-                  _num(r.get("tree_f1")), _num(r.get("tree_vs_lf_difference")), _num(r.get("coverage")))
+        t.add_row(Text(str(r.get("combination"))), Text(str(r.get("outcome"))), fmt_score(r.get("lf_f1")), fmt_score(r.get("cls_f1")),
+                  fmt_score(r.get("tree_f1")), fmt_score(r.get("tree_vs_lf_difference")), fmt_score(r.get("coverage")))
     console.print(t)
     s = summary["summary"]
     console.print(f"{s['ok']} ok, {s['skipped']} skipped, {s['failed']} failed")

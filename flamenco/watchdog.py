@@ -69,7 +69,7 @@ def _signal(pids: list[int], sig: int) -> None:
         try:
             os.kill(p, sig)
         except (ProcessLookupError, PermissionError):
-            pass
+            pass  # already gone, or no longer ours to end (its PID was reused): nothing to stop
 
 
 def watch(owner: int, token: str) -> None:

@@ -31,6 +31,7 @@ import re
 import secrets
 import shutil
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
 
@@ -127,6 +128,38 @@ def atomic_path(path: PathLike, *, fsync: bool = True) -> Iterator[Path]:
     except BaseException:
         _remove(tmp)
         raise
+
+
+def json_ready(obj: Any) -> Any:
+    """Plain JSON data for a report: numpy scalars and arrays to Python, NaN and infinities to ``None``
+    (an undefined score is ``null``, which strict parsers accept), tuples and sets to lists, keys and
+    paths to strings, DataFrames dropped (``None``: a report holds their files' paths, not the frames),
+    anything else as its ``str``."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(obj, Mapping):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return json_ready(obj.tolist())
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    if isinstance(obj, pd.DataFrame):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    return str(obj)
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True) -> Path:

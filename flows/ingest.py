@@ -8,6 +8,7 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 from flamenco_core.errors import NoUsableData, UsageError
+from flamenco_core.ingest.pairs import no_pairs_message
 from flamenco_core.ingest.pipeline import NoRows
 from flamenco_core.outputs import OutputLock
 from tasks import tracking
@@ -123,9 +124,7 @@ def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_n
                                               outputs=lambda r: [p["path"] for p in r["pairs"]])
             items, skipped = split["pairs"], split["skipped"]
             if not items:
-                largest = max((p["rows"] for p in skipped), default=0)
-                raise NoUsableData(f"{out / 'pairs'}: no SD pair has min_points={min_points} rows (the largest has "
-                                   f"{largest}); lower min_points")
+                raise NoUsableData(no_pairs_message(skipped, min_points, "lower min_points", where=str(out / "pairs")))
         else:
             items = [{"pair_id": "all", "rows": report["rows"], "path": report["data_path"]}]
             skipped = []

@@ -10,6 +10,8 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_markdown_artifact
 
 from flamenco_core.errors import NoUsableData
+from flamenco_core.ingest.pairs import no_pairs_message
+from flamenco_core.ingest.pipeline import NoRows, no_rows_message
 from tasks import tracking
 from tasks.caching import call_cached
 from tasks.ingest import fail_parent_run_task, finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
@@ -18,22 +20,6 @@ from tasks.latency import attach_labels_task, latency_pair_task, source_level_ta
 DEFAULT_EXPERIMENT = "flamenco-latency"
 
 
-def avg_n(summary: dict) -> int:
-    return int(summary["average"].get("pairs_scored", 0))
-
-
-def _empty_ingest_reason(report: dict, fmt: str) -> str:
-    """Ingest kept no row: say why and what to try."""
-    dropped = report.get("dropped") or {}
-    n = report.get("input_records", 0)
-    if not n:
-        return "the input holds no records (empty file?)"
-    if dropped and max(dropped, key=dropped.get) == "intermediate_hop":
-        return (f"{n} records, 0 rows: every reply is from an intermediate hop, none from the destination; "
-                "ingest them with `flamenco ingest --all-hops` and run on its data.parquet with --format parquet")
-    if report.get("quarantined", 0) >= n:
-        return f"{n} records, all quarantined: is --format {fmt} right for this file?"
-    return f"{n} records, 0 usable rows (dropped: {dropped}); see ingest/ingest_report.json and ingest/quarantine.jsonl"
 SOURCES = {"atlas": "atlas", "scamper": "ark", "warts": "ark"}
 
 
@@ -43,7 +29,6 @@ def _assemble(out: Path, labeled_path: str, done: list[dict], config) -> Path:
     import pandas as pd
 
     from flamenco_core.experiments.latency import heuristic_labels
-
     from flamenco_core.outputs import atomic_write_parquet
 
     frames = [pd.read_parquet(d["labels"]) for d in done]
@@ -65,10 +50,8 @@ def _no_pair_reason(split: dict, done: list[dict], failed: list[dict], min_point
     """Why no SD pair was labeled, and what the user can do about it."""
     if failed and not done:
         return f"every SD pair failed ({len(failed)}; first: {failed[0]['pair']}: {failed[0]['error']})"
-    sizes = [s.get("rows", 0) for s in split.get("skipped", [])]
-    if sizes and not done:
-        return (f"no SD pair has {min_points} points ({len(sizes)} pairs, the largest {max(sizes)} rows); "
-                "lower min_points in the config (--config) to label them")
+    if split.get("skipped") and not done:
+        return no_pairs_message(split["skipped"], min_points, "lower min_points in the config (--config) to label them")
     return "no SD pair could be labeled: " + "; ".join(f"{d['report']['src']}->{d['report']['dst']}: "
                                                         f"{d['report']['reason']}" for d in done[:3])
 
@@ -129,8 +112,8 @@ def latency_flow(
 
 def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth, run_name, runner, workers, scheduler) -> dict:
     from flamenco_core.evaluation.plots import f1_bar_chart
-    from flamenco_core.experiments.latency import comparison_frame, outcome_counts, strict_json, summarize
-    from flamenco_core.outputs import atomic_write_text
+    from flamenco_core.experiments.latency import comparison_frame, outcome_counts, summarize
+    from flamenco_core.outputs import atomic_write_text, json_ready
     from tasks.runners import fan_out
 
     # Where pairs run is not what the run is: the runner stays out of the params and the run identity.
@@ -148,7 +131,7 @@ def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth
         if report["kind"] != "latency":
             raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
         if not report.get("rows"):
-            raise NoUsableData(_empty_ingest_reason(report, fmt))
+            raise NoRows(no_rows_message(report))
         labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"), truth)
         split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,
                                outputs=lambda r: [p["path"] for p in r["pairs"]])
@@ -201,10 +184,10 @@ def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth
             shown = shown.rename(columns=lambda c: c.removeprefix("unlabeled_"))
             where = f"rows outside the labeled pool, {summary['average'].get('pairs_with_truth', 0)} pairs"
         else:
-            shown, where = table[["f1_good", "f1_noise", "f1_macro"]].dropna(how="all"), f"test split, {avg_n(summary)} pairs"
+            shown, where = table[["f1_good", "f1_noise", "f1_macro"]].dropna(how="all"), f"test split, {summary['average'].get('pairs_scored', 0)} pairs"
         chart = f1_bar_chart(shown.dropna(how="all"), out / "comparison.png", title=f"latency {out.name}: F1 on {where}")
         # the report last, atomically: it is what says the run is complete
-        atomic_write_text(out / "report.json", json.dumps(strict_json(summary), indent=2, default=str))
+        atomic_write_text(out / "report.json", json.dumps(json_ready(summary), indent=2, default=str))
     except Exception as exc:
         fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
         raise

@@ -372,7 +372,7 @@ def _children(pid: int) -> list[int]:
                 if int((d / "stat").read_text().split(")")[-1].split()[1]) == pid:
                     out.append(int(d.name))
             except (OSError, ValueError, IndexError):
-                pass
+                pass  # the process ended while /proc was read: it is nobody's child any more
     return out
 
 

@@ -89,7 +89,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from flamenco_core.errors import EXIT_USAGE, FlamencoError
 from flamenco_core.labeling.constants import ABSTAIN, LABEL_DTYPE
 from flamenco_core.labeling.spec import LFPack, LFSpec, SpecError, combine_packs
-from flamenco_core.outputs import atomic_write_parquet, atomic_write_text
+from flamenco_core.outputs import atomic_write_parquet, atomic_write_text, json_ready
 
 #: Where the defaults live in a checkout (the pydantic defaults below equal them).
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[2] / "conf" / "flow_records.yaml"
@@ -656,7 +656,7 @@ class Prepared:
             "display_names": self.display_names,
             "meta": self.meta,
         }
-        atomic_write_text(work / "prepared.json", json.dumps(_jsonable(state), indent=1))
+        atomic_write_text(work / "prepared.json", json.dumps(json_ready(state), indent=1))
         return work
 
     @classmethod
@@ -844,7 +844,7 @@ def prepare(
     )
     _derive(prep)
     prep.meta = {
-        "sources": _jsonable(dict(sources or {})),
+        "sources": json_ready(dict(sources or {})),
         "rows": {"input": int(len(df)), "labeled": int(has_gold.sum()), "unlabeled": int((~has_gold).sum()),
                  **{k: int(len(v)) for k, v in frames.items()}},
         "ground_truth": gt_report,
@@ -1092,7 +1092,7 @@ def run_combination(prep: Prepared, combo: Combination, out_dir: Union[str, Path
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / "record.json"
         rec["artifacts"]["record"] = str(path)
-        atomic_write_text(path, json.dumps(_jsonable(rec), indent=2))
+        atomic_write_text(path, json.dumps(json_ready(rec), indent=2))
     return rec
 
 
@@ -1406,10 +1406,10 @@ def write_failed_preparation(packs: Sequence[Any], experiment: Any, error: str, 
     report = {
         "pipeline": "flow_records", "version": REPORT_VERSION,
         "experiment": exp.experiment if exp else "default",
-        "preparation": {"outcome": "failed", "error": error, "notes": notes, "sources": _jsonable(dict(sources or {}))},
+        "preparation": {"outcome": "failed", "error": error, "notes": notes, "sources": json_ready(dict(sources or {}))},
         "combinations": records, "summary": _summary(records), "labels": None, "tables": {},
     }
-    atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(json_ready(report), indent=2))
     return report
 
 
@@ -1477,7 +1477,7 @@ def write_outputs(prep: Prepared, records: Sequence[Mapping[str, Any]], out_dir:
         "labels": labels,
         **dict(extra or {}),
     }
-    atomic_write_text(out / "report.json", json.dumps(_jsonable(report), indent=2))
+    atomic_write_text(out / "report.json", json.dumps(json_ready(report), indent=2))
     return report
 
 
@@ -1534,30 +1534,6 @@ def _write_labels(prep: Prepared, records: Sequence[Mapping[str, Any]], out: Pat
         "by_source": {s: int(c) for s, c in pd.Series(source).value_counts().items()},
         "by_label": {str(s): int(c) for s, c in frame["label"].value_counts(dropna=False).items()},
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON data: numpy scalars to Python, NaN/inf to None, tuples to lists, DataFrames dropped."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
-    if isinstance(obj, pd.DataFrame):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
-        return obj
-    return str(obj)
 
 
 __all__ = [

@@ -201,13 +201,13 @@ class PairResult:
         import json
         import logging
 
-        from flamenco_core.outputs import atomic_write_parquet, atomic_write_text
+        from flamenco_core.outputs import atomic_write_parquet, atomic_write_text, json_ready
 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         # temporary names and renames, the report last: a killed task never leaves a file that looks complete
         atomic_write_parquet(self.labels, out / "labels.parquet")
-        atomic_write_text(out / "report.json", json.dumps(strict_json(self.report()), indent=2, default=str))
+        atomic_write_text(out / "report.json", json.dumps(json_ready(self.report()), indent=2, default=str))
         artifacts = [out / "report.json"]
         if self.plot_path:
             artifacts.append(Path(self.plot_path))
@@ -225,17 +225,6 @@ class PairResult:
                 except (RuntimeError, OSError) as exc:
                     logging.getLogger(__name__).warning("%s -> %s: tree not rendered: %s", self.src, self.dst, exc)
         return artifacts
-
-
-def strict_json(obj):
-    """JSON without NaN (strict parsers reject it): an undefined F1 is null."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: strict_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [strict_json(v) for v in obj]
-    return obj
 
 
 def _mean_scores(items: list[dict[str, float]]) -> dict[str, float]:
@@ -277,7 +266,7 @@ def score_labels(truth, pred) -> dict[str, float]:
     return _scores(_encode(pd.Series(np.asarray(truth, dtype=object))), _encode(pd.Series(np.asarray(pred, dtype=object))))
 
 
-def _features(df: pd.DataFrame, config: LatencyConfig) -> list[str]:
+def _features(config: LatencyConfig) -> list[str]:
     if config.features == "raw":
         return ["rtt_ms"]
     from flamenco_core.autolf import window_columns
@@ -424,8 +413,8 @@ def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tup
     of them (at least ``envelope_floor``); a few labeled noise rows lower a bound to midway between the two
     classes where they do not overlap. A row is noise when it lies beyond the bound of every score of one
     of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
-    good, which is then what the evidence says, not a default. Returns 0/1 per row of ``work`` and the
-    rule in words."""
+    good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
+    index) and the rule in words."""
     lab = pool.reindex(work.index)
     good = (lab == "good").fillna(False).to_numpy()
     noise = (lab == "noise").fillna(False).to_numpy()
@@ -454,7 +443,7 @@ def _envelope(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tup
             parts.append(f"{f} > {bound:.2f} ({how})")
         hit |= both
         words.append(" and ".join(parts))
-    return hit.astype(int), " or ".join(f"[{w}]" for w in words)
+    return pd.Series(hit.astype(int), index=work.index), " or ".join(f"[{w}]" for w in words)
 
 
 def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
@@ -491,12 +480,12 @@ def _add_features(df: pd.DataFrame, config: LatencyConfig) -> pd.DataFrame:
 
 def _subset_features(config: LatencyConfig) -> list[str]:
     # relative features first: the LF learner breaks ties between equally good features by this order
-    return [*_pair_features(config, subsets=True), *(_features(None, config) if config.absolute_features else [])]
+    return [*_pair_features(config, subsets=True), *(_features(config) if config.absolute_features else [])]
 
 
 def _baseline_features(config: LatencyConfig) -> list[str]:
     # the unsupervised baselines see everything FLAMENCO could: absolute levels, windows and deviations
-    return [*_features(None, config), *_pair_features(config, subsets=True)]
+    return [*_features(config), *_pair_features(config, subsets=True)]
 
 
 def _pair_features(config: LatencyConfig, subsets: bool = False) -> list[str]:
@@ -547,7 +536,6 @@ def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[
 @dataclass
 class _Prepared:
     rtt: np.ndarray
-    mod: Any
     modality: dict
     plot: Optional[str]
     split: Any
@@ -588,7 +576,7 @@ def _prepare(df: pd.DataFrame, config: LatencyConfig, source: str, has_labels: b
     unlabeled = work.index.difference(pool.dropna().index)
     # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
     train_idx = unlabeled if len(unlabeled) >= config.window else work.index
-    return _Prepared(rtt, mod, modality, plot, split, work, pool, pool_source, val_idx, test_idx, train_idx, unlabeled)
+    return _Prepared(rtt, modality, plot, split, work, pool, pool_source, val_idx, test_idx, train_idx, unlabeled)
 
 
 @dataclass
@@ -604,7 +592,6 @@ class SourceLevel:
     counts: dict[str, int]
     level: str = "source"
     kind: str = "label_model"
-    reason: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"pack_yaml": self.pack_yaml, "stats": self.stats, "pairs": self.pairs, "rows": self.rows, "counts": self.counts}
@@ -721,7 +708,10 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         # relative features transfer across pairs: LFs learned on the source's pooled labeled rows
         pair_learner = borrowed if isinstance(borrowed, SourceLevel) else SourceLevel.from_dict(borrowed)
         pair_reason += f"; LFs learned on {pair_learner.pairs} pairs of the same source"
-    pair_pred = (*pair_learner.predict(work), work.index) if pair_learner is not None else None
+    pair_pred = None
+    if pair_learner is not None:
+        lab, p, src = pair_learner.predict(work)
+        pair_pred = pd.DataFrame({"label": lab, "probability": p, "label_source": src}, index=work.index)
     # The labeled good rows bound normal behaviour: far beyond that bound is noise whatever the learned
     # LFs say (they learned their cuts from the labeled noise, which may not show every kind of noise).
     envelope = _envelope(work, pool, config) if config.envelope_guard or pair_learner is None else None
@@ -733,7 +723,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     for i in range(len(split.subsets)):
         rows = work[work["subset"] == i]
         r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair_learner, pair_pred, pair_reason,
-                             pool_source, config, envelope, work.index)
+                             pool_source, config, envelope)
         results.append(r)
         labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
         predicted.loc[lab.index] = lab["label"].astype("string")
@@ -753,7 +743,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         labels.loc[given, "label"] = df.loc[given, "label"].astype(str)
         labels.loc[given, "label_source"] = "user"
         labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
-    extra = {"pool_source": pool_source, "pair_level": (pair_learner.kind if pair_learner else "") or "", "pair_reason": pair_reason,
+    extra = {"pool_source": pool_source, "pair_reason": pair_reason,
              "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled))}
     if truth is not None:
         outside = (pool.reindex(df.index).isna() & truth.notna()).to_numpy()
@@ -781,7 +771,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
 
 
 def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair_learner, pair_pred,
-                pair_reason: str, pool_source: str, config: LatencyConfig, envelope, work_index) -> tuple[SubsetResult, pd.DataFrame]:
+                pair_reason: str, pool_source: str, config: LatencyConfig, envelope) -> tuple[SubsetResult, pd.DataFrame]:
     """Label one modality subset at the best level its labeled rows support."""
     res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
     out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
@@ -808,16 +798,15 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     elif ok_sub:
         why = f"{len(tr)} unlabeled rows, fewer than the window of {config.window}"
     if learner is not None:
-        lab, p, src = learner.predict(rows)
-        lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
+        lab, p, src = _guard(*learner.predict(rows), envelope, rows, res, config)
         res.model, res.level, res.trials = learner.kind, "subset", learner.trials
         if learner.reason:
             res.reason = learner.reason
         _describe(res, learner, rows.loc[tr])
     elif pair_learner is not None:
-        pos = rows.index  # pair predictions are indexed like the pair's work frame
-        lab, p, src = (a[pair_index(pair_pred, pos)] for a in pair_pred[:3])
-        lab, p, src = _guard(lab, p, src, envelope, work_index, rows, res, config)
+        mine = pair_pred.loc[rows.index]
+        lab, p, src = _guard(mine["label"].to_numpy(), mine["probability"].to_numpy(), mine["label_source"].to_numpy(),
+                             envelope, rows, res, config)
         res.model, res.level = pair_learner.kind, pair_learner.level
         res.trials = list(getattr(pair_learner, "trials", []))
         res.reason = f"learned at the {pair_learner.level} level ({why})"
@@ -826,51 +815,42 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         else:
             res.pack_yaml = pair_learner.pack_yaml
     else:
-        lab, why_env = envelope
-        lab = lab[work_index.get_indexer(rows.index)]
+        lab = envelope[0].loc[rows.index].to_numpy()
         p = lab.astype(float)
         src = np.full(len(rows), "envelope", dtype=object)
         res.model, res.level, res.outcome = "envelope", "envelope", "fallback"
-        res.reason = f"no level could learn ({why}; {pair_reason}): noise where {why_env}"
+        res.reason = f"no level could learn ({why}; {pair_reason}): noise where {envelope[1]}"
     out["label"] = np.array(CLASSES)[np.asarray(lab, dtype=int)]
     out["probability"] = np.asarray(p, dtype="float64")
     out["label_source"] = np.asarray(src, dtype=object)
     out["level"] = res.level
+    from flamenco_core.models import run_baselines
+
+    # each unsupervised method sees the whole subset; its labels are scored on the test rows here and on
+    # the rows outside the pool by run_pair
+    res.baseline_labels = run_baselines(rows[_baseline_features(config)].to_numpy(dtype="float64"), list(config.baselines),
+                                        config.contamination, config.seed, index=rows.index)
     if len(t):
         y_true = _encode(pool.loc[t])
         res.scores = _scores(y_true, _encode(out.loc[t, "label"]))
-        X = rows[_baseline_features(config)].to_numpy(dtype="float64")
-        from flamenco_core.models import run_baselines
-
-        res.baseline_labels = run_baselines(X, list(config.baselines), config.contamination, config.seed, index=rows.index)
         for m in res.baseline_labels.columns:
             col = res.baseline_labels.loc[t, m]
             if not col.isna().all():
                 res.baselines[m] = _scores(y_true, col.astype("float64").to_numpy())
-    else:
-        from flamenco_core.models import run_baselines
-
-        res.baseline_labels = run_baselines(rows[_baseline_features(config)].to_numpy(dtype="float64"), list(config.baselines),
-                                            config.contamination, config.seed, index=rows.index)
     return res, out
 
 
-def _guard(lab, p, src, envelope, work_index, rows, res: SubsetResult, config: LatencyConfig):
+def _guard(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig):
     """Learned labels, with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
     if envelope is None or not config.envelope_guard:
         return lab, p, src
-    env = envelope[0][work_index.get_indexer(rows.index)].astype(bool)
+    env = envelope[0].loc[rows.index].to_numpy().astype(bool)
     add = env & (np.asarray(lab) == 0)
     res.autolf["envelope_added"] = int(add.sum())
     lab = np.where(add, 1, lab)
     p = np.where(add, 1.0, p)
     src = np.where(add, "envelope", src)
     return lab, p, src
-
-
-def pair_index(pair_pred, pos) -> np.ndarray:
-    """Positions of ``pos`` (index labels) in the arrays of a pair-level prediction."""
-    return pair_pred[3].get_indexer(pos)
 
 
 def _threshold(rtt: np.ndarray, config: LatencyConfig) -> dict[str, Any]:

@@ -70,6 +70,14 @@ def write_pairs(data_path: str | Path, out_dir: str | Path, min_points: int = DE
     return result
 
 
+def no_pairs_message(skipped: list[dict], min_points: int, fix: str, where: str | None = None) -> str:
+    """One line when no SD pair reached ``min_points`` rows: where, how many pairs and the largest, and
+    ``fix`` (the knob the caller's user turns: ``--split-pairs``, ``min_points`` in a config)."""
+    largest = max((int(s.get("rows", 0)) for s in skipped), default=0)
+    head = f"{where}: " if where else ""
+    return f"{head}no SD pair has {min_points} rows ({len(skipped)} pairs, the largest has {largest}); {fix}"
+
+
 def validate_latency(df: pd.DataFrame, name: str) -> None:
     """Raise ValueError naming ``name`` when a latency dataset is unusable (empty, negative RTTs)."""
     if df.empty:

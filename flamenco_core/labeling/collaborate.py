@@ -61,6 +61,7 @@ from flamenco_core.labeling.analysis import (
     lf_summary,
 )
 from flamenco_core.labeling.label_model import ABSTAIN, labeled_mask, make_label_model
+from flamenco_core.outputs import json_ready
 
 REPORT_FORMAT = "flamenco-collaboration-report"
 REPORT_VERSION = 1
@@ -106,24 +107,6 @@ def class_indices(values: Any, classes: Sequence[str], source: str = "labeled da
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-def _clean(obj: Any) -> Any:
-    """JSON-safe plain Python: numpy scalars to Python, NaN/inf to None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return [_clean(v) for v in obj.tolist()]
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj
-
-
 def _records(df: pd.DataFrame, columns: dict[str, str], classes: Optional[Sequence[str]] = None) -> list[dict]:
     out = []
     # one record per LF (tens, not data rows); to_dict keeps each column's type (counts stay ints)
@@ -137,7 +120,7 @@ def _records(df: pd.DataFrame, columns: dict[str, str], classes: Optional[Sequen
                 v = [classes[i] for i in v]
             rec[key] = v
         out.append(rec)
-    return _clean(out)
+    return json_ready(out)
 
 
 _SUMMARY_COLS = {"Polarity": "polarity", "Coverage": "coverage", "Overlaps": "overlaps", "Conflicts": "conflicts"}
@@ -198,7 +181,7 @@ def _analyze_pack(
     lm_section: dict[str, Any] = {"name": lm.name, "fallback_reason": lm.fallback_reason}
     try:
         lm.fit(L)
-        lm_section["params"] = _clean(lm.get_params())
+        lm_section["params"] = json_ready(lm.get_params())
         # the rows filter_unlabeled drops before end-model training
         lm_section["rows_without_votes"] = int(len(L) - labeled_mask(L).sum())
     except Exception as exc:  # one pack's failing model must not cost the other packs their report
@@ -221,12 +204,12 @@ def _analyze_pack(
         section["labeled"] = {
             "rows": int(len(Y)),
             "lf_f1": _records(per_lf, _F1_COLS),
-            "majority_vote": _clean({k_.lower(): mv[k_] for k_ in ("Coverage", "Ties", "Evaluated", "Precision", "Recall", "F1")}),
+            "majority_vote": json_ready({k_.lower(): mv[k_] for k_ in ("Coverage", "Ties", "Evaluated", "Precision", "Recall", "F1")}),
         }
         if lm is not None:
             preds = lm.predict(L_lab)
             res = lf_f1(preds[:, None], Y, [lm.name], **f1_kw).iloc[0]
-            lm_section["labeled"] = _clean({k_.lower(): res[k_] for k_ in ("Coverage", "Evaluated", "Precision", "Recall", "F1")})
+            lm_section["labeled"] = json_ready({k_.lower(): res[k_] for k_ in ("Coverage", "Evaluated", "Precision", "Recall", "F1")})
     return section
 
 
@@ -421,7 +404,7 @@ def collaborate(
         merged, combine_report = combine_packs(packs, name=name)
         combination = _analyze_pack(merged, df, labeled, label_column, pos_name, settings,
                                     [f for p in packs for f in allowed[p.name]])
-        combination.update(_clean(combine_report.to_dict()))
+        combination.update(json_ready(combine_report.to_dict()))
 
     f1_def = None
     if labeled is not None:
@@ -451,7 +434,7 @@ def collaborate(
         "packs": sections,
         "combination": combination,
     }
-    report = _clean(report)
+    report = json_ready(report)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
