@@ -710,8 +710,8 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         pair_reason += f"; LFs learned on {pair_learner.pairs} pairs of the same source"
     pair_pred = None
     if pair_learner is not None:
-        lab, p, src = pair_learner.predict(work)
-        pair_pred = pd.DataFrame({"label": lab, "probability": p, "label_source": src}, index=work.index)
+        pair_pred = pd.DataFrame(dict(zip(("label", "probability", "label_source"), pair_learner.predict(work))),
+                                 index=work.index)
     # The labeled good rows bound normal behaviour: far beyond that bound is noise whatever the learned
     # LFs say (they learned their cuts from the labeled noise, which may not show every kind of noise).
     envelope = _envelope(work, pool, config) if config.envelope_guard or pair_learner is None else None
