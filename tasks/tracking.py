@@ -15,6 +15,14 @@ create the same key both create, see each other, and the later one deletes its c
 the user names one; a parent run is ``<pipeline>-<dataset>[-<detail>]`` (:func:`run_name`), a child run is
 named after its item (SD pair, pack or LF combination). Tags: :func:`standard_tags` (dataset, pipeline,
 LF pack, group, combination) under the ``flamenco.`` prefix; ``flamenco compare`` reads them.
+
+**What the UI shows** (issue 15): experiments and parent runs carry a description (MLflow's
+``mlflow.note.content`` tag, shown on their pages); an LF combination's child run is named by the A/B/C
+legend ("A+B", :mod:`flamenco_core.report.legend`) with the full combination in :data:`TAG_COMBINATION` and
+its description; headline metrics use the same keys on parents and children (:data:`FLOW_HEADLINE`,
+:func:`latency_metrics`); a list param too long to read in a table goes to a JSON artifact under
+``params/`` and the param says so (:func:`_clean_params`); a parent run gets its comparison table
+(:func:`log_table`, shown in MLflow's artifact view) and chart.
 """
 
 from __future__ import annotations
@@ -45,6 +53,34 @@ TAG_OUTCOME = "flamenco.outcome"
 TAG_ERROR = "flamenco.error"
 #: Tag prefix for a param whose value changed on a reused run (MLflow forbids changing a param).
 PARAM_CHANGED_PREFIX = "flamenco.param_changed."
+#: MLflow's description of a run or an experiment (Markdown, shown on its page).
+TAG_DESCRIPTION = "mlflow.note.content"
+#: The short (legend) name of an LF combination and the legend itself, on child and parent runs.
+TAG_SHORT_NAME = "flamenco.short_name"
+TAG_LEGEND = "flamenco.legend"
+#: A list param with more items than this, or a value longer than :data:`PARAM_MAX_CHARS`, is logged as
+#: a JSON artifact under ``params/``: a 68-feature list fills MLflow's compare view and says nothing there.
+PARAM_MAX_ITEMS = 12
+PARAM_MAX_CHARS = 250
+#: The headline metrics of an LF combination: the same keys on child runs, in tables and in reports.
+FLOW_HEADLINE = ("lf_f1", "cls_f1", "tree_f1", "coverage", "tree_vs_lf_difference")
+
+#: Experiment descriptions by pipeline (the ``flamenco.pipeline`` tag of the experiment's first parent run).
+PIPELINE_DESCRIPTIONS = {
+    "latency": "Flamenco's automatic latency pipeline: one parent run per input (its averaged F1 and the "
+               "unsupervised baselines', outcome counts, comparison table and chart) and one child run per SD "
+               "pair (named src__dst), with the end model's hyperparameter trials nested under it. Headline "
+               "metrics: f1_macro, f1_noise, f1_unlabeled_macro (rows outside the labeled pool), <baseline>.f1_macro.",
+    "flow_records": "Flamenco's LF-combination experiments on flow records: one parent run per input (comparison "
+                    "table and chart, tag flamenco.legend: the A/B/C letters of the LFs) and one child run per LF "
+                    "combination, named by its letters (A+B); the full combination is in the tag "
+                    "flamenco.combination and the run's description. Headline metrics: "
+                    + ", ".join(FLOW_HEADLINE) + ".",
+    "collaboration": "Flamenco code-to-data collaborations: each group's LF pack and their combination on local "
+                     "data; aggregates only (coverage, conflict, F1 of majority vote and label model).",
+    "ingest": "Flamenco ingest runs: per SD pair statistics profiles.",
+    "compare": "Flamenco comparisons of LF combinations across runs (flamenco compare --log).",
+}
 
 
 def client():
@@ -86,6 +122,29 @@ def ensure_experiment(name: str) -> str:
         if exp is None:
             raise
         return exp.experiment_id
+
+
+def describe_experiment(experiment: str, text: str, *, replace: bool = False) -> None:
+    """Set ``experiment``'s description (shown on its page) unless it has one (``replace``: always)."""
+    c = client()
+    exp_id = ensure_experiment(experiment)
+    if replace or not c.get_experiment(exp_id).tags.get(TAG_DESCRIPTION):
+        c.set_experiment_tag(exp_id, TAG_DESCRIPTION, text)
+
+
+def describe_run(run_id: str, text: str) -> None:
+    """Set a run's description (MLflow's ``mlflow.note.content``: the run page's Description box)."""
+    client().set_tag(run_id, TAG_DESCRIPTION, text[:5000])
+
+
+def ui_command() -> str:
+    """A command line that opens the MLflow UI on this project's store, runnable as printed: the venv's
+    own ``mlflow`` (the README's setup puts no ``mlflow`` on PATH) and an absolute store URI."""
+    import shlex
+    import sys
+
+    exe = Path(sys.executable).with_name("mlflow")
+    return shlex.join([str(exe) if exe.exists() else "mlflow", "ui", "--backend-store-uri", tracking_uri()])
 
 
 # ----------------------------------------------------------------------------------------- naming, tags
@@ -176,10 +235,29 @@ def find_run(experiment: str, key: str) -> str | None:
 # ---------------------------------------------------------------------------------------------- logging
 
 
-def _clean_params(params: dict[str, Any]) -> dict[str, str]:
-    # MLflow caps param values at 6000 chars; long lists (file names) are truncated, the full value goes
-    # into a JSON artifact by the caller where it matters.
-    return {k: (v if isinstance(v, str) else json.dumps(v, default=str))[:6000] for k, v in params.items()}
+def _long(v: Any) -> bool:
+    """A param value that belongs in an artifact: a list/dict of many items or a long JSON text."""
+    if isinstance(v, str):
+        return False
+    if isinstance(v, (list, tuple, set, dict)) and len(v) > PARAM_MAX_ITEMS:
+        return True
+    return len(json.dumps(v, default=str)) > PARAM_MAX_CHARS
+
+
+def _clean_params(params: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """``(params as MLflow strings, long values)``: a long list or mapping (:func:`_long`) becomes a short
+    param naming its artifact (``68 items: params/classifier_features.json``), its value is returned to be
+    logged there; MLflow's compare view then shows a line per param, not a wall of names. Strings are
+    capped at MLflow's 6000 characters."""
+    clean, long = {}, {}
+    for k, v in params.items():
+        if _long(v):
+            long[k] = v
+            n = len(v) if hasattr(v, "__len__") else 1
+            clean[k] = f"{n} {'items' if isinstance(v, (list, tuple, set)) else 'entries'}: params/{k}.json"
+        else:
+            clean[k] = (v if isinstance(v, str) else json.dumps(v, default=str))[:6000]
+    return clean, long
 
 
 def _log(run_id: str, params: dict | None, metrics: dict | None, tags: dict | None) -> None:
@@ -188,7 +266,13 @@ def _log(run_id: str, params: dict | None, metrics: dict | None, tags: dict | No
 
     c = client()
     ts = int(time.time() * 1000)
-    clean = _clean_params(params or {})
+    clean, long = _clean_params(params or {})
+    if long:
+        with tempfile.TemporaryDirectory() as d:
+            for k, v in long.items():
+                p = Path(d) / f"{k}.json"
+                p.write_text(_strict_json(v))
+                c.log_artifact(run_id, str(p), "params")
     metric_list = [Metric(k, float(v), ts, 0) for k, v in (metrics or {}).items() if v is not None]
     tag_list = [RunTag(k, str(v)) for k, v in (tags or {}).items()]
     try:
@@ -217,8 +301,12 @@ def start_run(
     metrics: dict | None = None,
     tags: dict | None = None,
     key: str | None = None,
+    description: str | None = None,
 ) -> str:
     """Create a run (a child when ``parent_run_id`` is given), log params/metrics/tags, return its id.
+
+    ``description`` is the run's description (:data:`TAG_DESCRIPTION`); a parent run without one gets its
+    pipeline's (:data:`PIPELINE_DESCRIPTIONS`), and its experiment gets that text too when it has none.
 
     Idempotent: the run's identity ``key`` (default: a hash of experiment, name, parent, params and tags;
     pipelines pass :func:`run_key`) is looked up first, and an existing run with that key is reopened
@@ -230,6 +318,12 @@ def start_run(
     all_tags = {"mlflow.runName": run_name, **(tags or {}), RUN_KEY_TAG: key}
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
+    pipeline_text = PIPELINE_DESCRIPTIONS.get(str((tags or {}).get(TAG_PIPELINE, "")))
+    if description is None and not parent_run_id and pipeline_text:
+        description = f"{run_name}: {pipeline_text}"
+        describe_experiment(experiment, pipeline_text)
+    if description:
+        all_tags[TAG_DESCRIPTION] = description[:5000]
 
     existing = find_runs(experiment, key, exp_id)
     if existing:
@@ -267,11 +361,39 @@ def log_artifacts(run_id: str, paths: Iterable[str | Path], artifact_path: str |
         c.log_artifact(run_id, str(p), artifact_path)
 
 
+def _strict_json(obj: Any) -> str:
+    # null for undefined (NaN), never a bare NaN that strict JSON parsers reject
+    from flamenco_core.outputs import json_ready
+
+    return json.dumps(json_ready(obj), indent=2, allow_nan=False)
+
+
 def log_json(run_id: str, obj: Any, name: str) -> None:
+    """Log ``obj`` as the JSON artifact ``name`` (strict JSON: undefined numbers are ``null``)."""
     with tempfile.TemporaryDirectory() as d:
         p = Path(d) / name
-        p.write_text(json.dumps(obj, indent=2, default=str))
+        p.write_text(_strict_json(obj))
         client().log_artifact(run_id, str(p))
+
+
+def log_table(run_id: str, frame: Any, name: str = "comparison") -> None:
+    """Log a table (a DataFrame) with ``mlflow``'s ``log_table`` as ``tables/<name>.json``, which the
+    run's artifact view shows as a sortable table; NaN cells become empty."""
+    frame = frame.astype(object).where(frame.notna(), None)
+    client().log_table(run_id, data=frame, artifact_file=f"tables/{name}.json")
+
+
+def log_comparison(run_id: str, frame: Any, chart: str | Path | None = None, *, legend: Mapping[str, str] | None = None,
+                   description: str | None = None) -> None:
+    """A parent run's comparison at a glance: the table (:func:`log_table`), the chart under ``charts/``,
+    the legend as the :data:`TAG_LEGEND` tag and ``description`` as the run's description."""
+    log_table(run_id, frame, "comparison")
+    if chart is not None and Path(chart).is_file():
+        client().log_artifact(run_id, str(chart), "charts")
+    if legend:
+        _log(run_id, None, None, {TAG_LEGEND: "; ".join(f"{v} = {k}" for k, v in legend.items())[:5000]})
+    if description:
+        describe_run(run_id, description)
 
 
 def log_figure(run_id: str, figure: Any, name: str, artifact_path: str = "figures") -> None:
@@ -308,6 +430,23 @@ def close_run(run_id: str, status: str = "FINISHED", *, error: str | None = None
 
 
 # ------------------------------------------------------------------------------------------- comparison
+
+
+def latency_metrics(scores: Mapping[str, Any]) -> dict[str, float]:
+    """The latency headline metrics under one set of keys, for a pair's child run (its report) and the
+    parent run (the average, same shape): ``f1_good``, ``f1_noise``, ``f1_macro``; on the rows outside the
+    labeled pool ``f1_unlabeled_good|noise|macro``; per baseline ``<method>.f1_*`` and
+    ``unlabeled.<method>.f1_*``. Undefined scores (NaN, ``None``) are left out: MLflow has no null."""
+    import math
+
+    out: dict[str, Any] = {k: scores.get(k) for k in ("f1_good", "f1_noise", "f1_macro")}
+    out.update({f"f1_unlabeled_{k.removeprefix('f1_')}": v for k, v in (scores.get("f1_unlabeled") or {}).items()})
+    for m, v in (scores.get("baselines") or {}).items():
+        out.update({f"{m}.{k}": x for k, x in v.items()})
+    for m, v in (scores.get("baselines_unlabeled") or {}).items():
+        out.update({f"unlabeled.{m}.{k}": x for k, x in v.items()})
+    return {k: float(v) for k, v in out.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 #: Metrics shown beside the chosen one in the LF-combination comparison, when runs have them.
 COMPARE_METRICS = ("cls_f1", "lf_f1", "tree_f1", "f1_label_model", "f1_majority_vote", "coverage", "conflict",
