@@ -102,12 +102,14 @@ def flows_cmd(
         # a pack that does not fit the data, no ground truth, too few rows: one line, no table of skips
         _fail(f"{summary.get('error')} (report: {summary['report']})", summary.get("exit_code", 1))
 
+    from flamenco_core.experiments.flow_records.record import SUMMARY_COLUMNS
+
     t = Table(title=Text(f"flow records: {summary.get('dataset', '')}"))
-    for col in ("combination", "outcome", "LF F1", "classifier F1", "Tree F1", "tree vs LF", "coverage"):
-        t.add_column(col, justify="left" if col in ("combination", "outcome") else "right", overflow="fold")
+    text_cols = ("combination", "outcome")
+    for key, heading in SUMMARY_COLUMNS.items():
+        t.add_column(heading, justify="left" if key in text_cols else "right", overflow="fold")
     for r in summary["combinations"]:
-        t.add_row(Text(str(r.get("combination"))), Text(str(r.get("outcome"))), fmt_score(r.get("lf_f1")), fmt_score(r.get("cls_f1")),
-                  fmt_score(r.get("tree_f1")), fmt_score(r.get("tree_vs_lf_difference")), fmt_score(r.get("coverage")))
+        t.add_row(*(Text(str(r.get(k))) if k in text_cols else fmt_score(r.get(k)) for k in SUMMARY_COLUMNS))
     console.print(t)
     s = summary["summary"]
     console.print(f"{s['ok']} ok, {s['skipped']} skipped, {s['failed']} failed")

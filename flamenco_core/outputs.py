@@ -178,6 +178,14 @@ def atomic_write_text(path: PathLike, text: str, *, encoding: str = "utf-8", fsy
     return Path(path)
 
 
+def write_json(path: PathLike, obj: Any, *, indent: Optional[int] = 2, fsync: bool = True) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically, through :func:`json_ready` (NaN and infinities are
+    ``null``); the one JSON writer of reports, records and trees. Returns the path."""
+    import json
+
+    return atomic_write_text(path, json.dumps(json_ready(obj), indent=indent), fsync=fsync)
+
+
 def atomic_write_parquet(data: Any, path: PathLike, *, fsync: bool = True, **kwargs: Any) -> Path:
     """Write a pandas DataFrame or a pyarrow Table to ``path`` as Parquet, atomically. ``kwargs`` go to
     ``DataFrame.to_parquet`` (e.g. ``index=False``) or ``pyarrow.parquet.write_table``."""

@@ -13,14 +13,14 @@ from flamenco_core.ingest.pipeline import NoRows
 from flamenco_core.outputs import OutputLock
 from tasks import tracking
 from tasks.caching import call_cached
-from tasks.ingest import (
+from tasks.common import (
     close_failed_parent_run,
+    collect_mapped,
+    error_text,
     finish_parent_run_task,
-    ingest_task,
-    profile_pair_task,
-    split_pairs_task,
     start_parent_run_task,
 )
+from tasks.ingest import ingest_task, profile_pair_task, split_pairs_task
 
 DEFAULT_EXPERIMENT = "flamenco-ingest"
 
@@ -28,14 +28,11 @@ DEFAULT_EXPERIMENT = "flamenco-ingest"
 def _outcomes(items: list[dict], futures) -> list[dict]:
     """Per-item outcome (ok / failed with the error); a failed item never raises here."""
     out = []
-    for item, fut in zip(items, futures):
-        fut.wait()
-        state = fut.state
-        if state.is_completed():
-            out.append({"item": item["pair_id"], "status": "ok", "rows": item.get("rows"), "run_id": fut.result()["run_id"]})
+    for item, (result, err) in zip(items, collect_mapped(futures)):
+        if err is None:
+            out.append({"item": item["pair_id"], "status": "ok", "rows": item.get("rows"), "run_id": result["run_id"]})
         else:
-            err = state.result(raise_on_failure=False)
-            out.append({"item": item["pair_id"], "status": "failed", "rows": item.get("rows"), "error": f"{type(err).__name__}: {err}"})
+            out.append({"item": item["pair_id"], "status": "failed", "rows": item.get("rows"), "error": error_text(err)})
     return out
 
 

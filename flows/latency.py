@@ -14,7 +14,8 @@ from flamenco_core.ingest.pairs import no_pairs_message
 from flamenco_core.ingest.pipeline import NoRows, no_rows_message
 from tasks import tracking
 from tasks.caching import call_cached
-from tasks.ingest import fail_parent_run_task, finish_parent_run_task, ingest_task, split_pairs_task, start_parent_run_task
+from tasks.common import collect_mapped, error_text, fail_parent_run_task, finish_parent_run_task, start_parent_run_task
+from tasks.ingest import ingest_task, split_pairs_task
 from tasks.latency import attach_labels_task, latency_pair_task, source_level_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
@@ -66,13 +67,11 @@ def latency_pairs_flow(items: list[dict], config: dict, out_dir: str, experiment
         parent_run_id=unmapped(parent_run_id), source=unmapped(source), borrowed=unmapped(borrowed),
     )
     out = []
-    for item, fut in zip(items, futures):
-        fut.wait()
-        if fut.state.is_completed():
-            out.append({"status": "ok", **fut.result()})
+    for item, (result, err) in zip(items, collect_mapped(futures)):
+        if err is None:
+            out.append({"status": "ok", **result})
         else:
-            err = fut.state.result(raise_on_failure=False)
-            out.append({"status": "failed", "pair": item["pair_id"], "rows": item["rows"], "error": f"{type(err).__name__}: {err}"})
+            out.append({"status": "failed", "pair": item["pair_id"], "rows": item["rows"], "error": error_text(err)})
     return out
 
 

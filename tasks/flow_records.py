@@ -1,36 +1,30 @@
-"""Prefect tasks of the flow-records pipeline (issue 5): thin wrappers of
-:mod:`flamenco_core.experiments.flow_records` with retries on I/O errors only, and their MLflow logging
-(through :mod:`tasks.tracking`, the one place that talks to MLflow).
+"""Prefect tasks of the flow-records pipeline: thin wrappers of :mod:`flamenco_core.experiments.flow_records`
+with retries on I/O errors only, and their MLflow logging (through :mod:`tasks.tracking`).
 
-A combination task logs one MLflow child run (params, metrics, tags, artifacts) and then, when the
-combination failed, raises :class:`CombinationFailed` carrying the record: Prefect marks that one task
-failed, the flow still gets the record, and the other combinations are untouched.
+A combination task logs one MLflow child run and then, when the combination failed, raises
+:class:`CombinationFailed` carrying the record: Prefect marks that one task failed, the flow still gets
+the record, and the other combinations are untouched.
 """
 
 from __future__ import annotations
 
-import math
+import json
 import threading
 from pathlib import Path
 from typing import Any, Optional
 
 from prefect import task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NONE
 from prefect.logging import get_run_logger
 
+from flamenco_core.errors import EXIT_UNUSABLE
 from flamenco_core.experiments import flow_records as fr
+from flamenco_core.experiments.flow_records import record as fr_record
 from tasks import tracking
-from tasks.ingest import _transient
+from tasks.common import IO_RETRIES, collect_mapped, error_text
 
 PIPELINE = "flow_records"
-
-#: Numeric record fields logged as MLflow metrics of a combination's child run.
-METRIC_KEYS = (
-    "lf_f1", "lf_precision", "lf_recall", "cls_f1", "cls_f1_macro", "cls_accuracy", "tree_f1", "tree_f1_paper",
-    "tree_vs_lf_difference", "tree_vs_lf_difference_paper", "coverage", "overlap", "conflicts",
-    "decision_coverage", "ties", "coverage_train", "correlation", "correlation_pearson", "correlation_spearman",
-    "diff_lf_cls", "diff_lf_tree", "diff_cls_tree", "tree_conditions", "tree_depth", "seconds",
-)
 #: Artifacts of a child run and the folder they go to in MLflow.
 ARTIFACT_FOLDERS = {
     "tree_png": "trees", "tree_paper_png": "trees", "tree_json": "trees", "tree_paper_json": "trees",
@@ -52,6 +46,9 @@ class CombinationFailed(RuntimeError):
         return str(self.args[0])
 
 
+# Kept for speed, not correctness: Prepared.load re-applies every LF to every split, which costs as much
+# as a combination; the combination tasks of one process share one load (keyed on prepared.json's mtime,
+# so a new preparation in the same folder is read again).
 _CACHE: dict[str, tuple[float, fr.Prepared]] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -68,25 +65,21 @@ def load_prepared(work_dir: str) -> fr.Prepared:
         return hit[1]
 
 
-def _number(v: Any) -> Optional[float]:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(float(v)) else None
-
-
 def _tag(text: Any) -> str:
     s = str(text)
     return s if len(s) <= _TAG_MAX else s[: _TAG_MAX - 3] + "..."
 
 
-@task(name="flow-records-prepare", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NONE)
-def prepare_task(data_path: Optional[str], packs: list[str], out_dir: str, experiments: Optional[str],
-                 alerts: Optional[str], config: Any, sources: dict) -> dict:
+@task(name="flow-records-prepare", **IO_RETRIES, cache_policy=NONE)
+def prepare_task(ingest_report: dict, input_path: str, fmt: str, packs: list[str], out_dir: str,
+                 experiments: Optional[str], alerts: Optional[str], config: Any) -> dict:
     """Ground truth, splits, statistics and LF votes, written to ``out_dir/work``. A preparation failure is
     returned (``outcome: failed``, with the report of skipped combinations), not raised."""
     from flamenco_core.ingest.pipeline import read_canonical
 
     log = get_run_logger()
+    data_path = ingest_report["data_path"]
+    sources = fr.describe_sources(input_path, fmt, ingest_report, packs, experiments, alerts)
     try:
         if data_path is None:
             raise fr.PreparationError("no rows survived ingest")
@@ -112,28 +105,17 @@ def prepare_task(data_path: Optional[str], packs: list[str], out_dir: str, exper
     }
 
 
-def log_combination_run(rec: dict, experiment: str, parent_run_id: Optional[str]) -> str:
+def log_combination_run(rec: dict, experiment: str, parent_run_id: Optional[str],
+                        legend: Optional[dict] = None) -> str:
     """One MLflow child run for a combination record: params, metrics, tags (so MLflow's compare view
-    lines combinations up), artifacts; ended FAILED when the combination failed. Returns the run id."""
-    training = rec.get("training") or {}
-    classifier = rec.get("classifier") or {}
-    params = {
-        "lfs": rec.get("lfs", []),
-        "refs": rec.get("refs", []),
-        "groups": rec.get("groups", []),
-        "features": rec.get("features", []),
-        "n_lfs": rec.get("n_lfs"),
-        "correlation": rec.get("correlation"),
-        "label_model": rec.get("label_model_name", ""),
-        "label_model_fallback": rec.get("label_model_fallback", ""),
-        "classifier": classifier.get("kind", ""),
-        "classifier_features": training.get("features", []),
-        "single_class_fallback": training.get("single_class_fallback") or "",
-        "tree_mode": rec.get("tree_mode", "faithful"),
-        "role": rec.get("role", ""),
-    }
-    params = {k: v for k, v in params.items() if v is not None}
-    metrics = {k: _number(rec.get(k)) for k in METRIC_KEYS}
+    lines combinations up), artifacts; ended FAILED when the combination failed. Returns the run id.
+    With the experiment's ``legend`` (:func:`flamenco_core.report.lf_legend`) the run is named by its
+    letters ("A+B"), readable in MLflow's narrow name column; the full combination is in its tag and
+    description."""
+    from flamenco_core.report.legend import legend_text, short_name
+
+    params = fr_record.params(rec)
+    metrics = fr_record.metrics(rec)
     tags = {
         "flamenco.pipeline": PIPELINE,
         "flamenco.combination": _tag(rec.get("combination", "")),
@@ -147,8 +129,14 @@ def log_combination_run(rec: dict, experiment: str, parent_run_id: Optional[str]
     if rec.get("reason"):
         tags["flamenco.reason"] = _tag(rec["reason"])
     name = str(rec.get("label") or rec.get("combination") or rec.get("slug"))[:250]
+    description = f"LF combination: {rec.get('combination', '')}"
+    if legend:
+        name = short_name(rec.get("lfs") or rec.get("refs") or [], legend, rec.get("label"))
+        tags[tracking.TAG_SHORT_NAME] = name
+        description = f"**{name}** = {rec.get('combination', '')}\n\nLegend: {legend_text(legend, sep='; ')}"
+    description += f"\n\nOutcome: {rec.get('outcome')}" + (f": {rec['reason']}" if rec.get("reason") else "")
     run_id = tracking.start_run(experiment, name, parent_run_id=parent_run_id, params=params,
-                                metrics={k: v for k, v in metrics.items() if v is not None}, tags=tags)
+                                metrics=metrics, tags=tags, description=description)
     arts = rec.get("artifacts") or {}
     by_folder: dict[str, list[str]] = {}
     for key, folder in ARTIFACT_FOLDERS.items():
@@ -161,15 +149,16 @@ def log_combination_run(rec: dict, experiment: str, parent_run_id: Optional[str]
     return run_id
 
 
-@task(name="flow-records-combination", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
-      cache_policy=NONE)
+@task(name="flow-records-combination", **IO_RETRIES, cache_policy=NONE)
 def combination_task(combination: dict, work_dir: str, out_dir: str, experiment: str, parent_run_id: Optional[str]) -> dict:
     """Evaluate one LF combination and log its MLflow child run; fails (only this task) when the
     combination failed, with the record on the exception."""
     prep = load_prepared(work_dir)
     combo = fr.Combination.from_dict(combination)
     rec = fr.run_combination(prep, combo, out_dir)
-    rec["run_id"] = log_combination_run(rec, experiment, parent_run_id)
+    from flamenco_core.report.legend import lf_legend
+
+    rec["run_id"] = log_combination_run(rec, experiment, parent_run_id, lf_legend(prep.combinations))
     log = get_run_logger()
     if rec["outcome"] == "failed":
         log.error("combination %s failed: %s", rec["combination"], rec["error"])
@@ -177,6 +166,24 @@ def combination_task(combination: dict, work_dir: str, out_dir: str, experiment:
     log.info("combination %s: %s lf_f1=%s cls_f1=%s tree_f1=%s", rec["combination"], rec["outcome"],
              rec.get("lf_f1"), rec.get("cls_f1"), rec.get("tree_f1"))
     return rec
+
+
+def combination_records(combinations: list[dict], futures: list, out_dir: str, dataset: str, experiment: str,
+                        parent_run_id: Optional[str]) -> list[dict]:
+    """One record per combination, whatever happened to its mapped task: its result; the record on its
+    :class:`CombinationFailed`; the record the core wrote before the task died; else a failed record of
+    our own (with its MLflow child run)."""
+    out = []
+    for combo, (rec, err) in zip(combinations, collect_mapped(futures)):
+        if err is not None:
+            rec = getattr(err, "record", None)
+        if rec is None:
+            path = Path(out_dir) / "combinations" / fr.Combination.from_dict(combo).slug / "record.json"
+            written = json.loads(path.read_text()) if path.is_file() else {}
+            rec = written if written.get("outcome") == "failed" else log_failed_combination_task(
+                combo, error_text(err), dataset, experiment, parent_run_id)
+        out.append(rec)
+    return out
 
 
 @task(name="flow-records-log-failed", cache_policy=NONE)
@@ -189,12 +196,12 @@ def log_failed_combination_task(combination: dict, error: str, dataset: str, exp
     return rec
 
 
-@task(name="flow-records-finish", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient, cache_policy=NONE)
-def finish_task(work_dir: str, out_dir: str, records: list[dict], parent_run_id: str, extra: Optional[dict] = None) -> dict:
+@task(name="flow-records-finish", **IO_RETRIES, cache_policy=NONE)
+def finish_task(work_dir: str, out_dir: str, records: list[dict], experiment: str, parent_run_id: str) -> dict:
     """Tables, ``labels.parquet`` and ``report.json``; the parent run gets the tables, the report and the
-    counts, and ends."""
+    counts, and ends; the run's summary goes to a Markdown artifact. Returns the flow's result."""
     prep = load_prepared(work_dir)
-    report = fr.write_outputs(prep, records, out_dir, extra)
+    report = fr.write_outputs(prep, records, out_dir, {"mlflow": {"experiment": experiment, "parent_run_id": parent_run_id}})
     summary = report["summary"]
     tracking.log(
         parent_run_id,
@@ -218,15 +225,30 @@ def finish_task(work_dir: str, out_dir: str, records: list[dict], parent_run_id:
     tracking.close_run(parent_run_id, "FINISHED" if usable else "FAILED", outcome=outcome,
                        error=f"every combination failed; first: {first.get('combination')}: {first.get('error')}")
     get_run_logger().info("flow records: %d ok, %d skipped, %d failed", summary["ok"], summary["skipped"], summary["failed"])
-    return report
+    create_markdown_artifact(fr.summary_markdown(
+        f"Flow records ({prep.dataset}): {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed",
+        report["combinations"]), key="flow-records-summary")
+    return {
+        "experiment": experiment, "parent_run_id": parent_run_id, "out_dir": str(out_dir), "preparation": "ok",
+        "dataset": prep.dataset, "summary": summary,
+        "combinations": [{k: r.get(k) for k in fr.SUMMARY_KEYS} for r in report["combinations"]],
+        "report": str(Path(out_dir) / "report.json"), "labels": report["labels"], "tables": report["tables"],
+    }
 
 
 @task(name="flow-records-finish-failed", cache_policy=NONE)
-def finish_failed_preparation_task(parent_run_id: str, out_dir: str, error: str) -> None:
-    """Close the parent run of an experiment whose preparation failed, with its report; the reason is in
-    ``flamenco.error`` (and ``flamenco.reason``, as before)."""
+def finish_failed_preparation_task(prepared: dict, out_dir: str, experiment: str, parent_run_id: str) -> dict:
+    """Close the parent run of an experiment whose preparation failed (``prepared``: what
+    :func:`prepare_task` returned), with its report; the reason is in ``flamenco.error`` (and
+    ``flamenco.reason``). Returns the flow's result, with the exit code of the failure."""
+    error, report = prepared["error"], prepared["report"]
     tracking.log(parent_run_id, tags={"flamenco.reason": _tag(error)})
-    report = Path(out_dir) / "report.json"
-    if report.is_file():
-        tracking.log_artifacts(parent_run_id, [str(report)])
+    path = Path(out_dir) / "report.json"
+    if path.is_file():
+        tracking.log_artifacts(parent_run_id, [str(path)])
     tracking.close_run(parent_run_id, "FAILED", error=error)
+    create_markdown_artifact(fr.summary_markdown(f"Flow records: preparation failed: {error}", report["combinations"]),
+                             key="flow-records-summary")
+    return {"experiment": experiment, "parent_run_id": parent_run_id, "out_dir": str(out_dir), "preparation": "failed",
+            "error": error, "exit_code": prepared.get("exit_code", EXIT_UNUSABLE), "summary": report["summary"],
+            "combinations": report["combinations"], "report": str(path), "labels": None}

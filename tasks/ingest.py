@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 from prefect import task
@@ -13,22 +12,12 @@ from flamenco_core.ingest.pipeline import file_sha256, ingest
 from flamenco_core.preprocess.profile import profile
 from tasks import tracking
 from tasks.caching import cached
-
-
-def _transient(task, task_run, state) -> bool:
-    """Retry only I/O hiccups; a malformed input fails the same way every time."""
-    try:
-        state.result()
-    except OSError:
-        return True
-    except Exception:
-        return False
-    return False
+from tasks.common import IO_RETRIES
 
 
 # Preprocessing is cached on the inputs' content, the task's and the readers' source (tasks/caching.py):
 # a rerun on an unchanged dump reuses the canonical table and the SD-pair split.
-@task(name="ingest", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
+@task(name="ingest", **IO_RETRIES,
       **cached(files=("sources",), code=("flamenco_core.ingest",)))
 def ingest_task(sources: list[str], fmt: str, out_dir: str, options: dict | None = None) -> dict:
     report = ingest(sources, fmt, out_dir, options=options)
@@ -39,7 +28,7 @@ def ingest_task(sources: list[str], fmt: str, out_dir: str, options: dict | None
     return report.to_dict()
 
 
-@task(name="split-sd-pairs", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient,
+@task(name="split-sd-pairs", **IO_RETRIES,
       **cached(files=("data_path",), code=("flamenco_core.ingest.pairs", "flamenco_core.ingest.schema")))
 def split_pairs_task(data_path: str, out_dir: str, min_points: int) -> dict:
     split = write_pairs(data_path, out_dir, min_points)
@@ -47,7 +36,7 @@ def split_pairs_task(data_path: str, out_dir: str, min_points: int) -> dict:
     return split.to_dict()
 
 
-@task(name="profile-pair", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+@task(name="profile-pair", **IO_RETRIES)
 def profile_pair_task(item: dict, out_dir: str, experiment: str, parent_run_id: str, source: str) -> dict:
     """Profile one SD pair (or a whole flows table), write its CSV, log one MLflow child run."""
     import pandas as pd
@@ -76,32 +65,3 @@ def profile_pair_task(item: dict, out_dir: str, experiment: str, parent_run_id: 
     tracking.log_artifacts(run_id, [csv])
     tracking.end_run(run_id)
     return {"pair_id": item["pair_id"], "rows": len(df), "profile": str(csv), "run_id": run_id}
-
-
-@task(name="start-parent-run", retries=2, retry_delay_seconds=1)
-def start_parent_run_task(experiment: str, run_name: str, params: dict, tags: dict, key: str | None = None) -> str:
-    """Open the flow's parent MLflow run; ``key`` (``tracking.run_key``) makes reruns reuse it."""
-    return tracking.start_run(experiment, run_name, params=params, tags=tags, key=key)
-
-
-@task(name="fail-parent-run", retries=2, retry_delay_seconds=1)
-def fail_parent_run_task(run_id: str, error: str) -> None:
-    """End the parent run FAILED with the error as a tag, so MLflow shows why (the flow then re-raises)."""
-    tracking.close_run(run_id, "FAILED", error=error)
-
-
-def close_failed_parent_run(run_id: str, exc: BaseException) -> None:
-    """End the parent run FAILED with ``exc`` as the reason, from an ``except`` block of a flow: a plain
-    call (no task: the flow may be being cancelled or interrupted) that never hides the original error."""
-    try:
-        tracking.close_run(run_id, "FAILED", error=f"{type(exc).__name__}: {exc}")
-    except Exception:  # the tracking store itself may be what failed; the flow re-raises the cause
-        logging.getLogger(__name__).warning("could not mark MLflow run %s FAILED", run_id, exc_info=True)
-
-
-@task(name="finish-parent-run")
-def finish_parent_run_task(run_id: str, summary: dict, metrics: dict, status: str, outcome: str | None = None) -> None:
-    """Log the summary and metrics, end the parent run (``status`` FINISHED or FAILED) with its outcome."""
-    tracking.log(run_id, metrics=metrics)
-    tracking.log_json(run_id, summary, "summary.json")
-    tracking.close_run(run_id, status, outcome=outcome, error=summary.get("error") if status == "FAILED" else None)

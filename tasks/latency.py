@@ -17,10 +17,10 @@ from flamenco_core.experiments.latency import (
 )
 from flamenco_core.ingest.pipeline import file_sha256
 from tasks import tracking
-from tasks.ingest import _transient
+from tasks.common import IO_RETRIES
 
 
-@task(name="attach-labels", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+@task(name="attach-labels", **IO_RETRIES)
 def attach_labels_task(data_path: str, labels_path: str | None, out_path: str, truth_path: str | None = None) -> dict:
     import pandas as pd
 
@@ -38,7 +38,7 @@ def attach_labels_task(data_path: str, labels_path: str | None, out_path: str, t
             "truth_rows": int(out["truth"].notna().sum()) if "truth" in out else 0}
 
 
-@task(name="latency-source-level", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+@task(name="latency-source-level", **IO_RETRIES)
 def source_level_task(items: list[dict], config: dict, source: str) -> dict:
     """LFs on the pooled labeled rows of every pair, when some pair's own labels cannot teach LFs:
     ``{"level": SourceLevel as a dict or None, "used": bool, "reason": str}``."""
@@ -53,7 +53,7 @@ def source_level_task(items: list[dict], config: dict, source: str) -> dict:
     return {"level": level.to_dict() if level else None, "used": level is not None, "reason": reason}
 
 
-@task(name="latency-pair", retries=2, retry_delay_seconds=1, retry_condition_fn=_transient)
+@task(name="latency-pair", **IO_RETRIES)
 def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, parent_run_id: str, source: str,
                       borrowed: dict | None = None) -> dict:
     """Run the latency path on one SD pair; log its MLflow child run; write its labels and artifacts."""

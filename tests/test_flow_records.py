@@ -389,7 +389,7 @@ def test_one_failed_combination_fails_only_its_task(cic, tmp_path, mlflow_uri):
     import mlflow
     from prefect import flow, unmapped
 
-    from flows.flow_records import _records
+    from tasks.flow_records import combination_records as _records
     from tasks import tracking
     from tasks.flow_records import combination_task
 

@@ -277,7 +277,7 @@ def _flaky_logging_task_fn(experiment: str) -> str:
 def test_task_retries_never_duplicate_runs():
     from prefect import flow, task
 
-    from tasks.ingest import _transient
+    from tasks.common import transient as _transient
 
     flaky = task(_flaky_logging_task_fn, name="flaky", retries=2, retry_delay_seconds=0, retry_condition_fn=_transient)
 

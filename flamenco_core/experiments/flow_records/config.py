@@ -1,0 +1,239 @@
+"""Settings of a flow-records experiment: ``conf/flow_records.yaml`` and experiment files, as pydantic models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Mapping, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from flamenco_core.errors import EXIT_USAGE, FlamencoError
+
+#: Where the defaults live in a checkout (the pydantic defaults below equal them).
+DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[3] / "conf" / "flow_records.yaml"
+
+
+class PreparationError(FlamencoError):
+    """The experiment cannot start (no ground truth, too few rows to split, bad configuration); exit 1."""
+
+
+class PackMismatch(PreparationError):
+    """An LF pack does not fit the data (a feature that is not a column, or not numeric): found before
+    any combination runs, so one error replaces a failure per combination; exit 2 (bad input)."""
+
+    exit_code = EXIT_USAGE
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitConfig(_Strict):
+    """Fractions of the stratified splits: ``test`` of all labeled rows, ``validation`` of the rest."""
+
+    test: float = Field(0.2, gt=0, lt=1)
+    validation: float = Field(0.2, gt=0, lt=1)
+
+
+class GroundTruthConfig(_Strict):
+    """Where gold labels come from. ``mapping`` maps raw labels to classes (case-insensitive);
+    ``default`` is the class of every other raw label (CIC-DDoS2019 names each attack), ``None`` makes
+    them unknown: ``unknown: drop`` drops those rows (counted), ``fail`` stops the experiment.
+    ``closed`` and ``tz`` apply to alert windows."""
+
+    column: str = "label"
+    mapping: dict[str, str] = Field(default_factory=lambda: {"BENIGN": "benign"})
+    default: Optional[str] = "attack"
+    unknown: Literal["drop", "fail"] = "drop"
+    closed: Literal["both", "left"] = "both"
+    tz: str = "UTC"
+
+
+class LabelModelConfig(_Strict):
+    """``kind``: ``snorkel`` (with the majority-vote fallback under 3 LFs) or ``majority``; ``params``
+    go to Snorkel's LabelModel."""
+
+    kind: Literal["snorkel", "majority"] = "snorkel"
+    params: dict[str, Any] = Field(default_factory=lambda: {"n_epochs": 100, "lr": 0.01})
+
+
+def _default_lstm() -> dict[str, Any]:
+    return {"window": 10, "hidden": 32, "epochs": 3, "batch_size": 256, "lr": 0.003, "class_weight": "balanced",
+            "patience": 2}
+
+
+def _default_forest() -> dict[str, Any]:
+    return {"n_iter": 3, "n_splits": 3, "class_weight": "balanced",
+            "param_distributions": {"n_estimators": [25, 50], "max_depth": [5, None], "bootstrap": [True]}}
+
+
+class ModelConfig(_Strict):
+    """The end classifier: ``kind`` (``lstm`` or ``random_forest``; aliases ``forest``, ``rf``) and the
+    constructor parameters of each (small budgets by default, for speed)."""
+
+    kind: Literal["lstm", "random_forest"] = "lstm"
+    lstm: dict[str, Any] = Field(default_factory=_default_lstm)
+    random_forest: dict[str, Any] = Field(default_factory=_default_forest)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _alias(cls, v: Any) -> Any:
+        return {"forest": "random_forest", "rf": "random_forest"}.get(str(v).lower(), v) if isinstance(v, str) else v
+
+    def params(self) -> dict[str, Any]:
+        """Constructor parameters of the chosen kind."""
+        return dict(self.lstm if self.kind == "lstm" else self.random_forest)
+
+
+class ImportanceConfig(_Strict):
+    """Feature importance that orders tree nodes: a seeded random forest's ``impurity`` or
+    ``permutation`` importance on the training split."""
+
+    method: Literal["impurity", "permutation"] = "impurity"
+    n_estimators: int = Field(100, ge=1)
+
+
+class TreeConfig(_Strict):
+    max_nodes: int = Field(20_000, ge=1)
+    png: bool = True
+
+
+class FlowRecordsConfig(_Strict):
+    """Every setting of a flow-records experiment (defaults: ``conf/flow_records.yaml``)."""
+
+    seed: int = 0
+    dataset: Optional[str] = None
+    splits: SplitConfig = Field(default_factory=SplitConfig)
+    ground_truth: GroundTruthConfig = Field(default_factory=GroundTruthConfig)
+    label_model: LabelModelConfig = Field(default_factory=LabelModelConfig)
+    filter_unlabeled: bool = True
+    single_class: Literal["negative", "skip"] = "negative"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    classifier_features: Union[Literal["selected", "lf"], list[str]] = "selected"
+    feature_selection: dict[str, Any] = Field(default_factory=lambda: {"drop_constant": True, "rank": False})
+    importance: ImportanceConfig = Field(default_factory=ImportanceConfig)
+    abstain: Literal["negative", "exclude", "wrong"] = "negative"
+    sample_fraction: float = Field(0.2, gt=0, le=1)
+    correlation: Literal["pearson", "spearman"] = "pearson"
+    tree: TreeConfig = Field(default_factory=TreeConfig)
+    plots: bool = True
+    runner: Union[None, Literal["threads", "processes", "dask"], dict[str, Any]] = Field(
+        None, description="the per-combination fan-out's task runner: a kind, or {kind, workers, address}")
+
+    @field_validator("feature_selection")
+    @classmethod
+    def _check_selection(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from flamenco_core.preprocess.feature_selection import FeatureSelectionConfig
+
+        blocked = sorted(set(v) & {"features", "label"})
+        if blocked:
+            raise ValueError(f"feature_selection sets {blocked} itself (use classifier_features)")
+        FeatureSelectionConfig.from_mapping(v).validate()
+        return v
+
+
+def _read_mapping(source: Union[str, Path]) -> dict[str, Any]:
+    import yaml
+
+    path = Path(source)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of settings")
+    return data
+
+
+def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def load_config(*overrides: Any, defaults: Union[str, Path, None] = None) -> FlowRecordsConfig:
+    """The configuration: ``defaults`` (default ``conf/flow_records.yaml`` when the checkout has it, else
+    the model's defaults, which are the same), then each override deep-merged in order. An override is
+    ``None`` (skipped), a mapping, a YAML file, or a :class:`FlowRecordsConfig` (its explicitly set
+    fields). Invalid settings raise ``ValueError`` naming them."""
+    base = Path(defaults) if defaults is not None else DEFAULT_CONFIG_FILE
+    data: dict[str, Any] = _read_mapping(base) if (defaults is not None or base.is_file()) else {}
+    for o in overrides:
+        if o is None:
+            continue
+        if isinstance(o, FlowRecordsConfig):
+            o = o.model_dump(mode="json", exclude_unset=True)
+        elif isinstance(o, (str, Path)):
+            o = _read_mapping(o)
+        elif not isinstance(o, Mapping):
+            raise TypeError(f"a config override is a mapping, a YAML path or a FlowRecordsConfig, not {type(o).__name__}")
+        data = _deep_merge(data, o)
+    try:
+        return FlowRecordsConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(f"invalid flow-records config: {_validation_text(exc)}") from None
+
+
+def _validation_text(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+
+
+class CombinationEntry(_Strict):
+    """One combination in an experiment file: LF references and an optional display name."""
+
+    name: Optional[str] = Field(None, min_length=1, max_length=200)
+    lfs: list[str] = Field(min_length=1)
+
+
+class ExperimentFile(_Strict):
+    """An experiment file (YAML)::
+
+        experiment: cic-ntp-single-feature
+        dataset: cicddos2019-ntp          # optional: name in tables and MLflow tags
+        combinations:                     # omitted: the default experiment
+          - [src_port_le_6600_attack]                     # one LF
+          - [cic-ntp:src_port_le_6600_attack, worf:src_port_eq_123_attack]   # pack:lf across packs
+          - {name: all-sizes, lfs: [bytes_le_p75_benign, bytes_le_mean_benign]}
+        include_default: false            # true: the default combinations first, then these
+        config: {classifier_features: lf} # overrides of conf/flow_records.yaml
+
+    An LF is named ``pack:lf`` or by its plain name when that is unique across the packs given. The
+    default experiment is every single LF, every pair and the whole pack (the union of the packs); the
+    whole pack is always run, since it produces ``labels.parquet``.
+    """
+
+    experiment: str = Field("default", min_length=1, max_length=200)
+    description: Optional[str] = None
+    dataset: Optional[str] = None
+    combinations: Optional[list[Union[list[str], CombinationEntry, str]]] = None
+    include_default: bool = False
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "<experiment>") -> "ExperimentFile":
+        """Validate a mapping; ``ValueError`` names the source and the bad fields."""
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{source}: an experiment file is a mapping (experiment, combinations, ...)")
+        try:
+            return cls.model_validate(dict(data))
+        except ValidationError as exc:
+            raise ValueError(f"{source}: invalid experiment file: {_validation_text(exc)}") from None
+
+    @classmethod
+    def from_yaml(cls, path: Union[str, Path]) -> "ExperimentFile":
+        """Load an experiment file (``yaml.safe_load`` only)."""
+        return cls.from_dict(_read_mapping(path), str(path))
+
+
+def load_experiment(source: Union[str, Path, Mapping, ExperimentFile, None]) -> Optional[ExperimentFile]:
+    """An :class:`ExperimentFile` from a path, a mapping or itself; ``None`` stays ``None`` (default experiment)."""
+    if source is None or isinstance(source, ExperimentFile):
+        return source
+    if isinstance(source, Mapping):
+        return ExperimentFile.from_dict(source)
+    return ExperimentFile.from_yaml(source)
