@@ -306,34 +306,180 @@ def _traceroute(
         ctx.drop(reason, n)
 
 
+def _one_record(no: int, obj: dict, ctx: ReadContext, batch: LatencyBatch, all_hops: bool) -> None:
+    """Account one result and add its rows to ``batch`` (the reference path, every case handled)."""
+    rtype, why = _result_type(obj)
+    if rtype is None:
+        ctx.count_input()
+        ctx.quarantine(no, why, _raw(obj), field="type")
+        return
+    if rtype not in ("ping", "traceroute"):
+        ctx.count_input()
+        ctx.drop(f"unsupported_type:{rtype}")
+        return
+    head, field, reason = _header(obj)
+    if head is None:
+        ctx.count_input()
+        if field == "dst_addr" and any(k in obj for k in ("error", "err", "dnserr")):
+            ctx.drop("error")
+        else:
+            ctx.quarantine(no, reason, _raw(obj), field=field)
+        return
+    if rtype == "ping":
+        _ping(no, obj, head, ctx, batch)
+    else:
+        _traceroute(no, obj, head, ctx, batch, all_hops)
+
+
 def parse_atlas_records(
     records: Iterator[tuple[int, dict]], ctx: ReadContext, *, all_hops: bool = False
 ) -> Iterator[pd.DataFrame]:
-    """Turn ``(record_no, result)`` pairs into canonical latency frames, accounting every record in ``ctx``."""
+    """Turn ``(record_no, result)`` pairs into canonical latency frames, accounting every record in ``ctx``
+    (the reference path: one record at a time through the full rules)."""
     batch = LatencyBatch(SOURCE, ctx.batch_rows)
     for no, obj in records:
-        rtype, why = _result_type(obj)
-        if rtype is None:
-            ctx.count_input()
-            ctx.quarantine(no, why, _raw(obj), field="type")
-            continue
-        if rtype not in ("ping", "traceroute"):
-            ctx.count_input()
-            ctx.drop(f"unsupported_type:{rtype}")
-            continue
-        head, field, reason = _header(obj)
-        if head is None:
-            ctx.count_input()
-            if field == "dst_addr" and any(k in obj for k in ("error", "err", "dnserr")):
-                ctx.drop("error")
-            else:
-                ctx.quarantine(no, reason, _raw(obj), field=field)
-            continue
-        if rtype == "ping":
-            _ping(no, obj, head, ctx, batch)
-        else:
-            _traceroute(no, obj, head, ctx, batch, all_hops)
+        _one_record(no, obj, ctx, batch, all_hops)
         yield from batch.full_frames()
+    yield from batch.flush()
+
+
+# Fast path: an int timestamp below this many seconds (year 2255) times 1e6 is below 2**53, so the
+# reference's float arithmetic (round(ts * 1e6)) is exact and equals the integer product.
+_FAST_MAX_TS = 9_000_000_000
+_MAX_MSM = 2**63 - 1
+_INF = math.inf
+
+
+class ArrowLatencyBatch:
+    """Canonical latency rows buffered per *record* (timestamp, addresses, measurement, hop) with one RTT
+    per row, handed out as Arrow tables of at most ``batch_rows`` rows.
+
+    A ping result's three replies share everything but the RTT, so the per-row Python work is one float
+    append; the per-record columns are expanded with one ``take`` when a table is built. :meth:`add`
+    (one row, its own record) keeps the interface of :class:`LatencyBatch` for the reference handlers."""
+
+    def __init__(self, source: str, batch_rows: int) -> None:
+        self.source = source
+        self.batch_rows = max(1, int(batch_rows))
+        self._clear()
+
+    def _clear(self) -> None:
+        self.ts_us: list[int] = []
+        self.src: list[str] = []
+        self.dst: list[str] = []
+        self.measurement: list[str] = []
+        self.hop_ttl: list[int | None] = []
+        self.count: list[int] = []
+        self.rtt: list[float] = []
+
+    def __len__(self) -> int:
+        return len(self.rtt)
+
+    def add(
+        self, ts_us: int, src: str, dst: str, rtt_ms: float, measurement: str, hop_ttl: int | None = None
+    ) -> None:
+        """Append one row (as :meth:`LatencyBatch.add`)."""
+        self.ts_us.append(ts_us)
+        self.src.append(src)
+        self.dst.append(dst)
+        self.measurement.append(measurement)
+        self.hop_ttl.append(hop_ttl)
+        self.count.append(1)
+        self.rtt.append(rtt_ms)
+
+    def _table(self):
+        import pyarrow as pa
+
+        from .schema import KIND_KEY, LATENCY_SCHEMA, TS_TYPE
+
+        idx = pa.array(np.repeat(np.arange(len(self.count), dtype=np.int64), self.count))
+        n = len(self.rtt)
+        arrays = [
+            pa.array(np.asarray(self.ts_us, dtype=np.int64)).take(idx).cast(TS_TYPE),
+            pa.array(self.src, pa.string()).take(idx),
+            pa.array(self.dst, pa.string()).take(idx),
+            pa.array(np.asarray(self.rtt, dtype=np.float64)),
+            pa.array([self.source], pa.string()).take(pa.array(np.zeros(n, dtype=np.int64))),
+            pa.array(self.measurement, pa.string()).take(idx),
+            pa.array(self.hop_ttl, pa.int16()).take(idx),
+        ]
+        schema = LATENCY_SCHEMA.with_metadata({KIND_KEY: b"latency"})
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def full_frames(self):
+        """Yield every buffered row once at least ``batch_rows`` are buffered (else nothing)."""
+        if len(self) >= self.batch_rows:
+            yield from self.flush()
+
+    def flush(self):
+        """Yield every buffered row, in tables of at most ``batch_rows`` rows."""
+        if not len(self):
+            return
+        table = self._table()
+        self._clear()
+        for lo in range(0, table.num_rows, self.batch_rows):
+            yield table.slice(lo, self.batch_rows)
+
+
+def parse_atlas_fast(records: Iterator[tuple[int, dict]], ctx: ReadContext, *, all_hops: bool = False):
+    """The fast path of :func:`parse_atlas_records`: the same rows, drops and quarantine, as Arrow tables.
+
+    The common result (a ping with an int timestamp, msm_id, ``from`` and ``dst_addr`` that need no
+    cleaning, and every reply a finite non-negative float ``rtt``) is taken with a few type checks; any
+    other result goes through the reference handler, so the rules live in one place."""
+    batch = ArrowLatencyBatch(SOURCE, ctx.batch_rows)
+    ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
+        batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count, batch.rtt)
+    msm_text: dict[int, str] = {}
+    inputs = 0  # replies counted here and handed to ctx in one call per batch
+    for no, obj in records:
+        if obj.get("type") == "ping":
+            res = obj.get("result")
+            ts = obj.get("timestamp")
+            msm = obj.get("msm_id")
+            src = obj.get("from")
+            dst = obj.get("dst_addr")
+            if (type(res) is list and res and type(ts) is int and 0 <= ts < _FAST_MAX_TS
+                    and type(msm) is int and 0 <= msm <= _MAX_MSM and type(src) is str and type(dst) is str
+                    and src and dst and src.strip() == src and dst.strip() == dst):
+                k = len(rtt_l)
+                for slot in res:
+                    if type(slot) is dict and "late" not in slot:
+                        r = slot.get("rtt")
+                        if type(r) is float and 0.0 <= r < _INF:  # NaN fails both comparisons
+                            rtt_l.append(r)
+                            continue
+                    del rtt_l[k:]  # not the common shape: undo, the reference handler decides
+                    break
+                else:
+                    m = msm_text.get(msm)
+                    if m is None:
+                        if len(msm_text) > 100_000:
+                            msm_text.clear()
+                        m = msm_text[msm] = str(msm)
+                    ts_l.append(ts * 1_000_000)
+                    src_l.append(src)
+                    dst_l.append(dst)
+                    msm_l.append(m)
+                    hop_l.append(None)
+                    count_l.append(len(res))
+                    inputs += len(res)
+                    if len(rtt_l) >= batch.batch_rows:
+                        ctx.count_input(inputs)
+                        inputs = 0
+                        yield from batch.flush()
+                        ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
+                            batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count,
+                            batch.rtt)
+                    continue
+        _one_record(no, obj, ctx, batch, all_hops)
+        if len(rtt_l) >= batch.batch_rows:
+            ctx.count_input(inputs)
+            inputs = 0
+            yield from batch.flush()
+            ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
+                batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count, batch.rtt)
+    ctx.count_input(inputs)
     yield from batch.flush()
 
 
@@ -342,15 +488,47 @@ def _raw(obj: dict) -> str:
     return repr(obj)[:500]
 
 
+def arrow_to_frame(table) -> pd.DataFrame:
+    """A canonical latency Arrow table as the frame :class:`LatencyBatch` builds (same dtypes), for
+    callers of a reader that want pandas frames."""
+    def text(name):
+        return pd.array(table[name].to_numpy(zero_copy_only=False), dtype="string")
+
+    return pd.DataFrame({
+        "timestamp": pd.to_datetime(table["timestamp"].cast("int64").to_numpy(), unit="us", utc=True),
+        "src": text("src"),
+        "dst": text("dst"),
+        "rtt_ms": table["rtt_ms"].to_numpy(),
+        "source": text("source"),
+        "measurement": text("measurement"),
+        "hop_ttl": pd.array(table["hop_ttl"].to_pandas(), dtype="Int16"),
+    })
+
+
 @register("atlas", "latency")
 def read_atlas(
-    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, **options: Any
+    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, engine: str = "fast", arrow: bool = False,
+    **options: Any,
 ) -> Iterator[pd.DataFrame]:
     """Read RIPE Atlas ping/traceroute results from ``path`` (JSON lines or array; plain, gz or bz2).
 
     ``all_hops=True`` emits every traceroute hop reply with ``hop_ttl`` instead of only the destination's
-    replies at the last hop. Other ``options`` (meant for other readers) are ignored. See the module
-    docstring for what one record is and how it is accounted.
+    replies at the last hop. ``engine="fast"`` (default) decodes with orjson and yields Arrow tables;
+    ``engine="reference"`` is the original ``json`` + pandas path, kept as the yardstick (both give the
+    same rows, drops and quarantine). The fast path yields canonical Arrow tables when ``arrow=True`` (the
+    ingest driver asks for them), else the same frames as the reference. Other ``options`` (meant for
+    other readers) are ignored. See the module docstring for what one record is and how it is accounted.
     """
-    records = readable_records(iter_json_records(path, ctx), path)
-    yield from parse_atlas_records(records, ctx, all_hops=all_hops)
+    if engine == "reference":
+        records = readable_records(iter_json_records(path, ctx), path)
+        yield from parse_atlas_records(records, ctx, all_hops=all_hops)
+        return
+    if engine != "fast":
+        raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
+    records = readable_records(iter_json_records(path, ctx, fast=True), path)
+    for table in parse_atlas_fast(records, ctx, all_hops=all_hops):
+        yield table if arrow else arrow_to_frame(table)
+
+
+#: The ingest driver passes ``arrow=True`` to readers that say they accept it.
+read_atlas.accepts_arrow = True

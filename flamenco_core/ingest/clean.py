@@ -40,3 +40,33 @@ def dedupe_and_sort(df: pd.DataFrame, ignore: tuple[str, ...] = ()) -> tuple[pd.
     dup = df.duplicated(subset=cols, keep="first")
     out = df.loc[~dup.to_numpy()].sort_values("timestamp", kind="stable").reset_index(drop=True)
     return out, int(dup.sum()), dup
+
+
+def drop_invalid_arrow(table):
+    """:func:`drop_invalid` for a canonical Arrow table (same rules and reasons, no pandas round trip).
+
+    Returns ``(table, Counter)``; the table is returned as is when no row is invalid (the common case
+    costs one null count and one NaN/inf scan per column)."""
+    import pyarrow as pa
+
+    counts: Counter = Counter()
+    n = table.num_rows
+    nan_mask = np.zeros(n, dtype=bool)
+    inf_mask = np.zeros(n, dtype=bool)
+    for name in table.column_names:
+        if name in NULLABLE:
+            continue
+        col = table[name]
+        if col.null_count:
+            nan_mask |= col.is_null().to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(col.type):
+            vals = col.to_numpy()
+            nan_mask |= np.isnan(vals)
+            inf_mask |= np.isinf(vals)
+    inf_mask &= ~nan_mask
+    counts["nan"] = int(nan_mask.sum())
+    counts["inf"] = int(inf_mask.sum())
+    bad = nan_mask | inf_mask
+    if bad.any():
+        table = table.filter(pa.array(~bad))
+    return table, +counts

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -31,9 +32,12 @@ import pyarrow.parquet as pq
 from flamenco_core.errors import UsageError
 from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError, ReadContext
-from flamenco_core.ingest.clean import dedupe_and_sort, drop_invalid
+from flamenco_core.ingest.clean import drop_invalid, drop_invalid_arrow
+from flamenco_core.ingest.merge import FILE_COL, SEQ_COL, dedupe_sort_parts
 from flamenco_core.ingest.schema import (
+    DISPLAY_NAMES_KEY,
     FLOW_KEY_COLUMNS,
+    KIND_KEY,
     LATENCY_COLUMNS,
     display_names,
     to_flows_table,
@@ -45,8 +49,6 @@ DATA_FILE = "data.parquet"
 QUARANTINE_FILE = "quarantine.jsonl"
 REPORT_FILE = "ingest_report.json"
 
-# Internal column that tracks which input file a row came from until duplicates are attributed.
-_FILE_COL = "__file_idx"
 
 
 @dataclass
@@ -151,10 +153,11 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _kind_of(fmt: str, frame: pd.DataFrame) -> str:
+def _kind_of(fmt: str, frame: pd.DataFrame | pa.Table) -> str:
     kind = base.KINDS[fmt]
     if kind == "auto":
-        return "latency" if "rtt_ms" in frame.columns else "flows"
+        names = frame.column_names if isinstance(frame, pa.Table) else frame.columns
+        return "latency" if "rtt_ms" in names else "flows"
     return kind
 
 
@@ -170,8 +173,10 @@ def ingest(
     """Read ``paths`` with the ``fmt`` reader, clean, and write the canonical table to ``out_dir``.
 
     Parsing streams in record batches written to a temporary Parquet file; the final de-duplication and
-    time sort then read the (compact) canonical table once. ``on_batch(file, rows)`` is called after each
-    batch, for progress bars. ``out_dir`` is locked for the call and the outputs are replaced together,
+    time sort then run out of core, one time bucket at a time (:mod:`~flamenco_core.ingest.merge`), so
+    memory stays bounded whatever the input's size. ``options["engine"]`` picks the readers' parse path
+    (``"fast"``, the default, or ``"reference"``, the original record-at-a-time path; both give the same
+    tables). ``on_batch(file, rows)`` is called after each batch, for progress bars. ``out_dir`` is locked for the call and the outputs are replaced together,
     the report last (module docstring).
 
     Raises :class:`IngestError` when a file cannot be read at all, or when the readers' accounting does
@@ -219,6 +224,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     writer: pq.ParquetWriter | None = None
     schema: pa.Schema | None = None
     template: pd.DataFrame | None = None
+    seq = 0  # position of the next row in the whole ingest: "first" for de-duplication, sort tie-break
 
     # A hidden scratch folder beside the outputs (same file system, so nothing is copied at the end);
     # a killed run's copy is swept by the next run that locks the folder.
@@ -231,31 +237,43 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                 ctx = ReadContext(str(path), batch_rows=batch_rows)
                 fr = FileReport(file=str(path), sha256=file_sha256(path))
                 dropped: Counter = Counter()
-                for frame in reader(path, ctx, **options):
-                    if frame.empty:
+                arrow = {"arrow": True} if getattr(reader, "accepts_arrow", False) else {}
+                for frame in reader(path, ctx, **options, **arrow):
+                    n_in = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+                    if not n_in:
                         continue
-                    ctx.produced += len(frame)
+                    ctx.produced += n_in
                     this_kind = _kind_of(fmt, frame)
                     if kind is None:
                         kind = this_kind
                     elif this_kind != kind:
                         raise IngestError(f"{path}: {this_kind} data cannot be mixed with {kind} data in one ingest")
-                    frame, reasons = drop_invalid(frame)
+                    if isinstance(frame, pa.Table):
+                        # the fast readers hand over canonical Arrow tables: no pandas round trip
+                        table, reasons = drop_invalid_arrow(frame)
+                    else:
+                        frame, reasons = drop_invalid(frame)
+                        table = None if frame.empty else (
+                            to_latency_table(frame) if kind == "latency" else to_flows_table(frame))
                     dropped.update(reasons)
-                    if frame.empty:
+                    del frame
+                    if table is None or not table.num_rows:
                         continue
-                    table = to_latency_table(frame) if kind == "latency" else to_flows_table(frame)
-                    table = table.append_column(_FILE_COL, pa.array([idx] * table.num_rows, pa.int32()))
+                    n = table.num_rows
+                    table = table.append_column(SEQ_COL, pa.array(np.arange(seq, seq + n, dtype=np.int64)))
+                    table = table.append_column(FILE_COL, pa.array(np.full(n, idx, dtype=np.int32)))
+                    seq += n
                     if writer is None:
                         schema = table.schema
-                        writer = pq.ParquetWriter(tmp_path, schema)
+                        dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+                        writer = pq.ParquetWriter(tmp_path, schema, use_dictionary=dict_cols or False)
                     elif table.schema.names != schema.names:
                         raise IngestError(
                             f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
                         )
                     writer.write_table(table.cast(schema))
                     if on_batch:
-                        on_batch(str(path), len(frame))
+                        on_batch(str(path), n)
                 if not ctx.balanced():
                     raise IngestError(
                         f"{path}: reader accounting does not balance: {ctx.input_records} input records, "
@@ -276,24 +294,24 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
             if writer is not None:
                 writer.close()
                 writer = None
-                df = pq.read_table(tmp_path).to_pandas()
-                file_idx = df[_FILE_COL].to_numpy()
-                df, _, dup = dedupe_and_sort(df, ignore=(_FILE_COL,))
-                if dup.any():
-                    per_file = pd.Series(file_idx[dup.to_numpy()]).value_counts()
-                    for idx, n in per_file.items():
-                        fr = file_reports[int(idx)]
-                        fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + int(n)
-                        fr.rows -= int(n)
-                df = df.drop(columns=[_FILE_COL])
-                table = to_latency_table(df) if kind == "latency" else to_flows_table(df, names)
-                del df
+                out_schema = pa.schema([f for f in schema if f.name not in (SEQ_COL, FILE_COL)])
+                meta = {KIND_KEY: kind.encode()}
+                if kind == "flows":
+                    meta[DISPLAY_NAMES_KEY] = json.dumps(names).encode()
+                out_schema = out_schema.with_metadata(meta)
+                dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch)
+                for idx, n in dups.items():
+                    fr = file_reports[idx]
+                    fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + n
+                    fr.rows -= n
+                table = None
             else:
                 if kind is None:
                     kind = _kind_of(fmt, template) if template is not None else (
                         "latency" if base.KINDS[fmt] == "auto" else base.KINDS[fmt])
                 table = _empty_table(kind, template, names)
-            pq.write_table(table, outputs.path(DATA_FILE))
+            if table is not None:
+                pq.write_table(table, outputs.path(DATA_FILE))
             del table
 
             qpath = out / QUARANTINE_FILE

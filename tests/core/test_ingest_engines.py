@@ -1,0 +1,162 @@
+"""The fast ingest path (orjson / pyarrow CSV readers, out-of-core de-duplication and sort) against the
+reference path it replaces: identical tables, reports and quarantine on every sample file and on
+inputs made to hit every fallback (malformed lines and values, quotes, CRLF, blank lines, block cuts)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flamenco_core.ingest import cicflowmeter, merge
+from flamenco_core.ingest.clean import dedupe_and_sort
+from flamenco_core.ingest.pipeline import ingest
+
+SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "samples"
+
+
+def _run(paths, fmt, out: Path, engine: str, **kw):
+    report = ingest(paths, fmt, out, options={"engine": engine, **kw.pop("options", {})}, **kw)
+    d = report.to_dict()
+    for k in ("data_path", "quarantine_path"):
+        d.pop(k)
+    return pq.read_table(out / "data.parquet"), (out / "quarantine.jsonl").read_text(), d
+
+
+def _assert_same(paths, fmt, tmp_path, **kw):
+    fast = _run(paths, fmt, tmp_path / "fast", "fast", **dict(kw))
+    ref = _run(paths, fmt, tmp_path / "ref", "reference", **dict(kw))
+    assert fast[0].schema.equals(ref[0].schema, check_metadata=True)
+    assert fast[0].equals(ref[0]), "tables differ"
+    assert fast[1] == ref[1], "quarantine differs"
+    assert fast[2] == ref[2], "report differs"
+    return fast
+
+
+def _sample_files(folder):
+    files = sorted((SAMPLES / folder).glob("*"))
+    if not files:
+        pytest.skip(f"no sample files in {SAMPLES / folder}")
+    return files
+
+
+@pytest.mark.parametrize("path", _sample_files("ripe_atlas") if (SAMPLES / "ripe_atlas").is_dir() else [],
+                         ids=lambda p: p.name)
+@pytest.mark.parametrize("all_hops", [False, True])
+def test_atlas_fast_equals_reference_on_each_sample(path, all_hops, tmp_path):
+    _assert_same([path], "atlas", tmp_path, options={"all_hops": all_hops})
+
+
+@pytest.mark.parametrize("path", _sample_files("cicddos2019") if (SAMPLES / "cicddos2019").is_dir() else [],
+                         ids=lambda p: p.name)
+def test_cicflowmeter_fast_equals_reference_on_each_sample(path, tmp_path):
+    _assert_same([path], "cicflowmeter", tmp_path)
+
+
+def test_all_samples_together_including_cross_file_duplicates(tmp_path):
+    atlas = _sample_files("ripe_atlas")
+    _assert_same(atlas + atlas[:1], "atlas", tmp_path / "a")  # the repeated file is all duplicates
+    cic = _sample_files("cicddos2019")
+    _assert_same(cic + cic[:1], "cicflowmeter", tmp_path / "c", batch_rows=100)
+
+
+def test_atlas_odd_lines_take_the_reference_rules(tmp_path):
+    good = {"type": "ping", "timestamp": 1600000000, "msm_id": 7, "from": "10.0.0.1", "dst_addr": "10.0.0.2",
+            "result": [{"rtt": 1.5}, {"rtt": 2.5}]}
+    lines = [
+        json.dumps(good),
+        json.dumps({**good, "result": [{"rtt": 1}, {"x": "*"}, {"error": "e"}, {"late": 1, "rtt": 3.0}]}),
+        json.dumps({**good, "timestamp": 1600000000.25, "from": " 10.0.0.9 "}),
+        json.dumps({**good, "result": [{"rtt": -1.0}, {"rtt": "2.0"}, {}]}),
+        '{"type": "ping", "rtt": NaN}',
+        "[1, 2]",
+        "",
+        "   ",
+        "not json",
+        json.dumps({**good, "msm_id": 2**70}),
+        json.dumps({**good, "from": ""}),
+        json.dumps(good),  # a duplicate of the first: dropped as duplicate
+        '{"type": "ping", "timestamp": 1, "msm_id": 1, "from": "a", "dst_addr": "b", "result": [{"rtt": 1e400}]}',
+        json.dumps({**good, "type": "dns"}),
+    ]
+    plain = tmp_path / "a.jsonl"
+    plain.write_text("\n".join(lines))  # no final newline: the last line still counts
+    packed = tmp_path / "a.jsonl.gz"
+    packed.write_bytes(gzip.compress(("\r\n".join(lines) + "\r\n").encode()))
+    for p in (plain, packed):
+        fast = _assert_same([p], "atlas", tmp_path / ("out_" + p.name), batch_rows=2)
+        assert fast[2]["quarantined"] > 3 and fast[2]["dropped"]["duplicate"] >= 2
+
+
+def _cic_text(n: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    head = ("Unnamed: 0,Flow ID, Source IP, Source Port, Destination IP, Destination Port, Protocol, Timestamp,"
+            " Flow Duration, Flow Bytes/s, Total Fwd Packets, Label")
+    lines = [head]
+    for i in range(n):
+        ts = f"2018-12-01 09:{i // 60 % 60:02d}:{i % 60:02d}.{i:06d}"
+        lines.append(f"{i},x,172.16.0.{i % 7},{1000 + i % 50},192.168.50.1,80,{6 if i % 3 else 17},{ts},"
+                     f"{rng.integers(0, 10**6)},{rng.random() * 1e4:.6f},{rng.integers(1, 9)},BENIGN")
+    return lines
+
+
+def test_cicflowmeter_fallbacks_and_block_cuts(tmp_path, monkeypatch):
+    lines = _cic_text(400, 0)
+    lines[10] = lines[10].rsplit(",", 3)[0]  # too few fields
+    lines[50] = lines[50].replace(",80,", ",eighty,")  # text where a port belongs
+    lines[90] = lines[90].replace("BENIGN", '"BEN,IGN"')  # a quoted field: csv-module rules
+    lines[130] = ""  # blank lines are no records
+    lines[131] = "   "
+    lines[170] = lines[170].replace(",80,", ",70000,")  # port out of range
+    lines[210] = lines[210].replace(",BENIGN", ",Infinity,BENIGN").replace(",BENIGN", "")  # shifted fields
+    lines[250] = lines[250].replace("2018-12-01", "yesterday")  # unparsable timestamp
+    lines[290] = lines[291]  # an exact duplicate row
+    lines[300] = lines[300].replace(",BENIGN", ",NaN,BENIGN").rsplit(",", 3)[0] + ",NaN,1,BENIGN"
+    lines[330] = lines[330].replace("192.168.50.1", "192.168.50.1\r")  # a lone CR splits a line
+    path = tmp_path / "flows.csv"
+    path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
+    # small byte blocks and reference blocks: cuts fall inside and between reference blocks
+    monkeypatch.setattr(cicflowmeter, "FAST_BLOCK_BYTES", 3000)
+    fast = _assert_same([path], "cicflowmeter", tmp_path / "small", batch_rows=64)
+    assert fast[2]["quarantined"] >= 5 and fast[2]["dropped"].get("duplicate") == 1
+    monkeypatch.setattr(cicflowmeter, "FAST_BLOCK_BYTES", 1 << 20)
+    _assert_same([path], "cicflowmeter", tmp_path / "big")
+
+
+def _parts(tmp_path, frame: pd.DataFrame, row_group: int) -> Path:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    n = table.num_rows
+    table = table.append_column(merge.SEQ_COL, pa.array(np.arange(n, dtype=np.int64)))
+    table = table.append_column(merge.FILE_COL, pa.array((np.arange(n) * 3 // n).astype(np.int32)))
+    path = tmp_path / "parts.parquet"
+    pq.write_table(table, path, row_group_size=row_group)
+    return path
+
+
+@pytest.mark.parametrize("bucket_rows", [1, 7, 50, 10_000])
+def test_out_of_core_dedupe_sort_equals_in_memory_reference(tmp_path, bucket_rows):
+    rng = np.random.default_rng(3)
+    n = 600
+    frame = pd.DataFrame({
+        "timestamp": pd.to_datetime(rng.integers(0, 40, n) * 1_000_000, unit="us", utc=True).astype("datetime64[us, UTC]"),
+        "src": rng.choice(["a", "b"], n),
+        "dst": rng.choice(["c", "d"], n),
+        "rtt_ms": rng.choice([0.0, -0.0, 1.5, 2.5], n),  # -0.0 and 0.0 are one value, as in pandas
+        "hop_ttl": pd.array(rng.choice([1, 2, None], n), dtype="Int16"),
+    })
+    parts = _parts(tmp_path, frame, row_group=37)
+    out = tmp_path / "out.parquet"
+    schema = pa.Table.from_pandas(frame, preserve_index=False).schema.remove_metadata()
+    dups = merge.dedupe_sort_parts(parts, out, schema, tmp_path, bucket_rows=bucket_rows)
+    want, n_dup, mask = dedupe_and_sort(frame)
+    got = pq.read_table(out).to_pandas()
+    pd.testing.assert_frame_equal(got, want.astype(got.dtypes.to_dict()), check_exact=True)
+    file_idx = (np.arange(n) * 3 // n)[mask.to_numpy()]
+    assert dict(dups) == {int(k): int(v) for k, v in zip(*np.unique(file_idx, return_counts=True))}
+    assert sum(dups.values()) == n_dup > 0
