@@ -34,7 +34,8 @@ from typing import Any, NamedTuple, Optional, Sequence
 import numpy as np
 import pandas as pd
 
-ABSTAIN = -1
+from flamenco_core.labeling.constants import ABSTAIN
+
 TIE_BREAK_POLICIES = ("abstain", "random")
 # Snorkel's probs_to_preds: probabilities closer than this to the row maximum are tied.
 TIE_TOL = 1e-5
@@ -389,7 +390,8 @@ class SnorkelLabelModel(LabelModelBase):
         logits = np.empty((L.shape[0], k), dtype=np.float64)
         logits[:] = np.log(np.asarray(model.p, dtype=np.float64))
         for j in range(L.shape[1]):
-            votes = L[:, j]
+            # int64: with int8 votes, j*k + vote overflows once m*k passes 127 (18 LFs x 10 classes)
+            votes = L[:, j].astype(np.int64)
             voted = votes != ABSTAIN
             rows = log_mu[j * k + np.where(voted, votes, 0)]
             logits += np.where(voted[:, None], rows, 0.0)
