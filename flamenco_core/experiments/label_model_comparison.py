@@ -345,7 +345,7 @@ def compare(
         notes.append("end_classifier: no label model could be fitted")
 
     table = pd.DataFrame.from_dict(rows, orient="index")
-    table.index.name = "model"
+    table.index.name = "model_key"
     return Comparison(prep, table, fit_records, predictions, best, covered, notes)
 
 
