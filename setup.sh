@@ -7,6 +7,9 @@ cd "$(dirname "$0")"
 need=()
 command -v sc_warts2json >/dev/null 2>&1 || need+=(scamper)
 command -v dot >/dev/null 2>&1 || need+=(graphviz)
+# Debian's Chromium and its driver: the report pages are tested in a real headless browser (selenium).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null 2>&1 && SUDO="sudo"
   if command -v apt-get >/dev/null 2>&1; then

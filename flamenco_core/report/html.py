@@ -22,7 +22,7 @@ th,td{border:1px solid #dde2ea;padding:3px 8px;text-align:left;vertical-align:to
 th{background:#eef1f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr:nth-child(even) td{background:#fafbfc}dl{display:grid;grid-template-columns:max-content auto;gap:2px 14px;margin:4px 0}
 dt{color:#5a6478}dd{margin:0;word-break:break-all}code{font-size:12px;background:#eef1f6;padding:1px 4px;border-radius:3px}
-.grid{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;max-width:100%}
+.grid{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;max-width:100%}.grid figure{flex:0 1 620px}
 figure img{max-width:640px;width:100%;border:1px solid #dde2ea;background:#fff}
 figcaption{font-size:12px;color:#5a6478;max-width:640px;word-break:break-all}
 .badge{display:inline-block;padding:1px 8px;border-radius:10px;font-size:12px;margin:2px 4px 2px 0;background:#eef1f6}
@@ -68,17 +68,26 @@ def badge(text: Any, kind: Optional[str] = None) -> str:
     return f'<span class="badge {esc(kind or "")}">{esc(text)}</span>'
 
 
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and v != v)
+
+
 def table(rows: Iterable[Mapping[str, Any]], columns: Sequence[tuple[str, str]], *,
           links: Optional[Mapping[str, Path]] = None) -> str:
     """An HTML table of ``rows`` with ``columns`` as ``(key, heading)``; numbers right-aligned. ``links``
     maps a key to the folder its values are paths relative to (the cell becomes a link)."""
+    rows = list(rows)
     head = "".join(f"<th>{esc(h)}</th>" for _, h in columns)
+    # an empty cell of a text column is blank; of a numeric column, "n/a" (an undefined score)
+    numeric = {key for key, _ in columns if any(_is_number(r.get(key)) for r in rows)}
     body = []
     for r in rows:
         cells = []
         for key, _ in columns:
             v = r.get(key)
-            num = isinstance(v, (int, float)) and not isinstance(v, bool)
+            num = _is_number(v)
+            if not num and key not in numeric and (v is None or (isinstance(v, float) and v != v)):
+                v = ""
             text = link(v, links[key]) if links and key in links and v else esc(fmt(v))
             cells.append(f'<td class="num">{text}</td>' if num else f"<td>{text}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
