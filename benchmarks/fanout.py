@@ -205,7 +205,7 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("FLAMENCO_HOME", str(work / "home"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flamenco.env import setup_environment
+    from flamenco_core.env import setup_environment
 
     setup_environment()
     import yaml

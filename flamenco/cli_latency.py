@@ -37,7 +37,7 @@ def latency_cmd(
         if not p.is_file():
             typer.echo(f"error: {p}: no such file", err=True)
             raise typer.Exit(2)
-    from flamenco.env import quiet_prefect_console, setup_environment
+    from flamenco_core.env import quiet_prefect_console, setup_environment
 
     quiet_prefect_console()  # the summary or one error line says how the run went; --debug shows Prefect's log
     try:

@@ -35,13 +35,9 @@ def _load_pack(path: Path):
     from flamenco_core.labeling import LFPack, SpecError
 
     try:
-        if path.suffix.lower() == ".json":
-            return LFPack.from_json(path)
-        return LFPack.from_yaml(path)
+        return LFPack.load(path)
     except SpecError as exc:
-        msg = str(exc)
-        # file-level errors (size, YAML syntax) already start with the path
-        _fail(msg if msg.startswith(str(path)) else f"{path}: {msg}")
+        _fail(str(exc))
 
 
 def _findings_table(title: str, findings) -> Table:

@@ -64,14 +64,14 @@ def watch_dumps_cmd(
     OUT/watch_report.json with the files processed, skipped and failed. Exit code 1 when a dump failed."""
     import logging
 
-    from flamenco.env import setup_environment
+    from flamenco_core.env import setup_environment
 
     if pipeline not in ("auto", "latency", "ingest"):
         _fail(f"--pipeline {pipeline!r}: choose auto, latency or ingest")
     if not directory.is_dir():
         _fail(f"{directory}: no such folder")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    from flamenco.env import quiet_prefect_console
+    from flamenco_core.env import quiet_prefect_console
 
     quiet_prefect_console()  # failed dumps are listed in the table; --debug shows Prefect's log
     setup_environment()
@@ -367,7 +367,7 @@ def serve_cmd(
     """Start a real Prefect server, an MLflow server and a process worker on loopback (SQLite stores under
     FLAMENCO_HOME), create the flamenco-process work pool and deploy from prefect.yaml; print the UI URLs
     and run until Ctrl-C, then stop everything."""
-    from flamenco.env import setup_environment
+    from flamenco_core.env import setup_environment
 
     home = setup_environment()
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -469,7 +469,7 @@ def compare_cmd(
 ) -> None:
     """Compare LF combinations across the runs of an experiment (MLflow search_runs): print the table,
     export CSV and Markdown, and draw the metric per combination."""
-    from flamenco.env import setup_environment
+    from flamenco_core.env import setup_environment
 
     setup_environment()
     from tasks import tracking

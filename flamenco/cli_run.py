@@ -83,7 +83,7 @@ def flows_cmd(
 
     import os
 
-    from flamenco.env import quiet_prefect_console, setup_environment
+    from flamenco_core.env import quiet_prefect_console, setup_environment
 
     # task-level INFO lines drown the summary; every run is in the Prefect and MLflow stores
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

@@ -18,16 +18,11 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from flamenco_core.env import DEBUG_ENV, debug_enabled
 from flamenco_core.errors import EXIT_UNUSABLE, EXIT_USAGE, FlamencoError
 
-DEBUG_ENV = "FLAMENCO_DEBUG"
 DEBUG_FLAG = "--debug"
 EXIT_INTERRUPTED = 130
-
-
-def debug_enabled() -> bool:
-    """Whether tracebacks are wanted (``--debug`` or ``FLAMENCO_DEBUG=1``)."""
-    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _os_message(exc: OSError) -> str:

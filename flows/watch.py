@@ -17,8 +17,6 @@ dump, and ``watch_report.json``: ``processed`` and ``skipped`` (file names), ``f
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import json
 import re
 import time
@@ -37,13 +35,11 @@ _SAFE = re.compile(r"[^0-9A-Za-z._-]+")
 
 
 def pipeline_for_dumps(prefer: str = "auto") -> tuple[str, Callable]:
-    """``(name, flow)``: the latency flow when ``flows/latency.py`` exists (``prefer`` ``auto`` or
-    ``latency``), else the ingest flow. A latency module that exists but fails to import raises: a broken
-    pipeline must not silently turn into a different one."""
-    if prefer in ("auto", "latency") and importlib.util.find_spec("flows.latency") is not None:
-        return "latency", importlib.import_module("flows.latency").latency_flow
-    if prefer == "latency":
-        raise ModuleNotFoundError("flows/latency.py is not there: the latency pipeline is not available")
+    """``(name, flow)``: the latency flow (``prefer`` ``auto`` or ``latency``), else the ingest flow."""
+    if prefer in ("auto", "latency"):
+        from flows.latency import latency_flow
+
+        return "latency", latency_flow
     from flows.ingest import ingest_flow
 
     return "ingest", ingest_flow

@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence
 
 from prefect.cache_policies import INPUTS, TASK_SOURCE, CachePolicy
 
-from flamenco.env import home
+from flamenco_core.env import home
 from flamenco_core.ingest.manifest import content_hash
 
 

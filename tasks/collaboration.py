@@ -18,8 +18,7 @@ def load_pack(path: str):
     """An LF pack from YAML or JSON (``SpecError`` names the file on a bad pack)."""
     from flamenco_core.labeling.spec import LFPack
 
-    p = Path(path)
-    return LFPack.from_json(p) if p.suffix.lower() == ".json" else LFPack.from_yaml(p)
+    return LFPack.load(path)
 
 
 def read_frame(path: str, columns: Optional[set] = None):

@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from flamenco.env import setup_environment
+from flamenco_core.env import setup_environment
 
 log_ = logging.getLogger(__name__)
 
@@ -224,12 +224,6 @@ def find_runs(experiment: str, key: str, experiment_id: str | None = None) -> li
         experiment_id = exp.experiment_id
     runs = c.search_runs([experiment_id], filter_string=f"tags.`{RUN_KEY_TAG}` = '{key}'", max_results=50)
     return sorted(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id))
-
-
-def find_run(experiment: str, key: str) -> str | None:
-    """The id of the run with identity ``key`` in ``experiment``, or ``None``."""
-    runs = find_runs(experiment, key)
-    return runs[0].info.run_id if runs else None
 
 
 # ---------------------------------------------------------------------------------------------- logging

@@ -24,7 +24,6 @@ from flamenco_core.explain import (
     build_tree,
     combination_decision,
     compare_modes,
-    feature_importance,
     lf_decision,
     prediction_difference,
     render_dot,
@@ -35,6 +34,7 @@ from flamenco_core.explain import (
 )
 from flamenco_core.labeling import ABSTAIN, LFPack, apply_lfs, compute_stats
 from flamenco_core.labeling.analysis import combination_f1
+from flamenco_core.preprocess.feature_selection import feature_importance
 
 ROOT = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI") == "true"
@@ -343,8 +343,9 @@ def test_stump_tree_for_a_latency_pair():
 def test_feature_importance_ranks_the_informative_feature_first():
     df = flows(300, seed=1)
     y = (df["src_port"] > 10000).astype(int).to_numpy()
-    for method in ("forest", "permutation"):
-        imp = feature_importance(df, ["src_port", "packets", "average_packet_size"], y, seed=0, method=method)
+    for method in ("impurity", "permutation"):
+        table = feature_importance(df, y, ["src_port", "packets", "average_packet_size"], methods=(method,), seed=0)
+        imp = table[method].to_dict()
         assert max(imp, key=imp.get) == "src_port"
     tree = build_tree(CIC, None, imp, mode="paper")
     assert tree.nodes[tree.root].feature == "src_port"

@@ -276,12 +276,6 @@ class AutoLFResult:
     dropped_labeled: dict[str, int]
     labeled_index: Optional[pd.Index] = field(repr=False, default=None)
 
-    @property
-    def spec_groups(self) -> list[list[int]]:
-        """Per heuristic with specs, the pack column indices of its specs."""
-        pos = {n: i for i, n in enumerate(self.pack.lf_names)}
-        return [[pos[s] for s in h.specs] for h in self.heuristics if h.specs]
-
     def label_matrix(self, df: pd.DataFrame, stats: Any = None) -> np.ndarray:
         """The label model's input for ``df``: the pack applied (thresholds from ``df`` unless ``stats``),
         merged per heuristic when ``lm_columns == "heuristic"``, plus comparison-only heuristics."""

@@ -8,7 +8,7 @@ Public contract::
     steps, label, index = tree.path({"src_port": 8888, "average_packet_size": 80})
     tree.to_json("tree.json"); Tree.from_json("tree.json")   # what `flamenco explain --tree` loads
 
-Two modes (details in :mod:`flamenco_core.explain.tree`): ``"paper"``, the paper's importance-ordered
+Two modes (details in ``docs/explain.md``): ``"paper"``, the paper's importance-ordered
 first-match tree, which can disagree with the LFs where they conflict; and ``"faithful"``, whose
 predictions equal the combination's decision (majority vote of the voting LFs, ties and no vote
 inconclusive, as LF F1 defines it) on every row. **Reports use the faithful mode** (``REPORT_MODE``,
@@ -19,6 +19,7 @@ Matplotlib and Graphviz are not imported here: DOT is written as text and images
 binary (Debian package graphviz).
 """
 
+from .build import as_pack, build_tree, compare_modes, lf_decision, stump_tree
 from .render import condition_text, dot_binary, format_number, render_dot, render_image, render_png, render_text
 from .tree import (
     COMBINATION_DECISION,
@@ -30,16 +31,10 @@ from .tree import (
     PathStep,
     Tree,
     TreePath,
-    as_pack,
-    build_tree,
     combination_decision,
-    compare_modes,
-    feature_importance,
-    lf_decision,
-    prediction_difference,
-    stump_tree,
     tree_f1,
 )
+from flamenco_core.evaluation.metrics import prediction_difference
 
 __all__ = [
     "COMBINATION_DECISION",
@@ -57,7 +52,6 @@ __all__ = [
     "compare_modes",
     "condition_text",
     "dot_binary",
-    "feature_importance",
     "format_number",
     "lf_decision",
     "prediction_difference",

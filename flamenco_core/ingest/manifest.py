@@ -74,7 +74,7 @@ def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:
     return digest
 
 
-def _head(path: Path, n: int = _HEAD_BYTES) -> tuple[bytes, str | None]:
+def read_head(path: Path, n: int = _HEAD_BYTES) -> tuple[bytes, str | None]:
     """The first ``n`` decompressed bytes and the compression found by magic bytes (gzip, bzip2)."""
     with open(path, "rb") as fh:
         magic = fh.read(3)
@@ -124,7 +124,7 @@ def detect_format(path: str | Path) -> str | None:
     it is none of these. Compression (gzip, bzip2) is seen through; the file name is only a tie-breaker
     for JSON that carries neither signature."""
     p = Path(path)
-    head, _ = _head(p)
+    head, _ = read_head(p)
     if head[:2] == _WARTS_MAGIC:
         return "warts"
     obj = _first_json_object(head)

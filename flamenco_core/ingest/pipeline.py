@@ -133,12 +133,6 @@ def no_rows_message(report: dict, options: dict | None = None) -> str:
     return f"{head}: every record was dropped ({counts}); nothing left to use"
 
 
-def available_formats() -> list[str]:
-    """Names accepted by :func:`ingest` (importing the reader modules registers them)."""
-    _load_readers()
-    return sorted(base.READERS)
-
-
 def _load_readers() -> None:
     # Imported here, not at package import, so `flamenco --help` stays fast.
     from flamenco_core.ingest import atlas, cicflowmeter, nfdump, scamper, tabular  # noqa: F401

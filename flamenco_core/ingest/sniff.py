@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from flamenco_core.ingest.manifest import _head, detect_format
+from flamenco_core.ingest.manifest import read_head, detect_format
 from flamenco_core.ingest.schema import snake_case
 
 _PARQUET_MAGIC = b"PAR1"
@@ -29,7 +29,7 @@ def guess_format(path: str | Path) -> Optional[str]:
         found = detect_format(p)
         if found is not None:
             return found
-        head, _ = _head(p)
+        head, _ = read_head(p)
     except OSError:
         return None
     text = head.decode("utf-8", "replace")

@@ -211,7 +211,8 @@ def lf_summary(
 # F1
 
 
-def _f1_definition(k: int, classes, pos: int, neg: Optional[int], abstain: str, average: str) -> dict:
+def f1_definition(k: int, classes, pos: int, neg: Optional[int], abstain: str, average: str) -> dict:
+    """The choices behind an F1 figure (abstain policy, average, classes), recorded with it."""
     name = (lambda i: classes[i] if classes is not None else i)
     return {
         "abstain": abstain,
@@ -223,7 +224,8 @@ def _f1_definition(k: int, classes, pos: int, neg: Optional[int], abstain: str, 
     }
 
 
-def _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average):
+def resolve_f1_args(k, classes, pos_label, abstain, negative_label, average):
+    """Validate the F1 arguments; ``(positive index, negative index, average)``."""
     if abstain not in ABSTAIN_MODES:
         raise ValueError(f"abstain={abstain!r}; choose one of {', '.join(ABSTAIN_MODES)}")
     average = average or ("binary" if k == 2 else "macro")
@@ -301,10 +303,10 @@ def lf_f1(
     k = _cardinality(L, np.asarray(Y), classes)
     check_label_matrix(L, k)
     Y = _check_gold(Y, L.shape[0], k)
-    pos, neg, average = _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
+    pos, neg, average = resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
     out = _score(L, Y, k, pos, neg, abstain, average)
     out.index = names
-    out.attrs["f1_definition"] = _f1_definition(k, classes, pos, neg, abstain, average)
+    out.attrs["f1_definition"] = f1_definition(k, classes, pos, neg, abstain, average)
     out.attrs["classes"] = list(classes) if classes is not None else None
     return out
 
@@ -349,7 +351,7 @@ def combination_f1(
     k = _cardinality(L, np.asarray(Y), classes)
     check_label_matrix(L, k)
     Y = _check_gold(Y, L.shape[0], k)
-    pos, neg, average = _resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
+    pos, neg, average = resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
     col_sets = [_combo_columns(c, names) for c in combos]
     n = L.shape[0]
     P = np.empty((n, len(col_sets)), dtype=np.int64)
@@ -362,7 +364,7 @@ def combination_f1(
     out.insert(0, "LFs", [len(c) for c in col_sets])
     out.insert(2, "Ties", ties)
     out.index = [" + ".join(names[j] for j in cols) for cols in col_sets]
-    out.attrs["f1_definition"] = _f1_definition(k, classes, pos, neg, abstain, average)
+    out.attrs["f1_definition"] = f1_definition(k, classes, pos, neg, abstain, average)
     out.attrs["classes"] = list(classes) if classes is not None else None
     return out
 

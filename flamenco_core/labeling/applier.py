@@ -37,6 +37,7 @@ from .constants import ABSTAIN, LABEL_DTYPE
 from .expr import Expression, SpecError, parse_expression
 from .spec import LFPack
 from .stats import DataStatistics, MissingStatistic, Statistics, as_statistics, column_values, stats_of_values
+from flamenco_core.outputs import json_ready
 
 #: Rows per block: masks of this many rows stay in L2 cache, which beats whole-column numpy passes.
 DEFAULT_BLOCK_ROWS = 65_536
@@ -102,6 +103,7 @@ class ApplyMeta:
     votes: dict[str, int] = field(default_factory=dict)  # rows each LF voted on (not ABSTAIN)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data for the run log (undefined statistics, NaN, as ``null``)."""
         return {
             "pack": self.pack,
             "pack_version": self.pack_version,
@@ -109,21 +111,10 @@ class ApplyMeta:
             "lf_names": list(self.lf_names),
             "n_rows": self.n_rows,
             "stats_source": self.stats_source,
-            "stats": _json_floats(self.stats),
-            "thresholds": _json_floats(self.thresholds),
+            "stats": json_ready(self.stats),
+            "thresholds": json_ready(self.thresholds),
             "votes": dict(self.votes),
         }
-
-
-def _json_floats(obj: Any) -> Any:
-    # NaN/inf are not JSON; record them as strings so the run log stays valid JSON.
-    if isinstance(obj, dict):
-        return {k: _json_floats(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_floats(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    return obj
 
 
 # ---------------------------------------------------------------------------------------------- compiled packs
@@ -290,7 +281,7 @@ class CompiledPack:
                     x = block.get(c.feature)
                     if x is None:
                         x = block[c.feature] = columns[c.feature][start:stop]
-                    cm = cache[ck] = _condition_mask(x, c.op, t)
+                    cm = cache[ck] = condition_mask(x, c.op, t)
                 if mask is None:
                     mask = cm.copy() if len(lf.conds) > 1 else cm
                 else:
@@ -302,7 +293,8 @@ class CompiledPack:
         L[start:stop] = buf.T
 
 
-def _condition_mask(x: np.ndarray, op: str, t: Thresholds) -> np.ndarray:
+def condition_mask(x: np.ndarray, op: str, t: Thresholds) -> np.ndarray:
+    """Boolean mask of the rows of ``x`` that meet the condition ``op`` with resolved thresholds ``t``."""
     if op == "<=":
         return x <= t[0]
     if op == "<":

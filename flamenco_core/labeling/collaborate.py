@@ -1,47 +1,5 @@
-"""Code-to-data collaboration: run other groups' LF packs on local data and write a report that can be
-sent back to them, holding **only aggregates**.
-
-Groups share LF packs (code), never data. :func:`collaborate` audits every pack, applies each pack and
-their combination (the union of their LFs; duplicates by content are dropped and reported) to the
-local data, and writes ``report.json`` and ``report.md`` into ``out_dir``. Given labeled data (e.g. the
-local test split), it adds LF F1 per LF, per pack and for the combination, and the F1 of the labels the
-label model would produce.
-
-What the report holds, and why each item is safe to share:
-
-- pack names, versions, groups, content hashes, LF names/labels/hashes, class names: the packs' own
-  content, which the other groups already have;
-- row counts (local rows, labeled rows, labeled rows per class, rows dropped for lack of votes): an
-  exact count is an aggregate, so it is reported exactly;
-- coverage, overlap, conflict, polarity (per LF and per pack), correct/incorrect counts, empirical
-  accuracy, precision, recall, F1, the label model's name and fallback reason: aggregates.
-
-What it never holds:
-
-- **statistic values and resolved thresholds.** Thresholds are statistics of the local data (``p75``
-  of bytes, ``mean`` of packets ...); their values are exactly what the paper's rule forbids sharing:
-  a percentile or a maximum is (close to) a value of a local record and together they sketch the local
-  distribution. The report lists the statistics' *names* per feature (``{"bytes": ["p75"]}``) so the
-  other group knows what the rules were evaluated against, not the numbers.
-- rows, feature values, addresses, timestamps, file paths or file hashes (a path names a local file; a
-  content hash lets anyone holding a candidate file confirm it is ours).
-
-Caveat the row-count threshold addresses: an aggregate over very few rows describes those rows (one
-labeled row's Correct count is its label). :func:`collaborate` refuses data sets smaller than
-``min_rows`` (default 10), local or labeled.
-
-Caveat the window check addresses: an LF whose conditions on one feature leave a narrow window
-(``x > a AND x <= b``, ``between``, ``==``, ``in``) turns its coverage into an answer to "does a local row
-hold a value near here?". :func:`collaborate` resolves every LF's windows on the local data and refuses a
-pack where one, on a non-universal feature, is narrower than ``min_window_share`` (default 1%,
-:data:`DEFAULT_MIN_WINDOW_SHARE`) of that feature's spread: its interquartile range, or its range where
-the IQR is 0. ``==`` and ``in`` are windows of width 0. Allowing an LF's audit findings does not exempt
-it (a literal window is exactly such a probe); ``min_window_share=0`` switches the check off.
-
-Statistics for the labeled data are the **local data's** statistics: the labeled split is scored by the
-same rules (the same thresholds) that label the local data, as training-split statistics are used for
-the test split.
-"""
+"""Code-to-data collaboration: run other groups' LF packs on local data and write a report of aggregates
+only (what it holds and never holds, and the two refusals: ``docs/collaboration.md``)."""
 
 from __future__ import annotations
 
@@ -361,7 +319,7 @@ def collaborate(
     ``out_dir/report.md`` and returns the report as a dict.
     """
     from flamenco_core import __version__
-    from flamenco_core.labeling.analysis import _f1_definition, _resolve_f1_args
+    from flamenco_core.labeling.analysis import f1_definition, resolve_f1_args
     from flamenco_core.labeling.spec import combine_packs
 
     packs = list(packs)
@@ -378,7 +336,7 @@ def collaborate(
     check_windows(packs, df, min_window_share)
 
     classes = list(packs[0].classes)
-    pos_index, _, _ = _resolve_f1_args(len(classes), classes, pos_label, abstain, None, None)
+    pos_index, _, _ = resolve_f1_args(len(classes), classes, pos_label, abstain, None, None)
     pos_name = classes[pos_index]
     settings = {"label_model": label_model, "seed": int(seed), "abstain": abstain}
 
@@ -409,8 +367,8 @@ def collaborate(
     f1_def = None
     if labeled is not None:
         k = len(classes)
-        pos, neg, average = _resolve_f1_args(k, classes, pos_name, abstain, None, None)
-        f1_def = _f1_definition(k, classes, pos, neg, abstain, average)
+        pos, neg, average = resolve_f1_args(k, classes, pos_name, abstain, None, None)
+        f1_def = f1_definition(k, classes, pos, neg, abstain, average)
     report = {
         "report": REPORT_FORMAT,
         "format_version": REPORT_VERSION,

@@ -128,9 +128,6 @@ class LabelModelBase:
         """Hard labels (int64, -1 for unresolved ties) from :meth:`predict_proba`."""
         return preds_from_probs(self.predict_proba(L), tie_break_policy, seed=self.seed)
 
-    def fit_predict_proba(self, L: np.ndarray) -> np.ndarray:
-        return self.fit(L).predict_proba(L)
-
     def _check(self, L: np.ndarray, fitting: bool = False) -> np.ndarray:
         L = check_label_matrix(L, self.cardinality)
         if fitting:

@@ -304,6 +304,18 @@ class LFPack(BaseModel):
             raise _spec_error_from_validation(exc, data) from None
 
     @classmethod
+    def load(cls, path: Union[str, Path], limits: Optional[PackLimits] = DEFAULT_LIMITS) -> "LFPack":
+        """Load a pack file: JSON for a ``.json`` suffix, else YAML; a :class:`SpecError` starts with the path."""
+        path = Path(path)
+        try:
+            return cls.from_json(path, limits) if path.suffix.lower() == ".json" else cls.from_yaml(path, limits)
+        except SpecError as exc:
+            msg = str(exc)
+            if msg.startswith(str(path)):  # file-level errors (size, YAML syntax) already name it
+                raise
+            raise SpecError(f"{path}: {msg}") from None
+
+    @classmethod
     def from_yaml(cls, path: Union[str, Path], limits: Optional[PackLimits] = DEFAULT_LIMITS) -> "LFPack":
         """Load a pack from a YAML (or JSON: a subset of YAML) file, with ``yaml.safe_load`` only.
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 #: Rows below which the random forest is chosen by default.
 DEFAULT_SMALL_THRESHOLD = 1000
 
-_ALIASES = {
+#: Every accepted spelling of a model kind -> the kind (the one alias table of model configs).
+MODEL_ALIASES = {
     "auto": "auto",
     "lstm": "lstm",
     "random_forest": "random_forest",
@@ -47,9 +48,9 @@ def choose_model(n_rows: int, config=None) -> ModelChoice:
     threshold choose the random forest, otherwise the LSTM.
     """
     raw = _get(config, "model", "auto") or "auto"
-    model = _ALIASES.get(str(raw).lower())
+    model = MODEL_ALIASES.get(str(raw).lower())
     if model is None:
-        raise ValueError(f"model must be one of {sorted(_ALIASES)}, got {raw!r}")
+        raise ValueError(f"model must be one of {sorted(MODEL_ALIASES)}, got {raw!r}")
     threshold = int(_get(config, "small_threshold", DEFAULT_SMALL_THRESHOLD))
     if model != "auto":
         return ModelChoice(model, f"forced by config (model={raw})")
@@ -65,7 +66,7 @@ def build_model(kind: str | ModelChoice, params: Mapping | None = None, seed: in
     :class:`~flamenco_core.models.forest.TimeSeriesForest`; both take ``fit(X, y)`` with hard or
     probabilistic labels.
     """
-    k = kind.kind if isinstance(kind, ModelChoice) else _ALIASES.get(str(kind).lower())
+    k = kind.kind if isinstance(kind, ModelChoice) else MODEL_ALIASES.get(str(kind).lower())
     params = {"seed": seed, **dict(params or {})}
     if k == "lstm":
         from flamenco_core.models.lstm import LSTMClassifier

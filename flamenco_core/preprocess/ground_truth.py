@@ -60,7 +60,8 @@ class GroundTruth:
 # label column
 
 
-def _find_column(df: pd.DataFrame, name: str) -> str:
+def find_column(df: pd.DataFrame, name: str) -> str:
+    """The column of ``df`` named ``name``, ignoring case and surrounding spaces (``KeyError`` if none)."""
     if name in df.columns:
         return name
     # CIC CSVs write " Label" with a leading space
@@ -93,7 +94,7 @@ def labels_from_column(
     The report holds ``counts`` per class, ``raw_counts`` per raw label, ``defaulted`` (raw labels that
     took the default) and ``unlabeled``.
     """
-    col = _find_column(df, column)
+    col = find_column(df, column)
     classes = list(classes)
     mapping = dict(mapping) if mapping is not None else {b: classes[0] for b in CIC_BENIGN_LABELS}
     norm_map = {str(k).strip().lower(): v for k, v in mapping.items()}

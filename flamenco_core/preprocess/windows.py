@@ -62,7 +62,8 @@ def window_feature_names(window: int, feature: str = "rtt_ms", prefix: str | Non
     return [p + s for s in WINDOW_STATS]
 
 
-def _group_cols(df: pd.DataFrame, by) -> list[str]:
+def group_columns(df: pd.DataFrame, by) -> list[str]:
+    """The grouping columns ``by`` names: ``"auto"`` the default ones ``df`` has, ``None`` none."""
     if by == "auto":
         return [c for c in DEFAULT_GROUP_COLS if c in df.columns]
     if by is None:
@@ -70,7 +71,7 @@ def _group_cols(df: pd.DataFrame, by) -> list[str]:
     return [by] if isinstance(by, str) else list(by)
 
 
-def _ordered_positions(df: pd.DataFrame, groups: list[str], time_col: str | None):
+def ordered_positions(df: pd.DataFrame, groups: list[str], time_col: str | None):
     """Row positions of ``df`` sorted by (group, time), and the group code of each sorted row."""
     n = len(df)
     if groups:
@@ -193,8 +194,8 @@ def window_features(
         raise ValueError(f"min_periods must be in [1, window={window}], got {min_periods}")
     if feature not in df.columns:
         raise ValueError(f"window_features needs a {feature!r} column")
-    groups = _group_cols(df, by)
-    order, codes = _ordered_positions(df, groups, time_col)
+    groups = group_columns(df, by)
+    order, codes = ordered_positions(df, groups, time_col)
     x = pd.to_numeric(df[feature]).to_numpy(dtype="float64")[order]
     if not np.isfinite(x).all():
         # A NaN would silently poison w windows; cleaning should have removed it.
@@ -274,8 +275,8 @@ def tsfresh_features(
             raise ValueError(f"unknown fc_parameters {fc_parameters!r}; use {sorted(presets) + ['paper']} or a dict")
     else:
         fc = fc_parameters
-    groups = _group_cols(df, by)
-    order, codes = _ordered_positions(df, groups, time_col)
+    groups = group_columns(df, by)
+    order, codes = ordered_positions(df, groups, time_col)
     x = pd.to_numeric(df[feature]).to_numpy(dtype="float64")[order]
     # Integer positions as the sort column: tsfresh names each window after its last sort value, which
     # maps straight back to a row; timestamps could repeat.
@@ -308,3 +309,8 @@ def tsfresh_features(
     result = result.iloc[inverse]
     result.index = df.index
     return result
+
+
+# The old private names, for preprocess/baseline.py until it imports the public ones.
+_group_cols = group_columns
+_ordered_positions = ordered_positions

@@ -20,11 +20,7 @@ def load_packs(sources: Iterable[Union[str, Path, LFPack]]) -> list[LFPack]:
         if isinstance(s, LFPack):
             out.append(s)
             continue
-        path = Path(s)
-        try:
-            out.append(LFPack.from_json(path) if path.suffix.lower() == ".json" else LFPack.from_yaml(path))
-        except SpecError as exc:
-            raise SpecError(f"{path}: {exc}") from None
+        out.append(LFPack.load(s))
     if not out:
         raise SpecError("no LF packs given")
     return out

@@ -78,7 +78,9 @@ class ModelConfig(_Strict):
     @field_validator("kind", mode="before")
     @classmethod
     def _alias(cls, v: Any) -> Any:
-        return {"forest": "random_forest", "rf": "random_forest"}.get(str(v).lower(), v) if isinstance(v, str) else v
+        from flamenco_core.models.select import MODEL_ALIASES
+
+        return MODEL_ALIASES.get(v.lower(), v) if isinstance(v, str) else v
 
     def params(self) -> dict[str, Any]:
         """Constructor parameters of the chosen kind."""

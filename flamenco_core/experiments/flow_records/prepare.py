@@ -162,9 +162,9 @@ def _ground_truth(df: pd.DataFrame, gcfg: GroundTruthConfig, classes: list[str],
     source = df
     unknown: dict[str, int] = {}
     try:
-        from flamenco_core.preprocess.ground_truth import _find_column
+        from flamenco_core.preprocess.ground_truth import find_column
 
-        col = _find_column(df, gcfg.column)
+        col = find_column(df, gcfg.column)
     except KeyError:
         raise PreparationError(f"no ground truth: the data has no {gcfg.column!r} column and no alert windows were "
                                "given (--alerts)") from None

@@ -127,7 +127,8 @@ def score_lfs(st: Stage, rec: CombinationRecord) -> np.ndarray:
 def build_trees(st: Stage, rec: CombinationRecord) -> np.ndarray:
     """Both interpretability trees (faithful and the paper's), Tree F1 of each and their difference to the
     LFs on test; writes the trees. Returns the faithful tree's test predictions."""
-    from flamenco_core.explain.tree import compare_modes, tree_f1
+    from flamenco_core.explain.build import compare_modes
+    from flamenco_core.explain.tree import tree_f1
 
     prep, cfg, test = st.prep, st.cfg, st.prep.frames["test"]
     modes = compare_modes(prep.catalog.pack_of(list(st.combo.lfs)), test, stats=prep.stats,

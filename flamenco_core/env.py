@@ -11,7 +11,17 @@ import os
 from pathlib import Path
 
 
+#: ``--debug`` sets it; ``FLAMENCO_DEBUG=1`` keeps tracebacks and Prefect's console logs.
+DEBUG_ENV = "FLAMENCO_DEBUG"
+
+
+def debug_enabled() -> bool:
+    """Whether tracebacks are wanted (``--debug`` or ``FLAMENCO_DEBUG=1``)."""
+    return os.environ.get(DEBUG_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
 def home() -> Path:
+    """The project-local home (``FLAMENCO_HOME``, default ``./.flamenco``)."""
     return Path(os.environ.get("FLAMENCO_HOME", Path.cwd() / ".flamenco")).resolve()
 
 
@@ -37,8 +47,6 @@ def quiet_prefect_console() -> None:
     creation) off the console for a CLI run: the command prints the outcome itself, in one line when it
     failed, and every log still reaches Prefect's store. ``--debug`` (``FLAMENCO_DEBUG=1``) keeps them.
     Must run before Prefect and MLflow are imported; variables the user set win."""
-    from flamenco.errors import debug_enabled
-
     if not debug_enabled():
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
