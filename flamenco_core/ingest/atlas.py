@@ -39,7 +39,7 @@ from typing import Any, Iterator
 import numpy as np
 import pandas as pd
 
-from .base import IngestError, ReadContext, iter_json_records, register
+from .base import IngestError, ReadContext, iter_json_records, reference_object, register
 
 SOURCE = "atlas"
 
@@ -347,7 +347,8 @@ def parse_atlas_records(
 # reference's float arithmetic (round(ts * 1e6)) is exact and equals the integer product.
 _FAST_MAX_TS = 9_000_000_000
 _MAX_MSM = 2**63 - 1
-_INF = math.inf
+# msgspec turns a JSON integer RTT into a float; below 2**53 that float is exactly the reference's float(int).
+_FAST_MAX_RTT = 1e15
 
 
 class ArrowLatencyBatch:
@@ -421,64 +422,82 @@ class ArrowLatencyBatch:
             yield table.slice(lo, self.batch_rows)
 
 
-def parse_atlas_fast(records: Iterator[tuple[int, dict]], ctx: ReadContext, *, all_hops: bool = False):
+def _ping_struct():
+    """The msgspec type of the common ping result (built on first use: msgspec is imported lazily).
+
+    Only the fields the fast path reads are declared (others are skipped in C); a line with any of them
+    missing or of another JSON type fails to decode as this and takes the general path."""
+    global _PING
+    if _PING is None:
+        import msgspec
+
+        # defstruct, not class syntax: this module's postponed annotations would be strings naming locals
+        # A reply with an RTT and only the keys such replies carry; any other key ("x", "error", "late",
+        # ...) fails the whole line, which then takes the reference rules.
+        reply = msgspec.defstruct("Reply", [
+            ("rtt", float),  # a JSON int is taken as a float, as as_rtt does; inf is refused by msgspec
+            ("ttl", Any, msgspec.UNSET), ("dup", Any, msgspec.UNSET), ("src_addr", Any, msgspec.UNSET),
+        ], forbid_unknown_fields=True)
+        Ping = msgspec.defstruct("Ping", [
+            ("type", str), ("timestamp", int), ("msm_id", int), ("from_", str), ("dst_addr", str),
+            ("result", list[reply]),
+        ], rename={"from_": "from"})
+        _PING = Ping
+    return _PING
+
+
+_PING = None
+
+
+def parse_atlas_fast(records, ctx: ReadContext, *, all_hops: bool = False):
     """The fast path of :func:`parse_atlas_records`: the same rows, drops and quarantine, as Arrow tables.
 
-    The common result (a ping with an int timestamp, msm_id, ``from`` and ``dst_addr`` that need no
-    cleaning, and every reply a finite non-negative float ``rtt``) is taken with a few type checks; any
-    other result goes through the reference handler, so the rules live in one place."""
+    ``records`` are ``(record_no, obj, line)`` from :func:`~flamenco_core.ingest.base.iter_json_lines_fast`
+    with ``typed=`` :func:`_ping_struct`. The common result (a ping with an int timestamp and msm_id,
+    ``from`` and ``dst_addr`` that need no cleaning, every reply a non-negative ``rtt`` and nothing else)
+    arrives as that struct and is taken with a few checks. Any other result goes through the reference
+    handler, decoded again by ``json`` (the reference decoder) when it came as a struct, so the rules
+    live in one place."""
+    Ping = _ping_struct()
     batch = ArrowLatencyBatch(SOURCE, ctx.batch_rows)
-    ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
-        batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count, batch.rtt)
     msm_text: dict[int, str] = {}
-    inputs = 0  # replies counted here and handed to ctx in one call per batch
-    for no, obj in records:
-        if obj.get("type") == "ping":
-            res = obj.get("result")
-            ts = obj.get("timestamp")
-            msm = obj.get("msm_id")
-            src = obj.get("from")
-            dst = obj.get("dst_addr")
-            if (type(res) is list and res and type(ts) is int and 0 <= ts < _FAST_MAX_TS
-                    and type(msm) is int and 0 <= msm <= _MAX_MSM and type(src) is str and type(dst) is str
+    inputs = 0  # replies counted here and handed to ctx once per table
+    for no, obj, line in records:
+        if type(obj) is Ping:
+            res = obj.result
+            ts = obj.timestamp
+            msm = obj.msm_id
+            src = obj.from_
+            dst = obj.dst_addr
+            if (obj.type == "ping" and res and 0 <= ts < _FAST_MAX_TS and 0 <= msm <= _MAX_MSM
                     and src and dst and src.strip() == src and dst.strip() == dst):
-                k = len(rtt_l)
-                for slot in res:
-                    if type(slot) is dict and "late" not in slot:
-                        r = slot.get("rtt")
-                        if type(r) is float and 0.0 <= r < _INF:  # NaN fails both comparisons
-                            rtt_l.append(r)
-                            continue
-                    del rtt_l[k:]  # not the common shape: undo, the reference handler decides
-                    break
-                else:
+                rtts = [r.rtt for r in res]
+                # a negative RTT, or one too large to be sure it was written as a float: the reference
+                if min(rtts) >= 0.0 and max(rtts) < _FAST_MAX_RTT:
                     m = msm_text.get(msm)
                     if m is None:
                         if len(msm_text) > 100_000:
                             msm_text.clear()
                         m = msm_text[msm] = str(msm)
-                    ts_l.append(ts * 1_000_000)
-                    src_l.append(src)
-                    dst_l.append(dst)
-                    msm_l.append(m)
-                    hop_l.append(None)
-                    count_l.append(len(res))
-                    inputs += len(res)
-                    if len(rtt_l) >= batch.batch_rows:
+                    batch.ts_us.append(ts * 1_000_000)
+                    batch.src.append(src)
+                    batch.dst.append(dst)
+                    batch.measurement.append(m)
+                    batch.hop_ttl.append(None)
+                    batch.count.append(len(rtts))
+                    batch.rtt.extend(rtts)
+                    inputs += len(rtts)
+                    if len(batch.rtt) >= batch.batch_rows:
                         ctx.count_input(inputs)
                         inputs = 0
                         yield from batch.flush()
-                        ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
-                            batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count,
-                            batch.rtt)
                     continue
+            obj = reference_object(line)
         _one_record(no, obj, ctx, batch, all_hops)
-        if len(rtt_l) >= batch.batch_rows:
+        if len(batch.rtt) >= batch.batch_rows:
             ctx.count_input(inputs)
             inputs = 0
             yield from batch.flush()
-            ts_l, src_l, dst_l, msm_l, hop_l, count_l, rtt_l = (
-                batch.ts_us, batch.src, batch.dst, batch.measurement, batch.hop_ttl, batch.count, batch.rtt)
     ctx.count_input(inputs)
     yield from batch.flush()
 
@@ -513,7 +532,7 @@ def read_atlas(
     """Read RIPE Atlas ping/traceroute results from ``path`` (JSON lines or array; plain, gz or bz2).
 
     ``all_hops=True`` emits every traceroute hop reply with ``hop_ttl`` instead of only the destination's
-    replies at the last hop. ``engine="fast"`` (default) decodes with orjson and yields Arrow tables;
+    replies at the last hop. ``engine="fast"`` (default) decodes with msgspec and yields Arrow tables;
     ``engine="reference"`` is the original ``json`` + pandas path, kept as the yardstick (both give the
     same rows, drops and quarantine). The fast path yields canonical Arrow tables when ``arrow=True`` (the
     ingest driver asks for them), else the same frames as the reference. Other ``options`` (meant for
@@ -525,7 +544,7 @@ def read_atlas(
         return
     if engine != "fast":
         raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
-    records = readable_records(iter_json_records(path, ctx, fast=True), path)
+    records = readable_records(iter_json_records(path, ctx, fast=True, typed=_ping_struct()), path)
     for table in parse_atlas_fast(records, ctx, all_hops=all_hops):
         yield table if arrow else arrow_to_frame(table)
 

@@ -15,7 +15,7 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
 
@@ -107,12 +107,13 @@ def open_maybe_compressed(path: str | Path) -> io.BufferedIOBase:
     return open(p, "rb")
 
 
-def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False) -> Iterator[tuple[int, dict]]:
+def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False, typed=None) -> Iterator[tuple[int, dict]]:
     """Yield ``(record_no, obj)`` from a JSON-lines file or a JSON array, compressed or not.
 
     A line that is not valid JSON (or not an object) is quarantined as one input record. A JSON array is
     detected by its first non-blank byte; its elements are numbered from 1. ``fast=True`` reads JSON lines
-    with :func:`iter_json_lines_fast` (same records and quarantine).
+    with :func:`iter_json_lines_fast` (``typed``: its msgspec struct type) and yields ``(record_no, obj,
+    line)``; ``line`` is None for an array element (decoded by ``json`` already).
     """
     with open_maybe_compressed(path) as fh:
         head = fh.peek(64)[:64] if hasattr(fh, "peek") else b""
@@ -126,13 +127,16 @@ def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False)
             if isinstance(data, list):
                 for i, obj in enumerate(data, 1):
                     if isinstance(obj, dict):
-                        yield i, obj
+                        yield (i, obj, None) if fast else (i, obj)
                     else:
                         ctx.count_input()
                         ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
                 return
     with open_maybe_compressed(path) as fh:
-        yield from (iter_json_lines_fast if fast else iter_json_lines)(fh, ctx)
+        if fast:
+            yield from iter_json_lines_fast(fh, ctx, typed)
+        else:
+            yield from iter_json_lines(fh, ctx)
 
 
 def iter_json_lines(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
@@ -159,42 +163,45 @@ def iter_json_lines(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
 _LINE_BLOCK = 1 << 22
 
 
-def iter_json_lines_fast(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
-    """:func:`iter_json_lines` with orjson: the same ``(line_no, obj)`` and the same quarantine.
+def iter_json_lines_fast(stream, ctx: ReadContext, typed=None) -> Iterator[tuple[int, Any, bytes]]:
+    """:func:`iter_json_lines` with msgspec: ``(line_no, obj, line)`` for the same lines, the same quarantine.
 
-    Lines are cut from 4 MB blocks (one ``split`` per block instead of one ``readline`` per line). A line
-    orjson refuses is decoded again with ``json.loads``, which is the reference: it accepts what orjson
-    does not (``NaN``, integers past 64 bits, lone surrogates, UTF-16) and words the error messages."""
-    import re
+    Lines are cut from 4 MB blocks (one ``split`` per block instead of one ``readline`` per line).
+    ``typed`` (a ``msgspec.Struct`` type) is tried first: a line that fits it is yielded as that struct,
+    built in C without a dict (the caller's fast path). Any other line is decoded as a plain object, by
+    msgspec, which gives what ``json.loads`` gives whenever it accepts a line (exact big integers, last
+    duplicate key wins); a line msgspec refuses goes to ``json.loads``, the reference, which accepts what
+    msgspec does not (``NaN``, lone surrogates, UTF-16) and words the error messages."""
+    import msgspec
 
-    import orjson
-
-    loads = orjson.loads
-    # orjson reads an integer past 64 bits as a float where json keeps it exact: such lines (20+ digits
-    # in a row, even inside a string) go to json.loads.
-    long_digits = re.compile(rb"\d{20}").search
+    plain = msgspec.json.Decoder().decode
+    fast = msgspec.json.Decoder(typed).decode if typed is not None else None
     lineno = 0
     tail = b""
     while True:
         block = stream.read(_LINE_BLOCK)
         if not block:
             lines = [tail] if tail else []
-            last_complete = False
+            tail = b""
         else:
             lines = (tail + block).split(b"\n")
             tail = lines.pop()
-            last_complete = True
+        last = len(lines) - 1
         for i, line in enumerate(lines):
             lineno += 1
+            if fast is not None:
+                try:
+                    yield lineno, fast(line), line
+                    continue
+                except (msgspec.ValidationError, msgspec.DecodeError):
+                    pass
             try:
-                if long_digits(line):
-                    raise ValueError
-                obj = loads(line)
-            except ValueError:  # orjson.JSONDecodeError is a ValueError
+                obj = plain(line)
+            except (msgspec.DecodeError, RecursionError):
                 if not line.strip():
                     continue
                 # the reference's raw text keeps the line's newline (binary iteration does)
-                raw = line + b"\n" if (last_complete or i < len(lines) - 1) else line
+                raw = line + b"\n" if (block or i < last) else line
                 try:
                     obj = json.loads(raw)
                 except (ValueError, RecursionError) as exc:
@@ -203,9 +210,14 @@ def iter_json_lines_fast(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]
                     continue
             if type(obj) is not dict:
                 ctx.count_input()
-                raw = line + b"\n" if (last_complete or i < len(lines) - 1) else line
+                raw = line + b"\n" if (block or i < last) else line
                 ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", raw)
                 continue
-            yield lineno, obj
+            yield lineno, obj, line
         if not block:
             return
+
+
+def reference_object(line: bytes):
+    """``json.loads(line)``: the object exactly as the reference decoder gives it."""
+    return json.loads(line)

@@ -33,7 +33,7 @@ from flamenco_core.errors import UsageError
 from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError, ReadContext
 from flamenco_core.ingest.clean import drop_invalid, drop_invalid_arrow
-from flamenco_core.ingest.merge import FILE_COL, SEQ_COL, dedupe_sort_parts
+from flamenco_core.ingest.merge import FILE_COL, SEQ_COL, dedupe_sort_parts, open_parts, ts_sample
 from flamenco_core.ingest.schema import (
     DISPLAY_NAMES_KEY,
     FLOW_KEY_COLUMNS,
@@ -219,6 +219,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     schema: pa.Schema | None = None
     template: pd.DataFrame | None = None
     seq = 0  # position of the next row in the whole ingest: "first" for de-duplication, sort tie-break
+    samples: list = []  # every 16th timestamp, to cut the sort into time buckets
 
     # A hidden scratch folder beside the outputs (same file system, so nothing is copied at the end);
     # a killed run's copy is swept by the next run that locks the folder.
@@ -226,7 +227,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     scratch.mkdir()
     try:
         with AtomicOutputs(out, report=REPORT_FILE) as outputs:
-            tmp_path = scratch / "parts.parquet"
+            tmp_path = scratch / "parts.arrow"
             for idx, path in enumerate(paths):
                 ctx = ReadContext(str(path), batch_rows=batch_rows)
                 fr = FileReport(file=str(path), sha256=file_sha256(path))
@@ -257,10 +258,10 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                     table = table.append_column(SEQ_COL, pa.array(np.arange(seq, seq + n, dtype=np.int64)))
                     table = table.append_column(FILE_COL, pa.array(np.full(n, idx, dtype=np.int32)))
                     seq += n
+                    samples.append(ts_sample(table["timestamp"].cast(pa.int64()).to_numpy()))
                     if writer is None:
                         schema = table.schema
-                        dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
-                        writer = pq.ParquetWriter(tmp_path, schema, use_dictionary=dict_cols or False)
+                        writer = open_parts(tmp_path, schema)
                     elif table.schema.names != schema.names:
                         raise IngestError(
                             f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
@@ -293,7 +294,9 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                 if kind == "flows":
                     meta[DISPLAY_NAMES_KEY] = json.dumps(names).encode()
                 out_schema = out_schema.with_metadata(meta)
-                dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch)
+                dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
+                                         sample=np.concatenate(samples), total=seq)
+                del samples
                 for idx, n in dups.items():
                     fr = file_reports[idx]
                     fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + n

@@ -1,4 +1,4 @@
-"""The fast ingest path (orjson / pyarrow CSV readers, out-of-core de-duplication and sort) against the
+"""The fast ingest path (msgspec / pyarrow CSV readers, out-of-core de-duplication and sort) against the
 reference path it replaces: identical tables, reports and quarantine on every sample file and on
 inputs made to hit every fallback (malformed lines and values, quotes, CRLF, blank lines, block cuts)."""
 
@@ -134,8 +134,9 @@ def _parts(tmp_path, frame: pd.DataFrame, row_group: int) -> Path:
     n = table.num_rows
     table = table.append_column(merge.SEQ_COL, pa.array(np.arange(n, dtype=np.int64)))
     table = table.append_column(merge.FILE_COL, pa.array((np.arange(n) * 3 // n).astype(np.int32)))
-    path = tmp_path / "parts.parquet"
-    pq.write_table(table, path, row_group_size=row_group)
+    path = tmp_path / "parts.arrow"
+    with merge.open_parts(path, table.schema) as w:
+        w.write_table(table, max_chunksize=row_group)
     return path
 
 
