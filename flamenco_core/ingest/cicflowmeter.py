@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from .base import IngestError, ReadContext, open_maybe_compressed, register
-from .schema import snake_case
+from .schema import FLOW_KEY_FIELDS, KIND_KEY, snake_case, to_flows_table
 from .tabular import (
     NA_STRINGS,
     LineSource,
@@ -114,11 +114,13 @@ def read_cicflowmeter(path: str | Path, ctx: ReadContext, **options) -> Iterator
     ``engine="fast"`` (default) parses blocks of lines with pyarrow's CSV reader and sends any block it
     cannot take whole (quotes, a malformed line or value) through the reference path;
     ``engine="reference"`` reads every block with the reference path (line scan + pandas), the yardstick
-    the fast path is tested against: both give the same rows, drops and quarantine, in the same order."""
+    the fast path is tested against: both give the same rows, drops and quarantine, in the same order.
+    With ``arrow=True`` (the ingest driver asks for it) the fast path yields canonical Arrow tables."""
     engine = options.get("engine", "fast")
     if engine == "fast":
         yield from _read_fast(path, ctx, **options)
         return
+    options.pop("arrow", None)  # the reference path yields frames
     if engine != "reference":
         raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
     tz = options.get("tz")
@@ -276,7 +278,7 @@ def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterat
             into = 0
 
 
-def _read_fast(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
+def _read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options) -> Iterator[pd.DataFrame]:
     import pyarrow as pa
     import pyarrow.csv as pacsv
 
@@ -336,7 +338,7 @@ def _read_fast(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.Dat
             frame = None
             if n_lines and b'"' not in data:
                 frame = _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, features, header,
-                                    tz, fmt, dayfirst, ctx)
+                                    tz, fmt, dayfirst, ctx, arrow)
             if frame is None:
                 frame = _reference_block(data, first_no, n_lines, n_fields, usecols, str_cols, keys, features,
                                          header, tz, fmt, dayfirst, ctx, q_fields, q_values)
@@ -344,6 +346,10 @@ def _read_fast(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.Dat
                 ctx.quarantined.extend(q_fields)
                 ctx.quarantined.extend(q_values)
                 q_fields, q_values = [], []
+            if frame is None:
+                continue
+            if arrow and isinstance(frame, pd.DataFrame):  # a block the reference path read
+                frame = to_flows_table(frame) if len(frame) else None
             if frame is not None and len(frame):
                 yield frame
         ctx.quarantined.extend(q_fields)
@@ -351,7 +357,7 @@ def _read_fast(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.Dat
 
 
 def _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, features, header, tz, fmt, dayfirst,
-                ctx) -> pd.DataFrame | None:
+                ctx, arrow=False) -> pd.DataFrame | None:
     """The block's frame from pyarrow's parser, or None when the reference path must read it (a line
     with the wrong field count, a text where a number belongs, a blank-looking line, any value
     :func:`_build` would quarantine)."""
@@ -378,6 +384,11 @@ def _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, feature
         return None
     if invalid or table.num_rows != n_lines - empty:
         return None
+    if arrow:
+        out = _arrow_frame(table, keys, features, tz, fmt, dayfirst)
+        if out is not None:
+            ctx.count_input(table.num_rows)
+        return out
     df = pd.DataFrame({i: table.column(f"c{i}").to_pandas() for i in usecols})
     del table
     probe = _BailContext(ctx.file)
@@ -405,3 +416,42 @@ def _reference_block(data, first_no, n_lines, n_fields, usecols, str_cols, keys,
     frame = _build(df, keys, features, header, tz, fmt, dayfirst, b, block, rows)
     q_values.extend(b.quarantined)
     return frame
+
+
+#: The ingest driver passes ``arrow=True`` to readers that say they accept it.
+read_cicflowmeter.accepts_arrow = True
+
+
+def _arrow_frame(table, keys, features, tz, fmt, dayfirst):
+    """The canonical flows table (as :func:`~flamenco_core.ingest.schema.to_flows_table` of :func:`_build`'s
+    frame) straight from pyarrow's columns: the ~80 float features are used as parsed, only the key
+    columns are checked. None when any key value would be quarantined (the reference path then redoes
+    the block and files it)."""
+    import pyarrow as pa
+
+    n = table.num_rows
+    ts_text = table.column(f"c{keys['timestamp']}").to_pandas()
+    ts, missing, bad = to_timestamp(ts_text, tz, fmt, dayfirst=dayfirst)
+    if missing.any() or bad.any():
+        return None
+    arrays = {"timestamp": pa.array(ts.to_numpy(dtype="datetime64[us]"), FLOW_KEY_FIELDS[0].type)}
+    for key in ("src", "dst"):
+        # Python's strip, as the reference: its idea of whitespace differs from Arrow's at the edges
+        arrays[key] = pa.array(table.column(f"c{keys[key]}").to_pandas().str.strip().to_numpy(), pa.string())
+    for key, hi, typ in (("src_port", 65535, pa.int32()), ("dst_port", 65535, pa.int32()), ("protocol", 255, pa.int16())):
+        v = table.column(f"c{keys[key]}").to_numpy(zero_copy_only=False)  # float64, null -> NaN
+        with np.errstate(invalid="ignore"):
+            ok = (v == np.floor(v)) & (v >= 0) & (v <= hi)  # NaN (missing) fails too
+        if not ok.all():
+            return None
+        arrays[key] = pa.array(v.astype(np.int64), pa.int64()).cast(typ)
+    fields = list(FLOW_KEY_FIELDS)
+    for i, name in features:
+        arrays[name] = table.column(f"c{i}").combine_chunks() if n else pa.array([], pa.float64())
+        fields.append(pa.field(name, pa.float64()))
+    if "label" in keys:
+        lab = table.column(f"c{keys['label']}").to_pandas().str.strip()
+        arrays["label"] = pa.array(lab.where(lab != "", None).to_numpy(), pa.string())
+        fields.append(pa.field("label", pa.string()))
+    schema = pa.schema(fields, metadata={KIND_KEY: b"flows", b"flamenco.display_names": b"{}"})
+    return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=schema)
