@@ -15,6 +15,17 @@ Degenerate input, handled and recorded rather than raised:
   method's answer on such data, not an artefact of the jitter.
 
 Warnings a method raises (e.g. LOF on many duplicate values) are kept in ``reason``.
+
+Elliptic Envelope and robust covariance share one Minimum Covariance Determinant fit (scikit-learn's
+``EllipticEnvelope`` *is* a ``MinCovDet`` plus a threshold): :func:`run_baselines` fits it once and derives
+both rules from its location and covariance. Envelope: a row is an outlier when its squared robust
+distance exceeds the ``contamination`` quantile of the fit rows' distances (``-offset_`` in
+scikit-learn); robust covariance: when it exceeds the chi-squared cutoff (or the quantile). On input of
+at most :data:`MCD_MAX_ROWS` rows the labels are exactly those of the two separate scikit-learn fits.
+Larger input is fitted on a seeded random subsample of :data:`MCD_MAX_ROWS` rows (MCD's cost grows
+faster than its input; its breakdown point makes a large random subsample as robust as the whole), the
+distances are then computed for every row, the envelope's quantile is taken over all rows, and
+``reason`` says so.
 """
 
 from __future__ import annotations
@@ -37,6 +48,8 @@ _CHI2_QUANTILE = 0.975
 # In units of each column's std. scikit-learn's MCD treats a support covariance within 1e-8 of 0 as
 # zero (np.allclose), so the jitter's variance must clear that: 1e-3 gives 1e-6.
 _JITTER = 1e-3
+#: The Minimum Covariance Determinant is fitted on at most this many rows (a seeded subsample beyond).
+MCD_MAX_ROWS = 10_000
 
 
 class _Singular(Exception):
@@ -98,19 +111,48 @@ def _fit_cov(make, X):
     return m
 
 
-def _elliptic_envelope(X, contamination, seed):
-    from sklearn.covariance import EllipticEnvelope
+def _mcd(X, seed, cache: dict | None, notes: list | None):
+    """The MinCovDet fit of ``X`` (at most :data:`MCD_MAX_ROWS` rows, else a seeded subsample) and whether
+    it was subsampled; reused from ``cache`` when the same ``X`` and seed were fitted before (the envelope
+    and robust covariance share it). A singular fit raises :class:`_Singular`, cached too."""
+    import hashlib
 
-    c = _ENVELOPE_AUTO if contamination == "auto" else contamination
-    m = _fit_cov(lambda: EllipticEnvelope(contamination=c, random_state=seed), X)
-    return (m.predict(X) == -1), m.mahalanobis(X)
-
-
-def _robust_covariance(X, contamination, seed):
-    from scipy.stats import chi2
     from sklearn.covariance import MinCovDet
 
-    m = _fit_cov(lambda: MinCovDet(random_state=seed), X)
+    key = (hashlib.blake2b(np.ascontiguousarray(X).tobytes(), digest_size=16).digest(), X.shape, seed, MCD_MAX_ROWS)
+    if cache is None or key not in cache:
+        fit_x, sub = X, False
+        if len(X) > MCD_MAX_ROWS:
+            rows = np.sort(np.random.default_rng(seed).choice(len(X), MCD_MAX_ROWS, replace=False))
+            fit_x, sub = X[rows], True
+        try:
+            hit = (_fit_cov(lambda: MinCovDet(random_state=seed), fit_x), sub)
+        except _Singular as e:
+            hit = e
+        if cache is not None:
+            cache[key] = hit
+    else:
+        hit = cache[key]
+    if isinstance(hit, _Singular):
+        raise hit
+    if hit[1] and notes is not None:
+        notes.append(f"MCD fitted on a seeded subsample of {MCD_MAX_ROWS} of {len(X)} rows")
+    return hit
+
+
+def _elliptic_envelope(X, contamination, seed, _cache=None, _notes=None):
+    c = _ENVELOPE_AUTO if contamination == "auto" else contamination
+    m, sub = _mcd(X, seed, _cache, _notes)
+    d2 = m.mahalanobis(X)  # squared robust distances
+    # EllipticEnvelope: offset_ = percentile(-dist_, 100 c) over the fit rows, inlier iff -d2 - offset_ >= 0
+    offset = np.percentile(-(d2 if sub else m.dist_), 100.0 * c)
+    return ~(-d2 - offset >= 0), d2
+
+
+def _robust_covariance(X, contamination, seed, _cache=None, _notes=None):
+    from scipy.stats import chi2
+
+    m, _ = _mcd(X, seed, _cache, _notes)
     d2 = m.mahalanobis(X)  # squared robust distances
     if contamination == "auto":
         cut = chi2.ppf(_CHI2_QUANTILE, df=X.shape[1])
@@ -141,13 +183,15 @@ def _as_matrix(X) -> np.ndarray:
     return X
 
 
-def detect(X, method: str, contamination="auto", seed: int = 0, **kwargs) -> BaselineResult:
+def detect(X, method: str, contamination="auto", seed: int = 0, *, mcd_cache: dict | None = None,
+           **kwargs) -> BaselineResult:
     """Run one baseline on ``X`` (rows x features, or a 1-D series) and say how it went.
 
     ``contamination``: "auto" (LOF and Isolation Forest: scikit-learn's "auto" offsets; Elliptic
     Envelope: 0.1; robust covariance: chi2 97.5% cutoff) or the expected anomaly fraction in (0, 0.5].
     Features are standardized (z-score) first so distance-based LOF weighs them alike. ``kwargs`` go to
-    the method (``n_neighbors`` for LOF, ``n_estimators`` for Isolation Forest).
+    the method (``n_neighbors`` for LOF, ``n_estimators`` for Isolation Forest). ``mcd_cache``: a dict
+    shared between calls on the same ``X`` so that the covariance methods fit MCD once (module docstring).
     Raises ``ValueError`` for unknown methods, bad contamination, NaN input, or a covariance method that
     fails even after jitter.
     """
@@ -169,6 +213,8 @@ def detect(X, method: str, contamination="auto", seed: int = 0, **kwargs) -> Bas
     Xs = (X[:, keep] - X[:, keep].mean(axis=0)) / std[keep]
 
     fn = BASELINES[method]
+    if method in _COVARIANCE:
+        kwargs = {**kwargs, "_cache": mcd_cache if mcd_cache is not None else {}, "_notes": notes}
     fallback = bool(notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -193,7 +239,7 @@ def detect(X, method: str, contamination="auto", seed: int = 0, **kwargs) -> Bas
         flags.astype(np.int8),
         np.asarray(scores, dtype=np.float64),
         "fallback" if fallback else "ok",
-        "; ".join(notes),
+        "; ".join(dict.fromkeys(notes)),
     )
 
 
@@ -219,9 +265,10 @@ def run_baselines(
         index = X.index
     n = len(X)
     cols, outcomes = {}, {}
+    mcd: dict = {}  # one MCD fit serves the envelope and robust covariance
     for m in methods:
         try:
-            r = detect(X, m, contamination, seed)
+            r = detect(X, m, contamination, seed, mcd_cache=mcd)
             cols[m] = pd.array(r.labels, dtype="Int8")
             outcomes[m] = {"outcome": r.outcome, "reason": r.reason}
         except Exception as e:  # recorded per method: one baseline's failure must not abort the rest
