@@ -59,7 +59,7 @@ from flamenco.cli_run import run_app  # noqa: E402
 
 run_app.command("latency", help="Automatic latency path: KDE subsets, Snuba LFs, label model, end model, baselines.")(latency_cmd)
 app.add_typer(run_app, name="run", help="Run a pipeline: latency (automatic LFs) or flows (manual LF packs).")
-from flamenco.cli_ops import compare_cmd, serve_cmd, watch_dumps_cmd  # noqa: E402
+from flamenco.cli_ops import compare_cmd, serve_cmd, ui_cmd, watch_dumps_cmd  # noqa: E402
 
 app.command("watch-dumps", help="Process new dump files in DIR: once with --once, else scanning every --interval seconds.")(watch_dumps_cmd)
 app.command("serve", help="Start a Prefect server, a worker and an MLflow server on loopback; deploy prefect.yaml.")(serve_cmd)
@@ -67,6 +67,7 @@ app.command("compare", help="Compare runs of an MLflow experiment (LF combinatio
 app.command("explain", help="Trace a point through an interpretability tree: the path taken and the label.")(explain_cmd)
 
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
+app.command("ui", help="Start the MLflow UI on the project's tracking store (prints the URL).")(ui_cmd)
 FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parquet"]
 
 
@@ -262,24 +263,27 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
 
     from flamenco.cli_latency import outcome_line
 
-    t = Table(title="latency: F1 on rows outside the labeled pool (last 35% labeled) and on its test split, "
-                    "averaged over SD pairs")
+    t = Table(title="latency: F1 (good, noise, macro) on the rows outside the labeled pool (the last 35% of each "
+                    "pair is labeled) and macro F1 on its test split, averaged over SD pairs")
     keys = ("f1_good", "f1_noise", "f1_macro")
-    for c in ("data", "method", "unlabeled good", "unlabeled noise", "unlabeled macro", "test macro"):
-        t.add_column(c, justify="left" if c in ("data", "method") else "right")
+    # 80 columns: method names whole (min_width), short numeric headings; the title says what they are
+    methods = sorted({m for key in ("ark", "atlas") for m in results[key]["average"]["baselines"]} | {"FLAMENCO"})
+    for c in ("data", "method", "good", "noise", "macro", "test macro"):
+        t.add_column(c, justify="left" if c in ("data", "method") else "right", overflow="fold",
+                     min_width=max(map(len, methods)) if c == "method" else None)
     from flamenco.cli_run import fmt_score as num
     for key in ("ark", "atlas"):
         avg = results[key]["average"]
         unl, bu = avg.get("f1_unlabeled", {}), avg.get("baselines_unlabeled", {})
-        t.add_row(f"{key}-like ({avg['pairs_scored']} pairs)", "[b]FLAMENCO", *(num(unl.get(k)) for k in keys), num(avg["f1_macro"]))
+        t.add_row(f"{key}-like\n({avg['pairs_scored']} pairs)", "[b]FLAMENCO", *(num(unl.get(k)) for k in keys), num(avg["f1_macro"]))
         for m in sorted(set(avg["baselines"]) | set(bu)):
             t.add_row("", m, *(num(bu.get(m, {}).get(k)) for k in keys), num(avg["baselines"].get(m, {}).get("f1_macro")))
     console.print(t)
     for key in ("ark", "atlas"):
         r = results[key]
-        console.print(Text(f"  {key}-like: {outcome_line(r)}"))
+        console.print(Text(f"  {key}-like: {outcome_line(r)}"), soft_wrap=True)
         if r["average"].get("vs_rolling_mad"):
-            console.print(Text(f"    {r['average']['vs_rolling_mad']['verdict']}"))
+            console.print(Text(f"    {r['average']['vs_rolling_mad']['verdict']}"), soft_wrap=True)
         if r.get("skipped"):
             console.print(Text(f"    {len(r['skipped'])} pairs skipped: fewer than min_points rows (the largest "
                                f"{max(x['rows'] for x in r['skipped'])}); lower min_points in conf/demo_latency.yaml to label them"))
@@ -288,31 +292,57 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
                 console.print(Text(f"    {p['src']} -> {p['dst']}: {p['outcome']}: {p['reason'][:300]}"))
     fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) and v == v else "-"  # noqa: E731
     combos = results["flows"]["combinations"]
-    names = list(dict.fromkeys(lf for r in combos for lf in (r.get("lfs") or [])))
-    letter = {n: chr(ord("A") + i) for i, n in enumerate(names)}
+    from flamenco_core.report import lf_legend, short_name
+
+    letter = lf_legend(combos)  # the same A/B/C names as the MLflow child runs and the report page
     t = Table(title="CIC-like NTP: LF combinations (F1 of attack on test; faithful trees)")
     for c in ("LFs", "outcome", "lf_f1", "cls_f1", "tree_f1", "tree vs LF", "coverage"):
         t.add_column(c, justify="left" if c in ("LFs", "outcome") else "right")
     for r in combos:
-        t.add_row("+".join(letter[n] for n in r.get("lfs") or []) or str(r.get("combination")), str(r.get("outcome")),
+        t.add_row(short_name(r.get("lfs") or [], letter) or str(r.get("combination")), str(r.get("outcome")),
                   fmt(r.get("lf_f1")), fmt(r.get("cls_f1")), fmt(r.get("tree_f1")), fmt(r.get("tree_vs_lf_difference")),
                   fmt(r.get("coverage")))
     console.print(t)
-    console.print("  " + "   ".join(f"{v} = {k}" for k, v in letter.items()))
+    for k, v in letter.items():  # one per line: a legend wrapped mid-name cannot be read
+        console.print(Text(f"  {v} = {k}"), soft_wrap=True)
     collab = results["collab"]
     t = Table(title="two-group collaboration (aggregates only: what the groups share)")
-    for c in ("pack", "LFs", "coverage", "conflict", "F1 majority vote", "F1 label model"):
-        t.add_column(c, justify="left" if c == "pack" else "right")
+    widest = max((len(str(r["name"])) for r in collab["comparison"]), default=4)
+    for c in ("pack", "LFs", "coverage", "conflict", "F1 vote", "F1 model"):
+        # pack names whole (min_width) in 80 columns: short headings, spelled out below the table
+        t.add_column(c, justify="left" if c == "pack" else "right", min_width=widest if c == "pack" else None,
+                     overflow="fold")
     for r in collab["comparison"]:
         t.add_row(r["name"], str(r["lfs"]), fmt(r.get("coverage")), fmt(r.get("conflict")),
                   fmt(r.get("f1_majority_vote")), fmt(r.get("f1_label_model")))
     console.print(t)
-    console.print(f"\nResults under {out}:")
+    console.print(Text("  F1 vote: majority vote of the LFs; F1 model: the label model"), soft_wrap=True)
+    from flamenco_core.report import write_demo_index
+    from tasks.tracking import ui_command
+
+    # Paths and commands print whole, one per line (soft_wrap): a pipe or a narrow window must not break
+    # them mid-word, so they copy and run as printed.
+    commands = [("MLflow UI", ui_command()), ("MLflow UI, from this folder", f"{_venv_bin('flamenco')} ui")]
+    parts = {"latency, Ark-like": "latency_ark", "latency, Atlas-like": "latency_atlas",
+             "flow records, CIC-like (NTP pack)": "flows_cic", "two-group collaboration": "collaboration"}
+    page = write_demo_index(out, parts, commands=commands)
+    console.print(Text(f"\nResults under {out}:"), soft_wrap=True)
+    console.print(Text(f"  report page: {page}"), soft_wrap=True)
     for key in ("ark", "atlas"):
-        console.print(f"  latency {key}: {out / f'latency_{key}'}/report.json, labels.parquet, comparison.png, per_pair/*/*_kde.png")
-    console.print(f"  flows: {out / 'flows_cic'}/report.json, tables/, trees/   collaboration: {out / 'collaboration'}/report.md")
-    console.print(f"MLflow runs: mlflow ui --backend-store-uri {os.environ['MLFLOW_TRACKING_URI']}")
-    console.print(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})")
+        console.print(Text(f"  latency {key}: {out / f'latency_{key}'}/ (index.html, report.json, labels.parquet, "
+                           "comparison.png, per_pair/)"), soft_wrap=True)
+    console.print(Text(f"  flows: {out / 'flows_cic'}/ (index.html, report.json, tables/, trees/)"), soft_wrap=True)
+    console.print(Text(f"  collaboration: {out / 'collaboration'}/ (index.html, report.md)"), soft_wrap=True)
+    console.print(Text(f"MLflow runs: {commands[0][1]}"), soft_wrap=True)
+    console.print(Text(f"  or, from this folder: {commands[1][1]}"), soft_wrap=True)
+    console.print(Text(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})"), soft_wrap=True)
+
+
+def _venv_bin(name: str) -> str:
+    """The absolute path of this environment's console script ``name`` (the README's setup puts none on
+    PATH), else the bare name."""
+    p = Path(sys.executable).with_name(name)
+    return str(p) if p.exists() else name
 
 
 def main() -> None:  # pragma: no cover

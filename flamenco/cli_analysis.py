@@ -199,4 +199,7 @@ def collaborate_cmd(
     comb = report.get("combination")
     if comb and comb.get("duplicates"):
         console.print(Text(f"{len(comb['duplicates'])} duplicate LF(s) by content dropped from the combination"))
-    console.print(Text(f"wrote {out / 'report.json'} and {out / 'report.md'} (aggregates only)"))
+    from flamenco_core.report import write_index
+
+    page = write_index(out)  # the report as a page beside it (aggregates only, like the report)
+    console.print(Text(f"wrote {out / 'report.json'}, {out / 'report.md'} and {page} (aggregates only)"), soft_wrap=True)

@@ -59,6 +59,8 @@ def latency_cmd(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(exc.exit_code)
     print_latency_summary(console, summary)
+    if summary.get("page"):
+        typer.echo(f"page: {summary['page']}")  # plain echo: a path is never wrapped
     if summary["failed"]:
         raise typer.Exit(1)
 

@@ -414,6 +414,33 @@ def serve_cmd(
     console.print("stopped.")
 
 
+# -------------------------------------------------------------------------------------------------- ui
+
+
+def ui_cmd(
+    host: str = typer.Option("127.0.0.1", "--host", help="interface to listen on (loopback by default)"),
+    port: int = typer.Option(5000, "--port", help="port of the MLflow UI"),
+) -> None:
+    """Start the MLflow UI on this project's tracking store (FLAMENCO_HOME's SQLite, or
+    MLFLOW_TRACKING_URI) and run until Ctrl-C; prints the URL first."""
+    from flamenco_core.env import setup_environment
+
+    setup_environment()
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    if _port_in_use(host, port):
+        _fail(f"{host}:{port} is already in use (pick another --port)", 1)
+    cmd = [_bin("mlflow"), "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no GenAI job runner: nothing uses it
+    console.print(Text(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it"), soft_wrap=True)
+    proc = subprocess.Popen(cmd, env=env)
+    try:
+        raise typer.Exit(proc.wait())
+    except KeyboardInterrupt:
+        proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(10)
+
+
 # --------------------------------------------------------------------------------------------- compare
 
 
@@ -436,24 +463,40 @@ def comparison_markdown(table, metric: str, experiment: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def comparison_figure(table, metric: str, path: Path) -> Path:
-    """A horizontal bar chart of the metric per combination (one panel per dataset), saved to ``path``."""
+def compare_legend(table) -> dict[str, str]:
+    """The A/B/C legend of the compared combinations (LF names split on " + ")."""
+    from flamenco_core.report import lf_legend
+
+    return lf_legend(str(c).split(" + ") for c in table["combination"])
+
+
+def comparison_figure(table, metric: str, path: Path, experiment: str = "") -> Path:
+    """A horizontal bar chart of the metric per combination (one panel per dataset; bars named by the
+    legend, which is spelled out under the title), saved to ``path``."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from flamenco_core.report import legend_text, short_name
+
+    legend = compare_legend(table)
     datasets = list(dict.fromkeys(table["dataset"]))
     heights = [max(1, int((table["dataset"] == d).sum())) for d in datasets]
-    fig, axes = plt.subplots(len(datasets), 1, figsize=(8, 1.2 + 0.35 * sum(heights)), squeeze=False,
+    lines = textwrap.wrap(legend_text(legend, sep="; "), 95)
+    fig, axes = plt.subplots(len(datasets), 1, figsize=(8, 1.6 + 0.2 * len(lines) + 0.35 * sum(heights)), squeeze=False,
                              gridspec_kw={"height_ratios": heights})
     for ax, d in zip(axes[:, 0], datasets):
         sub = table[table["dataset"] == d].iloc[::-1]
-        ax.barh([str(c)[:60] for c in sub["combination"]], sub[metric].fillna(0.0),
+        ax.barh([short_name(str(c).split(" + "), legend) for c in sub["combination"]], sub[metric].fillna(0.0),
                 xerr=sub[f"{metric}_std"].fillna(0.0), color="#4477aa")
-        ax.set_title(d or "(no dataset tag)", fontsize=10)
-        ax.set_xlabel(metric)
+        n = int(sub["runs"].sum()) if "runs" in sub else len(sub)
+        ax.set_title(f"dataset {d or '(no dataset tag)'}: {n} runs", fontsize=10)
+        ax.set_xlabel(f"{metric} (mean and std over runs)")
         ax.set_xlim(0, max(1.0, float(sub[metric].max() or 0) * 1.05))
+    fig.suptitle("\n".join([f"{experiment}: {metric} per LF combination".strip(": "), *lines]), fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")  # the format named: an atomic write's temporary name has no suffix
     plt.close(fig)
@@ -489,17 +532,27 @@ def compare_cmd(
             frame.to_csv(tmp, index=False)
     atomic_write_text(target / "compare.md", comparison_markdown(table, metric, experiment))
     with atomic_path(target / "compare.png") as tmp:
-        comparison_figure(table, metric, tmp)
+        comparison_figure(table, metric, tmp, experiment)
     fig = target / "compare.png"
 
-    t = Table(title=f"{experiment}: LF combinations by {metric} ({len(runs)} runs)")
-    shown = ["rank", "dataset", "combination", "group", "runs", metric, f"{metric}_std"] + \
-        [c for c in tracking.COMPARE_METRICS if c in table.columns and c != metric]
-    for c in shown:
-        t.add_column(c, justify="right" if c not in ("dataset", "combination", "group") else "left")
-    for _, row in table.iterrows():
-        t.add_row(*(Text(_fmt(row[c])) for c in shown))
-    console.print(t)
+    from flamenco_core.report import short_name
+
+    # 80 columns: combinations by their legend letters (spelled out below), at most three other metrics,
+    # one table per dataset; the full table is in compare.csv.
+    legend = compare_legend(table)
+    others = [c for c in tracking.COMPARE_METRICS if c in table.columns and c != metric][:3]
+    shown = ["rank", "LFs", "runs", metric, "std", *others]
+    for d, sub in table.groupby("dataset", sort=False):
+        t = Table(title=Text(f"{experiment} / {d or '-'}: by {metric}"), min_width=40)
+        for c in shown:
+            t.add_column(c, justify="left" if c == "LFs" else "right", overflow="fold")
+        for _, row in sub.iterrows():
+            t.add_row(_fmt(row["rank"]), Text(short_name(str(row["combination"]).split(" + "), legend)),
+                      _fmt(row["runs"]), _fmt(row[metric]), _fmt(row[f"{metric}_std"]), *(_fmt(row[c]) for c in others))
+        console.print(t)
+    for name, letter in legend.items():  # one per line: a wrapped LF name cannot be read or copied
+        console.print(Text(f"  {letter} = {name}"), soft_wrap=True)
+    console.print(Text(f"{len(runs)} runs"))
     if log:
         key = tracking.run_key("flamenco-compare", None, {"experiment": experiment, "metric": metric, "dataset": dataset})
         rid = tracking.start_run(experiment, f"compare-{metric}", key=key, params={"metric": metric, "dataset": dataset},
@@ -508,4 +561,5 @@ def compare_cmd(
         tracking.log_figure(rid, fig, "compare.png")
         tracking.end_run(rid)
         console.print(Text(f"logged to run {rid}"))
-    console.print(Text(f"wrote {target / 'compare.csv'}, {target / 'compare_runs.csv'}, {target / 'compare.md'}, {fig}"))
+    for f in ("compare.csv", "compare_runs.csv", "compare.md", "compare.png"):
+        console.print(Text(f"wrote {target / f}"), soft_wrap=True)

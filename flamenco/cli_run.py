@@ -118,10 +118,12 @@ def flows_cmd(
     undefined = next((r["f1_undefined"] for r in summary["combinations"] if r.get("f1_undefined")), None)
     if undefined:
         console.print(Text(f"n/a: {undefined} in the test split"))
-    console.print(Text(f"report: {summary['report']}"))
+    console.print(Text(f"report: {summary['report']}"), soft_wrap=True)  # paths whole, never wrapped mid-word
+    if summary.get("page"):
+        console.print(Text(f"page: {summary['page']}"), soft_wrap=True)
     if summary.get("labels"):
         console.print(Text(f"labels: {summary['labels']['path']} ({json.dumps(summary['labels']['by_source'])})"))
         console.print(Text(f"tables: {Path(out) / 'tables'}   trees: {Path(out) / 'trees'}"))
-    console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"))
+    console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"), soft_wrap=True)
     if s["ok"] + s["skipped"] == 0:
         _fail(f"every combination failed; nothing usable (report: {summary['report']})", 1)

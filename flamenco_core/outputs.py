@@ -130,22 +130,38 @@ def atomic_path(path: PathLike, *, fsync: bool = True) -> Iterator[Path]:
         raise
 
 
-def json_ready(obj: Any) -> Any:
+def json_ready(obj: Any, *, root: Optional[PathLike] = None) -> Any:
     """Plain JSON data for a report: numpy scalars and arrays to Python, NaN and infinities to ``None``
     (an undefined score is ``null``, which strict parsers accept), tuples and sets to lists, keys and
     paths to strings, DataFrames dropped (``None``: a report holds their files' paths, not the frames),
-    anything else as its ``str``."""
+    anything else as its ``str``. With ``root`` (an output folder), an absolute path inside it, as a
+    ``Path`` or a string, becomes relative to it: the folder can be moved or shared and still reads."""
+    if root is not None:
+        base = os.path.realpath(root) + os.sep
+        absolute = os.path.abspath(root) + os.sep
+
+        def relative(s: str) -> str:
+            for b in (absolute, base):
+                if s.startswith(b):
+                    return Path(s[len(b):]).as_posix()
+            return s
+
+        return _json_ready(obj, relative)
+    return _json_ready(obj, None)
+
+
+def _json_ready(obj: Any, relative) -> Any:
     import math
 
     import numpy as np
     import pandas as pd
 
     if isinstance(obj, Mapping):
-        return {str(k): json_ready(v) for k, v in obj.items()}
+        return {str(k): _json_ready(v, relative) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set)):
-        return [json_ready(v) for v in obj]
+        return [_json_ready(v, relative) for v in obj]
     if isinstance(obj, np.ndarray):
-        return json_ready(obj.tolist())
+        return _json_ready(obj.tolist(), relative)
     if isinstance(obj, np.bool_):
         return bool(obj)
     if isinstance(obj, np.integer):
@@ -156,8 +172,10 @@ def json_ready(obj: Any) -> Any:
     if isinstance(obj, pd.DataFrame):
         return None
     if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (str, int, bool)):
+        obj = str(obj)
+    if isinstance(obj, str):
+        return relative(obj) if relative is not None and obj.startswith(os.sep) else obj
+    if obj is None or isinstance(obj, (int, bool)):
         return obj
     return str(obj)
 
@@ -178,12 +196,14 @@ def atomic_write_text(path: PathLike, text: str, *, encoding: str = "utf-8", fsy
     return Path(path)
 
 
-def write_json(path: PathLike, obj: Any, *, indent: Optional[int] = 2, fsync: bool = True) -> Path:
+def write_json(path: PathLike, obj: Any, *, indent: Optional[int] = 2, fsync: bool = True,
+               root: Optional[PathLike] = None) -> Path:
     """Write ``obj`` as JSON to ``path`` atomically, through :func:`json_ready` (NaN and infinities are
-    ``null``); the one JSON writer of reports, records and trees. Returns the path."""
+    ``null``; with ``root``, paths inside that output folder relative to it); the one JSON writer of
+    reports, records and trees. Strict JSON: a bare NaN can never be written. Returns the path."""
     import json
 
-    return atomic_write_text(path, json.dumps(json_ready(obj), indent=indent), fsync=fsync)
+    return atomic_write_text(path, json.dumps(json_ready(obj, root=root), indent=indent, allow_nan=False), fsync=fsync)
 
 
 def atomic_write_parquet(data: Any, path: PathLike, *, fsync: bool = True, **kwargs: Any) -> Path:

@@ -10,6 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from tasks import tracking
 from tasks.collaboration import collaborate_task, log_collaboration_task
+from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-collaboration"
 
@@ -56,5 +57,6 @@ def collaboration_flow(
     tracking.log(parent, metrics={"packs": len(packs), "rows": report["data"]["rows"]})
     tracking.end_run(parent)
     create_markdown_artifact((Path(out_dir) / "report.md").read_text(), key="collaboration-report")
+    page = write_report_task(str(out_dir), parent)  # index.html, and the comparison on the parent run
     return {"experiment": experiment, "parent_run_id": parent, "comparison": report["comparison"],
-            "children": children, "out_dir": str(out_dir)}
+            "children": children, "out_dir": str(out_dir), "page": page}

@@ -28,6 +28,7 @@ from tasks.flow_records import (
     prepare_task,
 )
 from tasks.ingest import ingest_task
+from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-flow-records"
 
@@ -77,8 +78,10 @@ def flow_records_flow(
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: the output folder is a file; give a folder")
     with OutputLock(out):  # a second run into the same folder gets OutputInUse, not interleaved files
-        return _flow_records(input_path, fmt, packs, out, experiments, alerts, config, experiment, run_name,
-                             runner, workers, scheduler)
+        summary = _flow_records(input_path, fmt, packs, out, experiments, alerts, config, experiment, run_name,
+                                runner, workers, scheduler)
+        summary["page"] = write_report_task(str(out), summary.get("parent_run_id"))  # index.html, MLflow comparison
+        return summary
 
 
 def _flow_records(input_path, fmt, packs, out: Path, experiments, alerts, config, experiment, run_name,

@@ -17,6 +17,7 @@ from tasks.caching import call_cached
 from tasks.common import collect_mapped, error_text, fail_parent_run_task, finish_parent_run_task, start_parent_run_task
 from tasks.ingest import ingest_task, split_pairs_task
 from tasks.latency import attach_labels_task, latency_pair_task, source_level_task
+from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
 
@@ -200,15 +201,11 @@ def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth
     avg = summary["average"]
     finish_parent_run_task(
         parent, summary,
-        {k: v for k, v in {
-            "f1_good": avg["f1_good"], "f1_noise": avg["f1_noise"], "f1_macro": avg["f1_macro"],
-            **{f"pairs_{k}": v for k, v in oc.items()},
-            **{f"subsets_{k}": v for k, v in summary["outcomes"]["subsets_by_level"].items()},
-            **{f"{m}.f1_macro": v["f1_macro"] for m, v in avg["baselines"].items()},
-            **{f"f1_unlabeled_{k.removeprefix('f1_')}": v for k, v in avg.get("f1_unlabeled", {}).items()},
-            **{f"unlabeled.{m}.f1_macro": v["f1_macro"] for m, v in avg.get("baselines_unlabeled", {}).items()},
-        }.items() if v == v},
+        {**tracking.latency_metrics(avg),  # the pairs' keys, so parent and children line up in MLflow
+         **{f"pairs_{k}": v for k, v in oc.items()},
+         **{f"subsets_{k}": v for k, v in summary["outcomes"]["subsets_by_level"].items()}},
         "FINISHED",
     )
     summary["labels_path"] = str(labels_path)
+    summary["page"] = write_report_task(str(out), parent)  # index.html, and the comparison on the parent run
     return summary

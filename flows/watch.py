@@ -27,6 +27,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from flamenco_core.ingest.manifest import Entry, Manifest, ManifestBusy, atomic_write_text
+from tasks.report import write_report_task
 
 REPORT_FILE = "watch_report.json"
 MANIFEST_FILE = "manifest.json"
@@ -170,6 +171,7 @@ def watch_dumps_flow(
         "counts": m.counts(),
         "seconds": round(time.time() - started, 3),
     }
-    atomic_write_text(out_p / REPORT_FILE, json.dumps(report, indent=2) + "\n")
+    atomic_write_text(out_p / REPORT_FILE, json.dumps(report, indent=2, allow_nan=False) + "\n")
     create_markdown_artifact(_markdown(report), key="watch-dumps-report")
+    write_report_task(str(out_p))  # index.html linking each dump's own page
     return report

@@ -67,13 +67,7 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     artifacts = result.write(out)
     labels_path = out / "labels.parquet"
     rep = result.report()
-    metrics = {k: rep[k] for k in ("f1_good", "f1_noise", "f1_macro")}
-    for m, v in rep["baselines"].items():
-        metrics.update({f"{m}.{k}": x for k, x in v.items()})
-    for k, x in rep.get("f1_unlabeled", {}).items():
-        metrics[f"unlabeled.{k}"] = x
-    for m, v in rep.get("baselines_unlabeled", {}).items():
-        metrics.update({f"unlabeled.{m}.{k}": x for k, x in v.items()})
+    metrics = tracking.latency_metrics(rep)  # the parent's keys: runs compare column by column
     params = {
         "source": source, "pair": item["pair_id"], "src": result.src, "dst": result.dst, "rows": result.rows,
         "modality": rep["modality"], "n_modes": rep["n_modes"], "models": rep["models"],
@@ -83,8 +77,9 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     }
     run_id = tracking.start_run(
         experiment, item["pair_id"], parent_run_id=parent_run_id, params=params,
-        metrics={k: v for k, v in metrics.items() if v == v},  # NaN: an undefined F1 is not logged
+        metrics=metrics,
         tags={"flamenco.pipeline": "latency", "flamenco.item": item["pair_id"], "flamenco.outcome": result.outcome},
+        description=f"SD pair {result.src} -> {result.dst} ({source}): {result.outcome}. {rep.get('reason') or ''}".strip(),
     )
     tracking.log_artifacts(run_id, artifacts)
     # Each hyperparameter trial of the end model is a run nested under its pair's, so MLflow compares them.

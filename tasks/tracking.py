@@ -55,6 +55,10 @@ TAG_ERROR = "flamenco.error"
 PARAM_CHANGED_PREFIX = "flamenco.param_changed."
 #: MLflow's description of a run or an experiment (Markdown, shown on its page).
 TAG_DESCRIPTION = "mlflow.note.content"
+#: MLflow 3's UI opens an experiment of unknown kind on its GenAI (traces) page; ours are model runs,
+#: which it shows as the runs table (metric columns, nested child runs) when the experiment says so.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
 #: The short (legend) name of an LF combination and the legend itself, on child and parent runs.
 TAG_SHORT_NAME = "flamenco.short_name"
 TAG_LEGEND = "flamenco.legend"
@@ -125,11 +129,15 @@ def ensure_experiment(name: str) -> str:
 
 
 def describe_experiment(experiment: str, text: str, *, replace: bool = False) -> None:
-    """Set ``experiment``'s description (shown on its page) unless it has one (``replace``: always)."""
+    """Set ``experiment``'s description (shown on its page) unless it has one (``replace``: always), and
+    its kind (:data:`EXPERIMENT_KIND`) unless set."""
     c = client()
     exp_id = ensure_experiment(experiment)
-    if replace or not c.get_experiment(exp_id).tags.get(TAG_DESCRIPTION):
+    tags = c.get_experiment(exp_id).tags
+    if replace or not tags.get(TAG_DESCRIPTION):
         c.set_experiment_tag(exp_id, TAG_DESCRIPTION, text)
+    if EXPERIMENT_KIND_TAG not in tags:
+        c.set_experiment_tag(exp_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
 
 
 def describe_run(run_id: str, text: str) -> None:

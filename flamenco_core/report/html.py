@@ -29,6 +29,8 @@ figcaption{font-size:12px;color:#5a6478;max-width:640px;word-break:break-all}
 .ok{background:#d8f0dc}.partial,.fallback{background:#fcefc7}.failed{background:#f8d4d4}.skipped{background:#e4e4e4}
 .legend{font-size:12px;color:#3a4458}details{margin:4px 0}summary{cursor:pointer;font-weight:600}
 ul.files{columns:2;font-size:13px}.note{color:#5a6478;font-size:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(560px,1fr));gap:0 16px}
+.cards figure img{max-width:100%}
 """
 
 

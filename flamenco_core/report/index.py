@@ -17,7 +17,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 from flamenco_core.outputs import atomic_write_text, is_temporary, LOCK_NAME
 from flamenco_core.report.html import (
-    Raw, badge, definitions, esc, figure, frame_table, link, page, section, table,
+    Raw, badge, definitions, esc, figure, fmt, frame_table, link, page, section, table,
 )
 from flamenco_core.report.legend import lf_legend, legend_text, short_name
 
@@ -323,6 +323,29 @@ def write_index(folder: str | Path, *, title: Optional[str] = None, commands: Se
     return atomic_write_text(folder / INDEX, render_index(folder, title=title, commands=commands))
 
 
+def _headline(kind: str, rep: dict) -> str:
+    """A part's result in one line (latency, flows) or its small table (collaboration), for the demo page."""
+    if kind == "latency":
+        avg = rep.get("average") or {}
+        unl, base = avg.get("f1_unlabeled") or {}, (avg.get("baselines_unlabeled") or {}).get("rolling_mad") or {}
+        if unl:
+            return (f"<p>FLAMENCO macro F1 on the rows outside the labeled pool: <b>{esc(fmt(unl.get('f1_macro')))}</b>"
+                    f" (rolling median/MAD rule {esc(fmt(base.get('f1_macro')))})</p>")
+        return f"<p>FLAMENCO macro F1 on the test split: <b>{esc(fmt(avg.get('f1_macro')))}</b></p>"
+    if kind == "flows":
+        records = [r for r in rep.get("combinations") or [] if _num(r.get("cls_f1")) is not None]
+        if records:
+            best = max(records, key=lambda r: r["cls_f1"])
+            name = short_name(best.get("lfs") or [], lf_legend(rep.get("combinations") or []), best.get("label"))
+            return (f"<p>best classifier F1 <b>{esc(fmt(best['cls_f1']))}</b>: {esc(name)} "
+                    f"({esc(best.get('combination'))})</p>")
+    if kind == "collaboration":
+        return table(rep.get("comparison") or [], [("name", "pack"), ("lfs", "LFs"), ("coverage", "coverage"),
+                                                   ("conflict", "conflict"), ("f1_majority_vote", "F1 majority vote"),
+                                                   ("f1_label_model", "F1 label model")])
+    return ""
+
+
 def write_demo_index(folder: str | Path, parts: Mapping[str, str], *, commands: Sequence[tuple[str, str]] = ()) -> Path:
     """The demo's top page: one card per part (``{title: subfolder}``) with its headline and a link to the
     part's own ``index.html``, then the commands and the files. Each part's page is written first when
@@ -339,13 +362,15 @@ def write_demo_index(folder: str | Path, parts: Mapping[str, str], *, commands: 
             write_index(part)
         kind, rep = kind_of(part)
         _, sub_line, _ = _RENDER[kind](part, rep) if kind in _RENDER else ("", "", [])
-        body = f"<p>{esc(sub_line)}</p><p>{link(page_path, folder, f'open {sub}/index.html')}</p>"
+        body = f"<p>{esc(sub_line)}</p>{_headline(kind, rep or {})}<p>{link(page_path, folder, f'open {sub}/index.html')}</p>"
         if (part / "comparison.png").is_file():
             body += figure(part / "comparison.png", folder, f"{what}: comparison.png")
         cards.append(section(what, body, sub))
+    rest = []
     if commands:
-        cards.append(section("How to look further", definitions((w, Raw(f"<code>{esc(c)}</code>")) for w, c in commands),
-                             "commands"))
-    cards.append(section("Files", _files(folder), "files"))
-    html_text = page("Flamenco demo", f"{len(parts)} parts: " + ", ".join(parts), cards)
+        rest.append(section("How to look further", definitions((w, Raw(f"<code>{esc(c)}</code>")) for w, c in commands),
+                            "commands"))
+    rest.append(section("Files", _files(folder), "files"))
+    html_text = page("Flamenco demo", f"{len(parts)} parts: " + "; ".join(parts),
+                     [f'<div class="cards">{"".join(cards)}</div>', *rest])
     return atomic_write_text(folder / INDEX, html_text)

@@ -84,7 +84,7 @@ def write_record(rec: CombinationRecord, out: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "record.json"
     rec.artifacts["record"] = str(path)
-    write_json(path, rec.to_dict())
+    write_json(path, rec.to_dict(), root=out)  # paths relative to the output folder: it can move
 
 
 def write_all_rows(frame: pd.DataFrame, rec: CombinationRecord, out: Path) -> None:
@@ -110,7 +110,7 @@ def write_failed_preparation(packs: Sequence[Any], experiment: Any, error: str, 
         "preparation": {"outcome": "failed", "error": error, "notes": notes, "sources": json_ready(dict(sources or {}))},
         "combinations": records, "summary": summarize(records), "labels": None, "tables": {},
     }
-    write_json(out / "report.json", report)
+    write_json(out / "report.json", report, root=out)
     return report
 
 
@@ -178,7 +178,7 @@ def write_outputs(prep: Prepared, records: Sequence[Mapping[str, Any]], out_dir:
         "labels": labels,
         **dict(extra or {}),
     }
-    write_json(out / "report.json", report)
+    write_json(out / "report.json", report, root=out)
     return report
 
 
