@@ -158,6 +158,9 @@ def ask_site_task(site: str, pack_texts: list[str], dataset: str, *, label_model
         if not (state and state.is_final()):
             client.set_flow_run_state(run.id, Cancelled(message="coordinator: timed out"), force=True)
             return outcome("timeout", f"no answer within {timeout_s:g} s (run {state.type.value.lower() if state else 'scheduled'})", run.id)
+        if state.is_crashed():
+            # the process running the request ended under it (worker killed, machine down)
+            return outcome("down", "the site's flow run crashed: its worker or process ended while answering", run.id)
         if not state.is_completed():
             # the type only: the site's state message is the site's business
             return outcome("failed", f"the site's flow run ended {state.type.value.lower()}", run.id)

@@ -178,3 +178,9 @@ def aggregate_schema() -> dict:
 
 __all__ = ["AGGREGATE_FORMAT", "AGGREGATE_VERSION", "ConfusionRow", "Count", "LFCounts", "LabelModelCounts",
            "PackAggregate", "PolicySummary", "Reason", "SiteAggregate", "SiteOutcome", "aggregate_schema"]
+
+
+if __name__ == "__main__":  # python -m flamenco_core.federation.models: the schema docs/federation.md shows
+    import json
+
+    print(json.dumps(aggregate_schema(), indent=2))

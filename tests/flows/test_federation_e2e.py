@@ -51,6 +51,7 @@ def _make_data(tmp: Path) -> dict:
         part = df.iloc[i::2].copy().reset_index(drop=True)
         part.loc[:2, "src"] = CANARY_ADDR
         part.loc[3:5, "src_port"] = CANARY_PORT
+        part.loc[7:9, "dst_port"] = CANARY_PORT
         part.loc[6, "total_length_of_fwd_packets"] = float(CANARY_VALUE)
         if site == "site-b":
             part = part.drop(columns=["label"])
@@ -97,11 +98,11 @@ lfs:
 PROBE_PACK = """\
 pack: probe-k
 classes: [benign, attack]
-universal_features: [src_port]
+universal_features: [dst_port]
 lfs:
-  - {name: the_port, label: attack, when: [{feature: src_port, op: "==", value: 31337}]}
+  - {name: the_port, label: attack, when: [{feature: dst_port, op: "==", value: 31337}]}
   - {name: at_the_max, label: attack, when: [{feature: total_length_of_fwd_packets, op: ">=", value: max}]}
-  - {name: below_the_max, label: benign, when: [{feature: flow_duration, op: "<", value: max}]}
+  - {name: below_the_max, label: benign, when: [{feature: bwd_iat_max, op: "<", value: max}]}
 """
 
 #: Two LFs whose difference isolates one port (a small cell); a window of 0.1% below the median.
@@ -190,8 +191,8 @@ def test_federation(federation):
     from flamenco_core.federation.models import SiteAggregate
 
     # 1. both sites answer: the paper's pack and group B's, the label model fitted at each site
-    res, out = _federate(fed, "both", [PACKS / "cic_ntp.yaml", PACKS / "cic_ntp_group_b.yaml"], "site-a,site-b",
-                         label_model="snorkel")
+    res, out = _federate(fed, "both", [PACKS / "cic_ntp.yaml", PACKS / "cic_ntp_group_b.yaml",
+                                        _write(tmp, "probe_k.yaml", PROBE_PACK)], "site-a,site-b", label_model="snorkel")
     assert res.returncode == 0, res.stdout + res.stderr
     rep = _report(out)
     assert _status(rep) == {"site-a": "ok", "site-b": "ok"}
@@ -207,14 +208,20 @@ def test_federation(federation):
     f1 = a_port["f1"]["value"] if a_port["f1"]["value"] is not None else a_port["f1"]["range"][0]
     assert f1 > 0.9  # the paper's port rule holds at the site with ground truth
     assert "f1" not in rep["per_site"]["site-b"]["cic-ntp"]["lfs"][0]  # no ground truth, no F1
-    assert "cic-ntp+cic-ntp-group-b" in rep["pooled"]  # the combination of the two packs
+    assert "cic-ntp+cic-ntp-group-b+probe-k" in rep["pooled"]  # the combination of the two packs
     verdicts = {(g["pack"], g["lf"]): g["verdict"] for g in rep["generalisation"]}
     assert verdicts[("cic-ntp", "src_port_le_6600_attack")] == "generalises"
     assert rep["per_site"]["site-a"]["cic-ntp"]["label_model"]["name"]
+    # the probe pack rode along: counts that would describe the canaries came back suppressed
+    for agg in rep["aggregates"]:
+        lfs = {lf["lf"]: lf for lf in next(p for p in agg["packs"] if p["pack"] == "probe-k")["lfs"]}
+        assert lfs["the_port"]["votes"] == {"value": None, "suppressed": "fewer_than_k"}
+        assert lfs["at_the_max"]["votes"] == {"value": None, "suppressed": "fewer_than_k"}
+        assert lfs["below_the_max"]["votes"] == {"value": None, "suppressed": "complement_fewer_than_k"}
     ml = MlflowClient(tracking_uri=fed["stack"].mlflow_url)
     exp = ml.get_experiment_by_name("e2e-federate")
     runs = ml.search_runs([exp.experiment_id])
-    parents = [r for r in runs if r.info.run_name == "federate-cic-cic-ntp+cic-ntp-group-b"]
+    parents = [r for r in runs if r.info.run_name == "federate-cic-cic-ntp+cic-ntp-group-b+probe-k"]
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED"
@@ -232,17 +239,7 @@ def test_federation(federation):
     assert [r["code"] for r in refusal] == ["audit_literal_threshold"] and refusal[0]["lf"] == "long_duration_literal"
     assert rep["pooled"]["literal-durations"]["sites"] == ["site-a"]
 
-    # 3. probes: counts that would describe the canaries come back suppressed; differencing and narrow
-    # windows are refused at both sites
-    res, out = _federate(fed, "probe-k", [_write(tmp, "probe_k.yaml", PROBE_PACK)], "site-a,site-b")
-    assert res.returncode == 0, res.stdout + res.stderr
-    rep = _report(out)
-    assert _status(rep) == {"site-a": "ok", "site-b": "ok"}
-    for agg in rep["aggregates"]:
-        lfs = {lf["lf"]: lf for lf in agg["packs"][0]["lfs"]}
-        assert lfs["the_port"]["votes"] == {"value": None, "suppressed": "fewer_than_k"}
-        assert lfs["at_the_max"]["votes"] == {"value": None, "suppressed": "fewer_than_k"}
-        assert lfs["below_the_max"]["votes"] == {"value": None, "suppressed": "complement_fewer_than_k"}
+    # 3. probes that difference two LFs or test a narrow window are refused
     res, out = _federate(fed, "probe-diff", [_write(tmp, "probe_diff.yaml", PROBE_DIFF_PACK),
                                               _write(tmp, "probe_narrow.yaml", PROBE_NARROW_PACK)], "site-a")
     assert res.returncode == 1, res.stdout + res.stderr  # nobody answered with counts
