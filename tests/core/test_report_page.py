@@ -98,3 +98,16 @@ def test_demo_page_links_its_parts_and_says_what_is_missing(tmp_path):
     assert 'href="flows/index.html"' in html and (tmp_path / "flows" / "index.html").is_file()
     assert "latency_ark/ was not written" in html
     assert "flamenco ui" in html
+
+
+def test_watch_page_lists_dumps_and_links_their_pages(tmp_path):
+    (tmp_path / "dumps" / "a-1234").mkdir(parents=True)
+    (tmp_path / "dumps" / "a-1234" / "index.html").write_text("<html></html>")
+    rep = {"directory": "/in", "pipeline": "latency", "processed": ["a.warts"], "skipped": ["b.txt"],
+           "failed": [{"file": "c.json", "error": "bad <record>"}], "skipped_reasons": {"b.txt": "not a dump"},
+           "counts": {"done": 1, "failed": 1}}
+    (tmp_path / "watch_report.json").write_text(json.dumps(rep))
+    html = render_index(tmp_path)
+    assert kind_of(tmp_path)[0] == "watch"
+    assert "processed 1" in html and "failed 1" in html and "skipped 1" in html
+    assert "bad &lt;record&gt;" in html and 'href="dumps/a-1234/index.html"' in html
