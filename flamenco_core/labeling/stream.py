@@ -1,0 +1,271 @@
+"""Labeling at dump scale: a Parquet dataset in, a label matrix and labels out, memory bounded by a batch.
+
+:func:`label_parquet` makes three passes, none of which holds the rows:
+
+1. apply the pack batch by batch (:func:`~flamenco_core.labeling.applier.apply_lfs_parquet`: statistics
+   from a profile, or from a first pass over the needed columns) and write the label matrix ``L`` as
+   Parquet, one int8 column per LF;
+2. read ``L`` back batch by batch and count its distinct vote patterns (a row of m votes in {-1..k-1} is
+   one base-(k+1) integer; ten binary LFs have at most 3^10 = 59,049 patterns);
+3. fit the label model on the patterns weighted by their counts, score each pattern once, and write the
+   labels (and class probabilities) for every row as Parquet, batch by batch, by looking the rows'
+   patterns up.
+
+The label model sees exactly what a fit on the whole matrix sees. Snorkel 0.10's ``LabelModel.fit`` takes
+no sample weights, but its fit depends on the rows only through the overlap matrix ``O = L_ind' L_ind / n``
+(and ``n`` itself, for the ``mu`` clamp): :class:`_PatternLabelModel` computes ``O`` from the patterns and
+their counts (exact: integer counts summed in float64), sets ``n`` to the row count and the coverages
+(used only by ``get_weights``) to the weighted ones. Majority vote needs no fit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from .constants import ABSTAIN
+
+#: Rows per record batch read and written.
+DEFAULT_BATCH_ROWS = 1 << 20
+L_FILE = "label_matrix.parquet"
+LABELS_FILE = "labels.parquet"
+
+
+@dataclass
+class StreamResult:
+    """What :func:`label_parquet` did: rows, distinct vote patterns, per-LF votes, the label model used
+    (name, parameters, fallback reason) and where the outputs are."""
+
+    n_rows: int
+    n_patterns: int
+    votes: dict[str, int]
+    label_model: str
+    label_model_params: dict
+    fallback_reason: str
+    matrix_path: str
+    labels_path: str
+    label_counts: dict[str, int] = field(default_factory=dict)
+    apply_meta: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _pattern_model_cls():
+    """Snorkel's LabelModel fitted from (patterns, counts) (built lazily: importing this module must not
+    import torch)."""
+    global _PATTERN_CLS
+    if _PATTERN_CLS is not None:
+        return _PATTERN_CLS
+    import torch
+
+    from .label_model import _compressed_label_model_cls
+
+    base = _compressed_label_model_cls()
+    from snorkel.labeling.model.label_model import _CliqueData
+
+    class _PatternLabelModel(base):
+        counts: np.ndarray
+
+        def _set_constants(self, L: np.ndarray) -> None:
+            super()._set_constants(L)
+            self.n = int(self.counts.sum())  # rows, not patterns: Snorkel's mu clamp depends on it
+
+        def _generate_O(self, L: np.ndarray, higher_order: bool = False) -> None:
+            # L: the distinct patterns shifted to 0..k (fit was given them), one row each
+            k = self.cardinality
+            w = self.counts.astype(np.float64)
+            self.c_data = {
+                i: _CliqueData(
+                    start_index=i * k,
+                    end_index=(i + 1) * k,
+                    max_cliques={j for j in self.c_tree.nodes() if i in self.c_tree.nodes[j]["members"]},
+                )
+                for i in range(self.m)
+            }
+            L_ind = np.zeros((L.shape[0], self.m * k))
+            for y in range(1, k + 1):
+                L_ind[:, (y - 1)::k] = L == y
+            self.d = L_ind.shape[1]
+            self.O = torch.from_numpy((L_ind.T * w) @ L_ind / self.n).float().to(self.config.device)
+            self.coverage = ((L != 0) * w[:, None]).sum(axis=0) / self.n
+
+    _PATTERN_CLS = _PatternLabelModel
+    return _PATTERN_CLS
+
+
+_PATTERN_CLS = None
+
+
+def fit_on_patterns(lm, patterns: np.ndarray, counts: np.ndarray):
+    """Fit label model ``lm`` (from :func:`~flamenco_core.labeling.label_model.make_label_model`) on distinct
+    vote ``patterns`` (U x m, ABSTAIN = -1) seen ``counts`` times each; returns ``lm``.
+
+    A :class:`~flamenco_core.labeling.label_model.SnorkelLabelModel` gets the weighted fit (module
+    docstring), equal to its fit on the expanded matrix; other models ignore row multiplicity in ``fit``
+    (majority vote) and are fitted on the patterns as they are."""
+    from .label_model import SnorkelLabelModel, _torch_single_thread
+
+    if not isinstance(lm, SnorkelLabelModel):
+        return lm.fit(patterns)
+    if patterns.shape[0] == 0:
+        raise ValueError("cannot fit a label model on an empty label matrix")
+    model = _pattern_model_cls()(cardinality=lm.cardinality, verbose=False)
+    model.counts = np.asarray(counts, dtype=np.int64)
+    with _torch_single_thread():
+        model.fit(
+            patterns,
+            class_balance=lm.class_balance,
+            progress_bar=False,
+            n_epochs=lm.n_epochs,
+            lr=lm.lr,
+            l2=lm.l2,
+            optimizer=lm.optimizer,
+            prec_init=lm.prec_init,
+            seed=lm.seed,
+            **lm.fit_kwargs,
+        )
+    lm.model_ = model
+    return lm
+
+
+class PatternCounter:
+    """Counts of distinct vote rows over batches: a dense table when (k+1)^m is small, else merged sorted
+    unique codes (memory: the distinct patterns, never the rows)."""
+
+    def __init__(self, m: int, cardinality: int) -> None:
+        self.m, self.base = m, cardinality + 1
+        if m * np.log2(self.base) > 62:
+            raise ValueError(f"{m} LFs with {cardinality} classes do not fit one 64-bit pattern code; "
+                             "label such a matrix in memory (apply_lfs + fit)")
+        self.powers = self.base ** np.arange(m, dtype=np.int64)
+        self.space = int(self.base) ** m
+        self.dense = np.zeros(self.space, dtype=np.int64) if self.space <= 1 << 22 else None
+        self.codes = np.empty(0, dtype=np.int64)
+        self.counts = np.empty(0, dtype=np.int64)
+
+    def encode(self, L: np.ndarray) -> np.ndarray:
+        """One int64 code per row of ``L`` (votes -1..k-1)."""
+        codes = np.zeros(L.shape[0], dtype=np.int64)
+        for j in range(self.m):  # one pass per LF keeps the temporary at n int64s
+            codes += (L[:, j].astype(np.int64) + 1) * self.powers[j]
+        return codes
+
+    def add(self, L: np.ndarray) -> None:
+        codes = self.encode(L)
+        if self.dense is not None:
+            self.dense += np.bincount(codes, minlength=self.space)
+            return
+        u, c = np.unique(codes, return_counts=True)
+        allc = np.concatenate((self.codes, u))
+        allk = np.concatenate((self.counts, c))
+        self.codes, inv = np.unique(allc, return_inverse=True)
+        self.counts = np.bincount(inv, weights=allk).astype(np.int64)
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(sorted codes, counts, patterns U x m with votes -1..k-1)."""
+        if self.dense is not None:
+            codes = np.flatnonzero(self.dense).astype(np.int64)
+            counts = self.dense[codes]
+        else:
+            codes, counts = self.codes, self.counts
+        patterns = (codes[:, None] // self.powers[None, :]) % self.base - 1
+        return codes, counts, patterns.astype(np.int8)
+
+
+def _matrix_batches(path: Path, batch_rows: int):
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        yield np.column_stack([batch.column(j).to_numpy() for j in range(batch.num_columns)]).astype(np.int8)
+
+
+def label_parquet(
+    pack,
+    data: Union[str, Path],
+    out_dir: Union[str, Path],
+    *,
+    stats: Any = None,
+    label_model: str = "snorkel",
+    label_model_params: Optional[dict] = None,
+    seed: int = 0,
+    batch_rows: int = DEFAULT_BATCH_ROWS,
+    n_jobs: int = 1,
+) -> StreamResult:
+    """Apply ``pack`` to the Parquet ``data`` (file or folder), fit the label model on the distinct vote
+    patterns and write ``label_matrix.parquet`` and ``labels.parquet`` (``label`` int8, ABSTAIN = -1 where
+    the model abstains; ``p_<class>`` float64 per class) into ``out_dir``, row order as in ``data``.
+
+    Memory grows with ``batch_rows`` and the number of distinct patterns, not with rows (module docstring);
+    a first statistics pass (no ``stats``) holds one needed column at a time. ``label_model``: ``snorkel``
+    (majority vote below 3 LFs, as :func:`~flamenco_core.labeling.label_model.make_label_model`) or
+    ``majority``. Deterministic for a given ``seed``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .applier import apply_lfs_parquet
+    from .label_model import make_label_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    matrix = out / L_FILE
+    _, meta = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=matrix, n_jobs=n_jobs,
+                                return_meta=True)
+    names = list(pack.lf_names)
+    k = len(pack.classes)
+    counter = PatternCounter(len(names), k)
+    n_rows = 0
+    for Lb in _matrix_batches(matrix, batch_rows):
+        counter.add(Lb)
+        n_rows += Lb.shape[0]
+    codes, counts, patterns = counter.result()
+
+    lm = make_label_model(label_model, n_lfs=len(names), cardinality=k, seed=seed, **(label_model_params or {}))
+    if n_rows:
+        fit_on_patterns(lm, patterns, counts)
+        # each distinct pattern is scored once; rows get their pattern's answer
+        p_pat = lm.predict_proba(patterns)
+        y_pat = lm.predict(patterns).astype(np.int8)
+    else:
+        p_pat = np.empty((0, k))
+        y_pat = np.empty(0, dtype=np.int8)
+
+    schema = pa.schema(
+        [pa.field("label", pa.int8(), nullable=False)]
+        + [pa.field(f"p_{c}", pa.float64(), nullable=False) for c in pack.classes],
+        metadata={b"flamenco.pack": pack.name.encode(), b"flamenco.pack_hash": pack.content_hash.encode(),
+                  b"flamenco.label_model": lm.name.encode()},
+    )
+    label_counts = np.zeros(k + 1, dtype=np.int64)  # index 0: abstain
+    labels_path = out / LABELS_FILE
+    with pq.ParquetWriter(labels_path, schema) as writer:
+        for Lb in _matrix_batches(matrix, batch_rows):
+            idx = np.searchsorted(codes, counter.encode(Lb))
+            y = y_pat[idx]
+            label_counts += np.bincount(y.astype(np.int64) + 1, minlength=k + 1)
+            cols = [pa.array(y)] + [pa.array(p_pat[idx, j]) for j in range(k)]
+            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+        if n_rows == 0:
+            writer.write_table(schema.empty_table())
+    return StreamResult(
+        n_rows=n_rows,
+        n_patterns=int(len(codes)),
+        votes={n: int(v) for n, v in meta.votes.items()} if hasattr(meta, "votes") else {},
+        label_model=lm.name,
+        label_model_params=lm.get_params(),
+        fallback_reason=getattr(lm, "fallback_reason", "") or "",
+        matrix_path=str(matrix),
+        labels_path=str(labels_path),
+        label_counts={"abstain": int(label_counts[0]),
+                      **{c: int(label_counts[i + 1]) for i, c in enumerate(pack.classes)}},
+        apply_meta=meta.to_dict() if hasattr(meta, "to_dict") else {},
+    )
+
+
+__all__ = ["ABSTAIN", "PatternCounter", "StreamResult", "fit_on_patterns", "label_parquet"]
