@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 
 #: Commands that start Prefect (a temporary local server, workers): their children end with them.
-_SPAWNING = ("run", "watch-dumps", "demo", "serve")
+_SPAWNING = ("run", "watch-dumps", "demo", "serve", "site")
 
 
 @app.callback()
@@ -65,6 +65,10 @@ app.command("watch-dumps", help="Process new dump files in DIR: once with --once
 app.command("serve", help="Start a Prefect server, a worker and an MLflow server on loopback; deploy prefect.yaml.")(serve_cmd)
 app.command("compare", help="Compare runs of an MLflow experiment (LF combinations) by a metric; CSV + Markdown.")(compare_cmd)
 app.command("explain", help="Trace a point through an interpretability tree: the path taken and the label.")(explain_cmd)
+from flamenco.cli_federate import federate_cmd, site_app  # noqa: E402
+
+app.add_typer(site_app, name="site", help="A federation site: serve a work pool whose worker answers LF packs with aggregates.")
+app.command("federate", help="Send LF packs to several sites' work pools; combine the aggregates that come back.")(federate_cmd)
 
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
 app.command("ui", help="Start the MLflow UI on the project's tracking store (prints the URL).")(ui_cmd)
