@@ -19,7 +19,7 @@ import typer
 from typer.core import TyperGroup
 
 from flamenco_core.env import DEBUG_ENV, debug_enabled
-from flamenco_core.errors import EXIT_UNUSABLE, EXIT_USAGE, FlamencoError
+from flamenco_core.errors import EXIT_UNUSABLE, FlamencoError
 
 DEBUG_FLAG = "--debug"
 EXIT_INTERRUPTED = 130
@@ -47,8 +47,6 @@ def describe(exc: BaseException) -> Optional[tuple[str, int]]:
     """``(one line, exit code)`` for an expected failure, ``None`` for anything else (a bug)."""
     if isinstance(exc, FlamencoError):
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__, exc.exit_code
-    if type(exc).__name__ == "SpecError":  # a pack that cannot be loaded or applied: bad input
-        return str(exc).splitlines()[0], EXIT_USAGE
     if isinstance(exc, OSError):
         return _os_message(exc), EXIT_UNUSABLE
     if isinstance(exc, MemoryError):

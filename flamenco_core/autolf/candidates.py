@@ -54,6 +54,9 @@ def f1_abstain_as_error(
     """
     if average not in F1_AVERAGES:
         raise ValueError(f"average={average!r}; choose one of {', '.join(F1_AVERAGES)}")
+    # Not the shared kernel (evaluation.metrics.abstain_prfs): Snuba scores thousands of candidate columns
+    # per iteration, and one vectorized reduction per class over all of them is what keeps the search fast;
+    # tests/test_autolf.py checks it equals scikit-learn's f1_score.
     y = np.asarray(y)
     v = np.asarray(votes)
     one = v.ndim == 1

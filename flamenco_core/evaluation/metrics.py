@@ -137,10 +137,35 @@ def _same_length(a: np.ndarray, b: np.ndarray) -> None:
         raise ValueError(f"y_true has {a.shape[0]} rows, y_pred {b.shape[0]}")
 
 
-def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den, dtype=np.float64)
-    return np.divide(num, den, out=np.zeros_like(num), where=den > 0)
+def abstain_prfs(y_true: np.ndarray, y_pred: np.ndarray, k: int, *, abstain: str = DEFAULT_ABSTAIN,
+                 negative: Optional[int] = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The one F1 kernel: per-class precision, recall, F1 and support (arrays of ``k``) of class-index
+    predictions (``-1`` inconclusive) against gold class indices, under the ``abstain`` policy, by
+    scikit-learn's ``precision_recall_fscore_support`` (``zero_division=0``).
+
+    ``negative``: an inconclusive row predicts class ``negative``; ``exclude``: inconclusive rows are not
+    counted; ``wrong``: an inconclusive row is a FN for its class and a FP for every other class (scored
+    as multilabel indicators: every class but the true one). No row: zeros.
+    """
+    from sklearn.metrics import precision_recall_fscore_support
+
+    y_true = np.asarray(y_true, dtype=np.int64)
+    y_pred = np.asarray(y_pred, dtype=np.int64)
+    inconclusive = y_pred == ABSTAIN
+    if abstain == "negative":
+        yt, yp = y_true, np.where(inconclusive, negative, y_pred)
+    elif abstain == "exclude":
+        yt, yp = y_true[~inconclusive], y_pred[~inconclusive]
+    elif abstain == "wrong":
+        eye = np.eye(k, dtype=np.int8)
+        yt = eye[y_true]
+        yp = np.where(inconclusive[:, None], 1 - yt, eye[np.maximum(y_pred, 0)])
+    else:
+        raise ValueError(f"abstain={abstain!r}; choose one of {', '.join(ABSTAIN_MODES)}")
+    if len(yt) == 0:
+        zeros = np.zeros(k)
+        return zeros, zeros.copy(), zeros.copy(), np.zeros(k, dtype=np.int64)
+    return precision_recall_fscore_support(yt, yp, labels=np.arange(k), average=None, zero_division=0)
 
 
 def classification_scores(
@@ -184,26 +209,14 @@ def classification_scores(
     yp = encode_labels(y_pred, classes, what="y_pred")
     _same_length(yt, yp)
     n = int(yt.shape[0])
-    cm = confusion_counts(yt, yp, k)
-    inc = cm[:, k].copy()
-    body = cm[:, :k].copy()
-    diag = np.diag(body)
+    precision, recall, f1, support = abstain_prfs(yt, yp, k, abstain=abstain, negative=neg)
+    conclusive = yp != ABSTAIN
     if abstain == "negative":
-        body[:, neg] += inc
-        diag = np.diag(body)
-        tp, fp, fn = diag, body.sum(axis=0) - diag, body.sum(axis=1) - diag
-        support, correct, evaluated = body.sum(axis=1), diag.sum(), n
+        correct, evaluated = int((np.where(conclusive, yp, neg) == yt).sum()), n
     elif abstain == "exclude":
-        tp, fp, fn = diag, body.sum(axis=0) - diag, body.sum(axis=1) - diag
-        support, correct, evaluated = body.sum(axis=1), diag.sum(), int(body.sum())
-    else:  # "wrong": an inconclusive row is a FN for its class and a FP for every other class
-        tp = diag
-        fp = body.sum(axis=0) - diag + (inc.sum() - inc)
-        fn = body.sum(axis=1) - diag + inc
-        support, correct, evaluated = cm.sum(axis=1), diag.sum(), n
-    precision = _div(tp, tp + fp)
-    recall = _div(tp, tp + fn)
-    f1 = _div(2 * tp, 2 * tp + fp + fn)
+        correct, evaluated = int((yp == yt).sum()), int(conclusive.sum())
+    else:
+        correct, evaluated = int((yp == yt).sum()), n
     out: dict[str, float] = {}
     for i, c in enumerate(classes):
         out[f"f1_{c}"] = float(f1[i])

@@ -242,44 +242,24 @@ def resolve_f1_args(k, classes, pos_label, abstain, negative_label, average):
 
 def _score(P: np.ndarray, Y: np.ndarray, k: int, pos: int, neg: int, abstain: str, average: str) -> pd.DataFrame:
     """Precision, recall, F1 of each column of the decision matrix ``P`` (rows x scorers, -1 =
-    inconclusive) against ``Y``, vectorized over the columns."""
+    inconclusive) against ``Y``: the one F1 kernel
+    (:func:`flamenco_core.evaluation.metrics.abstain_prfs`) per column, averaged over the scored classes."""
+    from flamenco_core.evaluation.metrics import abstain_prfs
+
     n = P.shape[0]
     conclusive = P != ABSTAIN
-    if abstain == "negative":
-        P = np.where(conclusive, P, neg)
-        counted = np.ones_like(conclusive)
-    elif abstain == "exclude":
-        counted = conclusive
-    else:
-        counted = np.ones_like(conclusive)
+    counted = conclusive if abstain == "exclude" else np.ones_like(conclusive)
     labels = [pos] if average == "binary" else list(range(k))
-    prec = np.zeros(P.shape[1])
-    rec = np.zeros(P.shape[1])
-    f1 = np.zeros(P.shape[1])
-    for c in labels:
-        is_c = (Y == c)[:, None]
-        pred_c = P == c
-        tp = (pred_c & is_c & counted).sum(axis=0)
-        fp = (pred_c & ~is_c & counted).sum(axis=0)
-        fn = (~pred_c & is_c & counted).sum(axis=0)
-        if abstain == "wrong":
-            # an inconclusive row claims to be wrong, i.e. any class but its own: a FP for class c
-            fp = fp + (~conclusive & ~is_c).sum(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p_c = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 0.0)
-            r_c = np.where(tp + fn > 0, tp / np.maximum(tp + fn, 1), 0.0)
-            f_c = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), 0.0)
-        prec += p_c
-        rec += r_c
-        f1 += f_c
+    prf = np.array([[m[labels].mean() for m in abstain_prfs(Y, P[:, j], k, abstain=abstain, negative=neg)[:3]]
+                    for j in range(P.shape[1])], dtype=np.float64).reshape(-1, 3)
     denom = n if n else 1
     return pd.DataFrame(
         {
             "Coverage": conclusive.sum(axis=0) / denom,
             "Evaluated": counted.sum(axis=0),
-            "Precision": prec / len(labels),
-            "Recall": rec / len(labels),
-            "F1": f1 / len(labels),
+            "Precision": prf[:, 0],
+            "Recall": prf[:, 1],
+            "F1": prf[:, 2],
         }
     )
 

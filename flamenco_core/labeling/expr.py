@@ -26,6 +26,8 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any, Callable, Iterator, Optional, Union
 
+from flamenco_core.errors import UsageError
+
 MAX_LENGTH = 256
 MAX_TOKENS = 128
 MAX_DEPTH = 24
@@ -37,8 +39,8 @@ BASE_STATS = ("count", "mean", "std", "min", "max", "median", "q1", "q3", "iqr")
 VOCABULARY_HELP = "count, mean, std, min, max, median, q1, q3, iqr, pNN (0 <= NN <= 100)"
 
 
-class SpecError(Exception):
-    """A pack, LF spec or threshold expression that cannot be loaded or applied.
+class SpecError(UsageError):
+    """A pack, LF spec or threshold expression that cannot be loaded or applied (exit 2: bad input).
 
     Deliberately not a ``ValueError``: pydantic wraps ``ValueError`` raised inside validators into its
     own error, and the message here (pack, LF, token, position) is the one users need to see.

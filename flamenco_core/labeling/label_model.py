@@ -190,7 +190,7 @@ _COMPRESSED_CLS = None
 
 
 @contextmanager
-def _torch_single_thread():
+def torch_single_thread():
     """The label model optimizes (m*k) x (m*k) matrices: threads buy nothing there, and on a busy
     machine torch's spinning worker threads made a 1,000-row fit 10-40x slower (seen: 0.4 s vs 15 s)."""
     import torch
@@ -232,7 +232,7 @@ def _distinct_rows(codes: np.ndarray, base: int, m: int) -> tuple[np.ndarray, np
     return digits, counts, inverse
 
 
-def _compressed_label_model_cls():
+def compressed_label_model_cls():
     """Snorkel's LabelModel with ``_generate_O`` computed from distinct rows (built lazily so importing
     this module does not import torch)."""
     global _COMPRESSED_CLS
@@ -332,8 +332,8 @@ class SnorkelLabelModel(LabelModelBase):
             )
         if L.shape[0] == 0:
             raise ValueError("cannot fit a label model on an empty label matrix")
-        model = _compressed_label_model_cls()(cardinality=self.cardinality, verbose=False)
-        with _torch_single_thread():
+        model = compressed_label_model_cls()(cardinality=self.cardinality, verbose=False)
+        with torch_single_thread():
             model.fit(
             L,
                 Y_dev=None if Y_dev is None else np.asarray(Y_dev),

@@ -64,9 +64,9 @@ def _pattern_model_cls():
         return _PATTERN_CLS
     import torch
 
-    from .label_model import _compressed_label_model_cls
+    from .label_model import compressed_label_model_cls
 
-    base = _compressed_label_model_cls()
+    base = compressed_label_model_cls()
     from snorkel.labeling.model.label_model import _CliqueData
 
     class _PatternLabelModel(base):
@@ -109,7 +109,7 @@ def fit_on_patterns(lm, patterns: np.ndarray, counts: np.ndarray):
     A :class:`~flamenco_core.labeling.label_model.SnorkelLabelModel` gets the weighted fit (module
     docstring), equal to its fit on the expanded matrix; other models ignore row multiplicity in ``fit``
     (majority vote) and are fitted on the patterns as they are."""
-    from .label_model import SnorkelLabelModel, _torch_single_thread
+    from .label_model import SnorkelLabelModel, torch_single_thread
 
     if not isinstance(lm, SnorkelLabelModel):
         return lm.fit(patterns)
@@ -117,7 +117,7 @@ def fit_on_patterns(lm, patterns: np.ndarray, counts: np.ndarray):
         raise ValueError("cannot fit a label model on an empty label matrix")
     model = _pattern_model_cls()(cardinality=lm.cardinality, verbose=False)
     model.counts = np.asarray(counts, dtype=np.int64)
-    with _torch_single_thread():
+    with torch_single_thread():
         model.fit(
             patterns,
             class_balance=lm.class_balance,

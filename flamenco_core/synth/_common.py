@@ -101,6 +101,15 @@ def write_rows_to(fh: BinaryIO, template: str, columns: Sequence[np.ndarray | li
         fh.write(b"\n")
 
 
+def in_runs(n: int, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Boolean mask of ``n`` points that lie in a run of ``lengths[i]`` points from ``starts[i]`` (runs may
+    overlap; they are cut at ``n``): the bursts of the noise generators."""
+    delta = np.zeros(n + 1, dtype=int)
+    np.add.at(delta, starts, 1)
+    np.add.at(delta, np.minimum(starts + lengths, n), -1)
+    return np.cumsum(delta[:n]) > 0
+
+
 def us_to_timestamps(us: np.ndarray) -> pd.Series:
     """Integer Unix microseconds -> ``datetime64[us, UTC]`` (the canonical timestamp type)."""
     return pd.Series(np.asarray(us, dtype="int64").astype("datetime64[us]")).dt.tz_localize("UTC")

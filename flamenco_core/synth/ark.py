@@ -20,6 +20,7 @@ import pandas as pd
 from ._common import (
     SynthResult,
     check_scale,
+    in_runs,
     prepare_out_dir,
     rng_for,
     scaled_count,
@@ -129,10 +130,7 @@ def _noise(good: np.ndarray, frac: float, rng: np.random.Generator) -> tuple[np.
     n_bursts = int(round(frac * n * burst_share / mean_len))
     starts = np.sort(rng.integers(0, n, n_bursts))
     lens = 1 + rng.geometric(0.25, n_bursts)
-    delta = np.zeros(n + 1, dtype=int)
-    np.add.at(delta, starts, 1)
-    np.add.at(delta, np.minimum(starts + lens, n), -1)
-    in_burst = np.cumsum(delta[:n]) > 0
+    in_burst = in_runs(n, starts, lens)
     # Each point in a burst takes the amplitude of the latest burst that started at or before it.
     marker = np.zeros(n, dtype=int)
     marker[starts] = np.arange(1, n_bursts + 1)

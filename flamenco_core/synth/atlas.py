@@ -23,6 +23,7 @@ import pandas as pd
 from ._common import (
     SynthResult,
     check_scale,
+    in_runs,
     prepare_out_dir,
     rng_for,
     scaled_count,
@@ -110,10 +111,7 @@ def _pair_points(p, rng: np.random.Generator) -> dict[str, np.ndarray]:
     n_bursts = int(round(frac * n * 0.4 / 3.0))
     starts = rng.integers(0, n, n_bursts)
     lens = rng.integers(2, 5, n_bursts)
-    delta = np.zeros(n + 1, dtype=int)
-    np.add.at(delta, starts, 1)
-    np.add.at(delta, np.minimum(starts + lens, n), -1)
-    in_burst = (np.cumsum(delta[:n]) > 0)[:, None] & np.ones((1, PACKETS), bool)
+    in_burst = in_runs(n, starts, lens)[:, None] & np.ones((1, PACKETS), bool)
     spike = rng.random((n, PACKETS)) < frac * 0.6
     kind = np.where(spike, 1, np.where(in_burst, 2, 0)).astype(np.int8)
     # Noise clears the secondary peak (at most 40% of base + 10 ms above the main one): the paper's Atlas

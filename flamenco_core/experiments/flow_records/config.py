@@ -7,6 +7,7 @@ from typing import Any, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from flamenco_core.config import load_settings, read_mapping, validation_text
 from flamenco_core.errors import EXIT_USAGE, FlamencoError
 
 #: Where the defaults live in a checkout (the pydantic defaults below equal them).
@@ -134,55 +135,14 @@ class FlowRecordsConfig(_Strict):
         return v
 
 
-def _read_mapping(source: Union[str, Path]) -> dict[str, Any]:
-    import yaml
-
-    path = Path(source)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc}") from None
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML: {exc}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of settings")
-    return data
-
-
-def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
-
-
 def load_config(*overrides: Any, defaults: Union[str, Path, None] = None) -> FlowRecordsConfig:
     """The configuration: ``defaults`` (default ``conf/flow_records.yaml`` when the checkout has it, else
     the model's defaults, which are the same), then each override deep-merged in order. An override is
     ``None`` (skipped), a mapping, a YAML file, or a :class:`FlowRecordsConfig` (its explicitly set
     fields). Invalid settings raise ``ValueError`` naming them."""
-    base = Path(defaults) if defaults is not None else DEFAULT_CONFIG_FILE
-    data: dict[str, Any] = _read_mapping(base) if (defaults is not None or base.is_file()) else {}
-    for o in overrides:
-        if o is None:
-            continue
-        if isinstance(o, FlowRecordsConfig):
-            o = o.model_dump(mode="json", exclude_unset=True)
-        elif isinstance(o, (str, Path)):
-            o = _read_mapping(o)
-        elif not isinstance(o, Mapping):
-            raise TypeError(f"a config override is a mapping, a YAML path or a FlowRecordsConfig, not {type(o).__name__}")
-        data = _deep_merge(data, o)
-    try:
-        return FlowRecordsConfig.model_validate(data)
-    except ValidationError as exc:
-        raise ValueError(f"invalid flow-records config: {_validation_text(exc)}") from None
-
-
-def _validation_text(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
+    if defaults is None and DEFAULT_CONFIG_FILE.is_file():
+        defaults = DEFAULT_CONFIG_FILE
+    return load_settings(FlowRecordsConfig, overrides, defaults=defaults, what="flow-records config")
 
 
 class CombinationEntry(_Strict):
@@ -224,12 +184,12 @@ class ExperimentFile(_Strict):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ValueError(f"{source}: invalid experiment file: {_validation_text(exc)}") from None
+            raise ValueError(f"{source}: invalid experiment file: {validation_text(exc)}") from None
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path]) -> "ExperimentFile":
         """Load an experiment file (``yaml.safe_load`` only)."""
-        return cls.from_dict(_read_mapping(path), str(path))
+        return cls.from_dict(read_mapping(path), str(path))
 
 
 def load_experiment(source: Union[str, Path, Mapping, ExperimentFile, None]) -> Optional[ExperimentFile]:
