@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
@@ -71,7 +71,7 @@ def _tag(text: Any) -> str:
 
 
 @task(name="flow-records-prepare", **IO_RETRIES, cache_policy=NONE)
-def prepare_task(ingest_report: dict, input_path: str, fmt: str, packs: list[str], out_dir: str,
+def prepare_task(ingest_report: dict, input_path: Union[str, list[str]], fmt: str, packs: list[str], out_dir: str,
                  experiments: Optional[str], alerts: Optional[str], config: Any) -> dict:
     """Ground truth, splits, statistics and LF votes, written to ``out_dir/work``. A preparation failure is
     returned (``outcome: failed``, with the report of skipped combinations), not raised."""

@@ -393,8 +393,9 @@ SUMMARY_COLUMNS = ("kind", "model", "f1_macro_covered", "f1_macro", "f1_weighted
 
 
 def summary_table(comp: Comparison) -> pd.DataFrame:
-    """The comparison's headline columns (one row per model)."""
-    return comp.table[[c for c in SUMMARY_COLUMNS if c in comp.table.columns]]
+    """The comparison's headline columns (one row per model; ``used``: the model that produced the labels,
+    which differs from the row's name after a fallback)."""
+    return comp.table[[c for c in SUMMARY_COLUMNS if c in comp.table.columns]].rename(columns={"model": "used"})
 
 
 def _markdown(df: pd.DataFrame, index_name: str) -> str:

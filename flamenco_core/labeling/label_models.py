@@ -27,7 +27,7 @@ How crowd-kit's models are adapted (:class:`CrowdKitLabelModel`):
   the fitted skills (crowd-kit's weighted majority vote; negative skills count 0). A row no LF voted on
   gets the prior (DS) or the uniform distribution (MMSR).
 - A class no LF ever voted for gets probability 0 from the crowd-kit models: they only know the labels
-  they have seen.
+  they have seen. ``predict`` is ``-1`` on rows no LF voted on (their probabilities are the prior alone).
 
 Fallbacks (documented, recorded in ``fallback_reason`` and ``describe()``, never silent):
 
@@ -41,7 +41,8 @@ Fallbacks (documented, recorded in ``fallback_reason`` and ``describe()``, never
 - MMSR when no LF gets a positive skill: majority vote. MMSR estimates skills from how often LFs agree
   beyond chance; LFs that each vote one class (and different classes) agree on no row, and the estimate
   comes out 0 for all of them.
-- No vote at all in the fitting matrix, any crowd-kit model: majority vote (uniform probabilities).
+- No vote at all in the fitting matrix, or votes for one class only, any crowd-kit model: majority vote
+  (there is no disagreement to weigh the LFs by; crowd-kit's MMSR would divide by zero).
 
 crowd-kit is imported when a crowd-kit model is fitted, not when this module is imported.
 """
@@ -97,7 +98,7 @@ KINDS: tuple[str, ...] = tuple(REGISTRY)
 
 
 @contextmanager
-def _quiet_crowdkit():
+def quiet_crowdkit():
     """crowd-kit 1.4.2 calls pandas APIs that pandas 3 deprecates (``copy=``, ``inplace=``): hundreds of
     warnings per fit that say nothing about the data."""
     with warnings.catch_warnings():
@@ -105,7 +106,7 @@ def _quiet_crowdkit():
         yield
 
 
-def _crowd_frame(L: np.ndarray) -> pd.DataFrame:
+def crowd_frame(L: np.ndarray) -> pd.DataFrame:
     """crowd-kit's long format: one row per vote (abstains dropped), ``task`` = row, ``worker`` = LF."""
     rows, cols = np.nonzero(L != ABSTAIN)
     return pd.DataFrame({"task": rows.astype(np.int64), "worker": cols.astype(np.int64),
@@ -164,6 +165,10 @@ class CrowdKitLabelModel(LabelModelBase):
         if covered.size == 0:
             return self._fall_back(L, "majority_vote", f"no LF votes on any row: {self.requested} has nothing to "
                                    "fit, so majority vote (uniform probabilities)")
+        if np.unique(L[covered][L[covered] != ABSTAIN]).size < 2:
+            # crowd-kit's models weigh LFs by how they disagree; MMSR divides by (labels - 1)
+            return self._fall_back(L, "majority_vote", f"every vote is for one class: {self.requested} has no "
+                                   "disagreement to weigh the LFs by, so majority vote")
         if covered.size > self.max_fit_rows:
             rng = np.random.default_rng(self.seed)
             covered = np.sort(rng.choice(covered, size=self.max_fit_rows, replace=False))
@@ -180,7 +185,7 @@ class CrowdKitLabelModel(LabelModelBase):
                     f"Dawid-Skene learns nothing from an LF that votes one class ({len(one_class)} of {m} LFs do): "
                     "its confusion matrix is 1 whatever the true class once abstains are dropped; so one-coin "
                     "Dawid-Skene (one accuracy per LF)")
-        data = _crowd_frame(fit_L)
+        data = crowd_frame(fit_L)
         if kind == "mmsr":
             self._fit_mmsr(data, m)
             if not (self.skills_ > 0).any():
@@ -213,7 +218,7 @@ class CrowdKitLabelModel(LabelModelBase):
 
         cls = DawidSkene if kind == "dawid_skene" else OneCoinDawidSkene
         model = cls(**{"n_iter": 100, **self._kwargs()})
-        with _quiet_crowdkit():
+        with quiet_crowdkit():
             model.fit(data)
         priors = np.full(k, EPS)
         for label, p in model.priors_.items():
@@ -233,7 +238,7 @@ class CrowdKitLabelModel(LabelModelBase):
 
         kwargs = self._kwargs()
         model = MMSR(random_state=self.seed, **kwargs)
-        with _quiet_crowdkit():
+        with quiet_crowdkit():
             model.fit(data)
         skills = np.zeros(m)
         for worker, s in model.skills_.items():
@@ -269,6 +274,14 @@ class CrowdKitLabelModel(LabelModelBase):
         np.exp(logits, out=logits)
         logits /= logits.sum(axis=1, keepdims=True)
         return logits
+
+    def predict(self, L: np.ndarray, tie_break_policy: str = "abstain") -> np.ndarray:
+        """Hard labels; ``-1`` on ties and on rows no LF voted on (their probabilities are only the prior,
+        and a label model labels the rows its LFs vote on, as Snorkel's with a uniform prior does)."""
+        L = self._check(L)
+        pred = super().predict(L, tie_break_policy)
+        pred[~(L != ABSTAIN).any(axis=1)] = ABSTAIN
+        return pred
 
     def weights(self) -> np.ndarray:
         """Per-LF accuracy the model learned: ``E_j[c_j, c_j]`` averaged over the classes the LF votes
@@ -335,4 +348,5 @@ def fit_all(L: np.ndarray, cardinality: int, kinds: Optional[list[str]] = None, 
     return out
 
 
-__all__ = ["CrowdKitLabelModel", "DEFAULT_MAX_FIT_ROWS", "FitResult", "KINDS", "ModelInfo", "REGISTRY", "fit_all", "make"]
+__all__ = ["CrowdKitLabelModel", "DEFAULT_MAX_FIT_ROWS", "FitResult", "KINDS", "ModelInfo", "REGISTRY", "crowd_frame", "fit_all",
+           "make", "quiet_crowdkit"]

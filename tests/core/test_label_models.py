@@ -72,13 +72,13 @@ def test_learned_accuracies_order_the_lfs():
 def test_crowdkit_adapter_matches_crowdkit_on_the_fitted_rows():
     from crowdkit.aggregation import OneCoinDawidSkene
 
-    from flamenco_core.labeling.label_models import _crowd_frame, _quiet_crowdkit
+    from flamenco_core.labeling.label_models import crowd_frame, quiet_crowdkit
 
     y = _truth(1500, seed=7)
     L = _workers(y, [0.85, 0.7, 0.75, 0.6], coverage=0.7, seed=8)
     ours = make("one_coin_ds", n_lfs=4, cardinality=K).fit(L)
-    with _quiet_crowdkit():
-        theirs = OneCoinDawidSkene(n_iter=100).fit(_crowd_frame(L))
+    with quiet_crowdkit():
+        theirs = OneCoinDawidSkene(n_iter=100).fit(crowd_frame(L))
     tasks = theirs.labels_.index.to_numpy()
     agree = (ours.predict(L)[tasks] == theirs.labels_.to_numpy().astype(int)).mean()
     assert agree > 0.99
@@ -122,6 +122,17 @@ def test_no_votes_falls_back_to_uniform():
     model = make("mmsr", n_lfs=3, cardinality=K).fit(L)
     assert model.name == "majority_vote" and "no LF votes" in model.fallback_reason
     np.testing.assert_allclose(model.predict_proba(L), 1.0 / K)
+
+
+@pytest.mark.parametrize("kind", ["dawid_skene", "one_coin_ds", "mmsr"])
+def test_votes_for_one_class_fall_back_to_majority_vote(kind):
+    # three benign-only LFs (the benign LFs of a multi-class pack, run as their own combination)
+    y = _truth(400, seed=19)
+    L = np.where(_one_class_lfs(y, seed=20)[:, :2] == ABSTAIN, ABSTAIN, 0).astype(np.int8)
+    model = make(kind, n_lfs=2, cardinality=K).fit(L)
+    assert model.name == "majority_vote" and "one class" in model.fallback_reason
+    voted = (L != ABSTAIN).any(axis=1)
+    assert (model.predict(L)[voted] == 0).all() and (model.predict(L)[~voted] == ABSTAIN).all()
 
 
 def test_fit_all_times_every_model_and_keeps_going():

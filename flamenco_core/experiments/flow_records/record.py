@@ -75,6 +75,15 @@ class CombinationRecord(BaseModel):
     tree_vs_lf_difference_paper: Optional[float] = _metric()
     tree_conditions: Optional[int] = _metric()
     tree_depth: Optional[int] = _metric()
+    # multi-class (k > 2) only, so binary records stay as they were: the classes the combination's LFs vote
+    # for on train, per-class F1 and the macro F1 over those classes and the weighted F1 (issue 13)
+    covered_classes: Optional[list[str]] = None
+    lf_f1_per_class: Optional[dict[str, float]] = None
+    lf_f1_macro_covered: Optional[float] = _metric()
+    lf_f1_weighted: Optional[float] = _metric()
+    cls_f1_per_class: Optional[dict[str, float]] = None
+    cls_f1_macro_covered: Optional[float] = _metric()
+    cls_f1_weighted: Optional[float] = _metric()
     # fit_label_model
     label_model: Optional[dict[str, Any]] = None
     label_model_name: Optional[str] = _param("label_model", missing="")

@@ -121,7 +121,24 @@ def score_lfs(st: Stage, rec: CombinationRecord) -> np.ndarray:
     rec.f1_definition = table.attrs["f1_definition"]
     if summary["coverage"] == 0:
         rec.notes.append(f"the LFs cover no test row: LF F1 is 0 (inconclusive rows count as {st.cfg.abstain})")
-    return combination_decision(L_te, st.k)
+    decision = combination_decision(L_te, st.k)
+    if st.k > 2:
+        L_tr = st.L["train"]
+        rec.covered_classes = [c for i, c in enumerate(st.prep.classes) if (L_tr == i).any()]
+        _multiclass_scores(st, rec, "lf", decision)
+    return decision
+
+
+def _multiclass_scores(st: Stage, rec: CombinationRecord, prefix: str, pred: np.ndarray) -> None:
+    """Per-class F1, macro F1 over the covered classes and weighted F1 of ``pred`` on test (k > 2), read
+    as F1 reads inconclusive rows (``abstain``)."""
+    from flamenco_core.experiments.label_model_comparison import scores
+
+    classes = st.prep.classes
+    s = scores(st.y_test, pred, classes, rec.covered_classes or [], st.cfg.abstain)
+    setattr(rec, f"{prefix}_f1_per_class", {c: s[f"f1_{c}"] for c in classes})
+    setattr(rec, f"{prefix}_f1_macro_covered", s["f1_macro_covered"])
+    setattr(rec, f"{prefix}_f1_weighted", s["f1_weighted"])
 
 
 def build_trees(st: Stage, rec: CombinationRecord) -> np.ndarray:
@@ -146,13 +163,14 @@ def build_trees(st: Stage, rec: CombinationRecord) -> np.ndarray:
 
 
 def fit_label_model(st: Stage, rec: CombinationRecord) -> tuple[Any, Training]:
-    """The label model on the training votes (fewer than 3 LFs fall back, recorded), and the training set
-    it gives the end classifier (:func:`training_targets`)."""
-    from flamenco_core.labeling.label_model import make_label_model
+    """The label model of ``label_model.kind`` on the training votes (its fallbacks recorded: Snorkel under
+    3 LFs, crowd-kit's models per :mod:`flamenco_core.labeling.label_models`), and the training set it gives
+    the end classifier (:func:`training_targets`)."""
+    from flamenco_core.labeling.label_models import make
 
     cfg = st.cfg
     kwargs = dict(cfg.label_model.params) if cfg.label_model.kind == "snorkel" else {}
-    lm = make_label_model(cfg.label_model.kind, n_lfs=st.L["train"].shape[1], cardinality=st.k, seed=cfg.seed, **kwargs)
+    lm = make(cfg.label_model.kind, n_lfs=st.L["train"].shape[1], cardinality=st.k, seed=cfg.seed, **kwargs)
     with _TORCH_LOCK if lm.name == "snorkel_label_model" else contextlib.nullcontext():
         lm.fit(st.L["train"])
     rec.label_model, rec.label_model_name, rec.label_model_fallback = lm.describe(), lm.name, lm.fallback_reason or ""
@@ -197,6 +215,8 @@ def _train_classifier(st: Stage, rec: CombinationRecord, lm: Any, training: Trai
     rec.cls_f1, rec.cls_f1_macro, rec.cls_accuracy = scores["f1"], scores["f1_macro"], scores["accuracy"]
     rec.cls_precision = scores.get(f"precision_{classes[-1]}", math.nan)
     rec.cls_recall = scores.get(f"recall_{classes[-1]}", math.nan)
+    if st.k > 2:
+        _multiclass_scores(st, rec, "cls", cls_pred)
     rec.classifier = {"kind": "constant" if constant is not None else cfg.model.kind,
                       "params": {} if constant is not None else cfg.model.params(),
                       "epochs_run": getattr(est, "n_epochs_run_", None),
