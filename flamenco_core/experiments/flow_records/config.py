@@ -51,10 +51,12 @@ class GroundTruthConfig(_Strict):
 
 
 class LabelModelConfig(_Strict):
-    """``kind``: ``snorkel`` (with the majority-vote fallback under 3 LFs) or ``majority``; ``params``
-    go to Snorkel's LabelModel."""
+    """``kind``: a label model of :data:`flamenco_core.labeling.label_models.KINDS`: ``snorkel`` (with the
+    majority-vote fallback under 3 LFs), ``majority``, or crowd-kit's ``dawid_skene``, ``one_coin_ds``,
+    ``mmsr`` (their fallbacks: :mod:`flamenco_core.labeling.label_models`); ``params`` go to Snorkel's
+    LabelModel (the other models take their defaults)."""
 
-    kind: Literal["snorkel", "majority"] = "snorkel"
+    kind: Literal["snorkel", "majority", "dawid_skene", "one_coin_ds", "mmsr"] = "snorkel"
     params: dict[str, Any] = Field(default_factory=lambda: {"n_epochs": 100, "lr": 0.01})
 
 
