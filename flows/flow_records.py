@@ -12,7 +12,7 @@ the MLflow parent run always ends FINISHED or FAILED with the reason in ``flamen
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from prefect import flow, unmapped
 
@@ -51,7 +51,7 @@ def combinations_flow(combinations: list[dict], work_dir: str, out_dir: str, exp
 
 @flow(name="flamenco-flow-records")
 def flow_records_flow(
-    input_path: str,
+    input_path: Union[str, list[str]],
     fmt: str,
     packs: list[str],
     out_dir: str,
@@ -64,7 +64,9 @@ def flow_records_flow(
     workers: Optional[int] = None,
     scheduler: Optional[str] = None,
 ) -> dict:
-    """Run the LF-combination experiment on one flows file.
+    """Run the LF-combination experiment on a flows file, or on several read as one dataset.
+
+    ``input_path``: a file, a folder (its files of the format) or a list of both (issue 13).
 
     ``fmt``: cicflowmeter, nfdump, csv or parquet; ``packs``: LF pack files; ``experiments``: an
     experiment file (default: every single LF, every pair, the whole pack); ``alerts``: alert windows
@@ -91,7 +93,9 @@ def _flow_records(input_path, fmt, packs, out: Path, experiments, alerts, config
     params = {"input": str(input_path), "format": fmt, "packs": [str(p) for p in packs],
               "experiments": str(experiments or ""), "alerts": str(alerts or ""),
               "config": config if isinstance(config, dict) else str(config or "")}
-    parent = start_parent_run_task(experiment, run_name or f"flow-records-{Path(input_path).stem}", params=params,
+    one = input_path if isinstance(input_path, str) else (input_path[0] if len(input_path) == 1 else None)
+    name = Path(str(one)).stem if one is not None else Path(str(input_path[0])).parent.name
+    parent = start_parent_run_task(experiment, run_name or f"flow-records-{name}", params=params,
                                    tags={"flamenco.pipeline": "flow_records", "flamenco.format": fmt})
     try:
         return _flow_records_body(input_path, fmt, packs, out, experiments, alerts, config, experiment, parent,
@@ -106,11 +110,16 @@ def _flow_records_body(input_path, fmt, packs, out: Path, experiments, alerts, c
     from flamenco_core.ingest.pipeline import no_rows_message
     from tasks.runners import fan_out
 
-    report = ingest_task([str(input_path)], fmt, str(out / "ingest"), None)
+    from flamenco_core.experiments.inputs import expand_inputs
+
+    # several inputs (or a folder) are ingested together: one canonical table, one dataset
+    paths = [str(p) for p in expand_inputs([input_path] if isinstance(input_path, str) else input_path, fmt)]
+    report = ingest_task(paths, fmt, str(out / "ingest"), None)
     if not report["rows"]:
         raise NoRows(no_rows_message(report))
     packs = [str(p) for p in packs]
-    prep = prepare_task(report, str(input_path), fmt, packs, str(out), experiments, alerts, config)
+    source = str(input_path) if isinstance(input_path, str) else [str(p) for p in input_path]
+    prep = prepare_task(report, source, fmt, packs, str(out), experiments, alerts, config)
     if prep["outcome"] != "ok":
         return finish_failed_preparation_task(prep, str(out), experiment, parent)
     records, _ = fan_out(combinations_flow, prep["combinations"], prep["work_dir"], str(out), experiment, parent,
