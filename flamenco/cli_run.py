@@ -43,9 +43,31 @@ def fmt_score(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) and v == v else "n/a"
 
 
+def _overrides(config: Optional[Path], class_map: Optional[Path], label_model: Optional[str], classes: list) -> Optional[dict]:
+    """The config overrides of ``--config`` plus ``--class-map`` (the ground truth's mapping) and
+    ``--label-model``, as one mapping; ``None`` when neither option is given (the file goes as it is)."""
+    if class_map is None and label_model is None:
+        return None
+    import yaml
+
+    from flamenco_core.labeling.class_map import load_class_map
+
+    data = (yaml.safe_load(config.read_text()) or {}) if config is not None else {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{config}: expected a mapping of settings")
+    if class_map is not None:
+        cmap = load_class_map(class_map)
+        cmap.check_classes(classes, where="the LF packs")
+        data["ground_truth"] = {**(data.get("ground_truth") or {}), **cmap.ground_truth()}
+    if label_model is not None:
+        data["label_model"] = {**(data.get("label_model") or {}), "kind": label_model}
+    return data
+
+
 @run_app.command("flows")
 def flows_cmd(
-    input_path: Path = typer.Option(..., "--input", help="flows file: CICFlowMeter CSV, nfdump export, CSV or Parquet"),
+    input_paths: List[Path] = typer.Option(..., "--input", help="flows file (CICFlowMeter CSV, nfdump export, CSV or "
+                                           "Parquet) or a folder of them; repeat: several files read as one dataset"),
     fmt: str = typer.Option(..., "--format", help=" | ".join(FLOW_FORMATS)),
     lfs: List[Path] = typer.Option(..., "--lfs", help="LF pack (YAML/JSON); repeat for packs of several groups"),
     experiments: Optional[Path] = typer.Option(None, "--experiments", help="experiment file: LF combinations to compare "
@@ -57,6 +79,10 @@ def flows_cmd(
     runner: Optional[str] = typer.Option(None, "--runner", help="per-combination fan-out: threads | processes | dask"),
     workers: Optional[int] = typer.Option(None, "--workers", help="task-runner workers (default: CPU count)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help="an existing Dask scheduler, tcp://host:8786 (implies dask)"),
+    class_map: Optional[Path] = typer.Option(None, "--class-map", help="YAML map from raw labels to the packs' classes "
+                                             "(conf/class_maps/; several raw labels may map to one class)"),
+    label_model: Optional[str] = typer.Option(None, "--label-model", help="majority | snorkel | dawid_skene | one_coin_ds "
+                                              "| mmsr (default: the config's, snorkel)"),
 ) -> None:
     """LF-combination experiment on flow records: LF F1, classifier F1, Tree F1 per combination, the paper's
     tables, interpretability trees and labels for every flow."""
@@ -64,8 +90,11 @@ def flows_cmd(
         _fail(f"unknown format {fmt!r}; choose one of {', '.join(FLOW_FORMATS)}")
     if out.exists() and not out.is_dir():
         _fail(f"--out {out} is a file; give a folder (for labels.parquet, report.json, tables/, trees/)")
-    for path, what in [(input_path, "input"), *[(p, "LF pack") for p in lfs], (experiments, "experiment file"),
-                       (alerts, "alerts file"), (config, "config file")]:
+    for path in input_paths:
+        if not path.exists():
+            _fail(f"input {path}: no such file or folder")
+    for path, what in [*[(p, "LF pack") for p in lfs], (experiments, "experiment file"),
+                       (alerts, "alerts file"), (config, "config file"), (class_map, "class map")]:
         if path is not None and not path.is_file():
             _fail(f"{what} {path}: no such file")
     from flamenco_core.experiments.flow_records import load_config, load_experiment, load_packs
@@ -75,9 +104,10 @@ def flows_cmd(
         from tasks.runners import resolve
 
         resolve(runner, workers, scheduler)
-        load_packs(lfs)
+        packs = load_packs(lfs)
         exp = load_experiment(experiments)
-        load_config(exp.config if exp else None, config)
+        overrides = _overrides(config, class_map, label_model, packs[0].classes)
+        load_config(exp.config if exp else None, overrides if overrides is not None else config)
     except (SpecError, ValueError) as exc:
         _fail(str(exc))
 
@@ -93,10 +123,11 @@ def flows_cmd(
 
     # Unusable input (NoRows), a folder in use (OutputInUse), I/O errors: one line and the exit code of
     # the outcome policy, from the app's error handler (flamenco.errors).
-    summary = flow_records_flow(str(input_path), fmt, [str(p) for p in lfs], str(out),
+    inputs = str(input_paths[0]) if len(input_paths) == 1 else [str(p) for p in input_paths]
+    summary = flow_records_flow(inputs, fmt, [str(p) for p in lfs], str(out),
                                 experiments=str(experiments) if experiments else None,
                                 alerts=str(alerts) if alerts else None,
-                                config=str(config) if config else None,
+                                config=overrides if overrides is not None else (str(config) if config else None),
                                 runner=runner, workers=workers, scheduler=scheduler)
     if summary.get("preparation") != "ok":
         # a pack that does not fit the data, no ground truth, too few rows: one line, no table of skips
