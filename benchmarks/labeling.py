@@ -42,7 +42,11 @@ def _child(data: str, profile: str, out: str, seed: int, batch_rows: int) -> Non
     t0 = time.perf_counter()
     sys.path.insert(0, str(here.parent))
     import snorkel.labeling.model.label_model  # noqa: F401  (imports timed apart from the work)
-    import torch  # noqa: F401
+    import torch
+
+    # torch imports its compiler stack (torch._dynamo, ~10 s cold) when the first optimizer is built:
+    # a one-time cost per process, timed with the imports, not with the labeling
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
 
     from flamenco_core.labeling import LFPack
     from flamenco_core.labeling.stream import label_parquet

@@ -63,6 +63,9 @@ def apply(
     meta: Optional[Path] = typer.Option(None, "--meta", help="where to record statistics and thresholds used (default: OUT with .meta.json)"),
     batch_rows: int = typer.Option(1_048_576, "--batch-rows", help="rows per Parquet record batch"),
     jobs: int = typer.Option(1, "--jobs", "-j", help="threads labeling row blocks in parallel"),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Parquet data only: also fit the label model on the distinct vote patterns and write LABELS (Parquet: label, p_<class>), streaming by batches"),
+    label_model: str = typer.Option("snorkel", "--label-model", help="with --labels: snorkel or majority"),
+    seed: int = typer.Option(0, "--seed", help="with --labels: the label model's seed"),
 ) -> None:
     """Apply a pack to data and write the label matrix (ABSTAIN = -1, classes by position)."""
     from flamenco_core.labeling import SpecError, apply_lfs, apply_lfs_parquet, label_matrix_frame
@@ -84,7 +87,26 @@ def apply(
         _fail(f"--out {out} is a folder; give the label matrix's file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        if data.is_dir() or data.suffix.lower() == ".parquet":
+        streamed = None
+        if labels is not None and not (data.is_dir() or data.suffix.lower() == ".parquet"):
+            _fail("--labels streams Parquet data; convert the CSV with `flamenco ingest` first")
+        if labels is not None:
+            from flamenco_core.labeling.stream import label_parquet
+
+            import shutil
+            import tempfile
+
+            # memory bounded by a batch: the matrix, the vote-pattern counts and the labels stream
+            with atomic_path(out) as tmp, atomic_path(labels) as tmp_labels:
+                work = Path(tempfile.mkdtemp(prefix=".labels-", dir=tmp_labels.parent))
+                try:
+                    streamed = label_parquet(pack, data, work, stats=stats, label_model=label_model, seed=seed,
+                                             batch_rows=batch_rows, n_jobs=jobs, matrix_path=tmp)
+                    Path(streamed.labels_path).replace(tmp_labels)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+            info = streamed.meta
+        elif data.is_dir() or data.suffix.lower() == ".parquet":
             with atomic_path(out) as tmp:  # a killed run leaves no truncated matrix
                 _, info = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=tmp, n_jobs=jobs,
                                             return_meta=True)
@@ -112,6 +134,10 @@ def apply(
         _fail(f"{exc}")
     meta_path = meta or out.with_name(out.name + ".meta.json")
     record = {"data": str(data), "out": str(out), "profile": str(profile) if profile else None, **info.to_dict()}
+    if streamed is not None:
+        record["labels"] = {"path": str(labels), "label_model": streamed.label_model,
+                            "params": streamed.label_model_params, "fallback_reason": streamed.fallback_reason,
+                            "distinct_patterns": streamed.n_patterns, "label_counts": streamed.label_counts}
     atomic_write_text(meta_path, json.dumps(record, indent=2))
 
     t = Table(title=Text(f"{pack.name} v{pack.version} on {data.name}: {info.n_rows} rows"))
@@ -124,6 +150,9 @@ def apply(
         t.add_row(Text(lf.name), Text(lf.label), str(v), f"{v / info.n_rows:.1%}" if info.n_rows else "-")
     console.print(t)
     _print_escaped(f"wrote {out}; statistics ({info.stats_source}) and thresholds recorded in {meta_path}")
+    if streamed is not None:
+        _print_escaped(f"wrote {labels}: {streamed.label_model} fitted on {streamed.n_patterns} distinct vote "
+                       f"patterns; {streamed.label_counts}")
 
 
 @lf_app.command()

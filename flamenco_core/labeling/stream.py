@@ -48,12 +48,16 @@ class StreamResult:
     matrix_path: str
     labels_path: str
     label_counts: dict[str, int] = field(default_factory=dict)
-    apply_meta: dict = field(default_factory=dict)
+    #: the applier's :class:`~flamenco_core.labeling.applier.ApplyMeta` (statistics and thresholds used)
+    meta: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
+        """JSON-ready: every field, the applier's record as a dict."""
         from dataclasses import asdict
 
-        return asdict(self)
+        d = asdict(self)
+        d["meta"] = self.meta.to_dict() if self.meta is not None else None
+        return d
 
 
 def _pattern_model_cls():
@@ -197,6 +201,7 @@ def label_parquet(
     seed: int = 0,
     batch_rows: int = DEFAULT_BATCH_ROWS,
     n_jobs: int = 1,
+    matrix_path: Union[str, Path, None] = None,
 ) -> StreamResult:
     """Apply ``pack`` to the Parquet ``data`` (file or folder), fit the label model on the distinct vote
     patterns and write ``label_matrix.parquet`` and ``labels.parquet`` (``label`` int8, ABSTAIN = -1 where
@@ -205,7 +210,8 @@ def label_parquet(
     Memory grows with ``batch_rows`` and the number of distinct patterns, not with rows (module docstring);
     a first statistics pass (no ``stats``) holds one needed column at a time. ``label_model``: ``snorkel``
     (majority vote below 3 LFs, as :func:`~flamenco_core.labeling.label_model.make_label_model`) or
-    ``majority``. Deterministic for a given ``seed``."""
+    ``majority``. ``matrix_path``: write the label matrix there instead of ``out_dir``. Deterministic for a
+    given ``seed``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -214,7 +220,7 @@ def label_parquet(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    matrix = out / L_FILE
+    matrix = Path(matrix_path) if matrix_path is not None else out / L_FILE
     _, meta = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=matrix, n_jobs=n_jobs,
                                 return_meta=True)
     names = list(pack.lf_names)
@@ -244,9 +250,14 @@ def label_parquet(
     )
     label_counts = np.zeros(k + 1, dtype=np.int64)  # index 0: abstain
     labels_path = out / LABELS_FILE
+    lut = None
+    if counter.dense is not None:  # code -> pattern index by one gather instead of a binary search
+        lut = np.zeros(counter.space, dtype=np.int64)
+        lut[codes] = np.arange(len(codes))
     with pq.ParquetWriter(labels_path, schema) as writer:
         for Lb in _matrix_batches(matrix, batch_rows):
-            idx = np.searchsorted(codes, counter.encode(Lb))
+            c = counter.encode(Lb)
+            idx = lut[c] if lut is not None else np.searchsorted(codes, c)
             y = y_pat[idx]
             label_counts += np.bincount(y.astype(np.int64) + 1, minlength=k + 1)
             cols = [pa.array(y)] + [pa.array(p_pat[idx, j]) for j in range(k)]
@@ -256,7 +267,7 @@ def label_parquet(
     return StreamResult(
         n_rows=n_rows,
         n_patterns=int(len(codes)),
-        votes={n: int(v) for n, v in meta.votes.items()} if hasattr(meta, "votes") else {},
+        votes={n: int(v) for n, v in meta.votes.items()},
         label_model=lm.name,
         label_model_params=lm.get_params(),
         fallback_reason=getattr(lm, "fallback_reason", "") or "",
@@ -264,7 +275,7 @@ def label_parquet(
         labels_path=str(labels_path),
         label_counts={"abstain": int(label_counts[0]),
                       **{c: int(label_counts[i + 1]) for i, c in enumerate(pack.classes)}},
-        apply_meta=meta.to_dict() if hasattr(meta, "to_dict") else {},
+        meta=meta,
     )
 
 
