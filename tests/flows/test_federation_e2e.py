@@ -126,7 +126,7 @@ lfs:
 def federation(tmp_path_factory):
     from prefect.client.orchestration import SyncPrefectClient
 
-    from flamenco.cli_ops import free_port, serve_stack, start_service
+    from flamenco.services import free_port, serve_stack, start_service
 
     tmp = tmp_path_factory.mktemp("federation")
     data = _make_data(tmp)
@@ -239,16 +239,7 @@ def test_federation(federation):
     assert [r["code"] for r in refusal] == ["audit_literal_threshold"] and refusal[0]["lf"] == "long_duration_literal"
     assert rep["pooled"]["literal-durations"]["sites"] == ["site-a"]
 
-    # 3. probes that difference two LFs or test a narrow window are refused
-    res, out = _federate(fed, "probe-diff", [_write(tmp, "probe_diff.yaml", PROBE_DIFF_PACK),
-                                              _write(tmp, "probe_narrow.yaml", PROBE_NARROW_PACK)], "site-a")
-    assert res.returncode == 1, res.stdout + res.stderr  # nobody answered with counts
-    rep = _report(out)
-    assert _status(rep) == {"site-a": "refused"}
-    codes = {(r["code"], r["feature"]) for r in rep["sites"][0]["refusals"]}
-    assert codes == {("small_cell", "src_port"), ("narrow_window", "total_length_of_fwd_packets")}, codes
-
-    # 4. site-b's worker is killed while it runs the request: reported down, site-a still counts
+    # 3. site-b's worker is killed while it runs the request: reported down, site-a still counts
     from prefect.client.orchestration import SyncPrefectClient
 
     proc, out, log = _federate(fed, "stopped", [PACKS / "cic_ntp.yaml"], "site-a,site-b", timeout=90,
@@ -278,10 +269,15 @@ def test_federation(federation):
         run_b = next(s for s in rep["sites"] if s["site"] == "site-b")["flow_run_id"]
         assert client.read_flow_run(run_b).state.is_final()  # cancelled: a returning worker will not run it
 
-    # 5. nothing usable: the only site asked is down (exit 1), an unknown site is down too
-    res, out = _federate(fed, "none", [PACKS / "cic_ntp.yaml"], "site-b,nowhere", timeout=30)
+    # 4. nothing usable: probes that difference two LFs or test a narrow window are refused by site-a,
+    # site-b is down (its worker was killed), "nowhere" has no deployment: exit 1, each reported as such
+    res, out = _federate(fed, "probes", [_write(tmp, "probe_diff.yaml", PROBE_DIFF_PACK),
+                                         _write(tmp, "probe_narrow.yaml", PROBE_NARROW_PACK)], "site-a,site-b,nowhere")
     assert res.returncode == 1, res.stdout + res.stderr
-    assert _status(_report(out)) == {"site-b": "down", "nowhere": "down"}
+    rep = _report(out)
+    assert _status(rep) == {"site-a": "refused", "site-b": "down", "nowhere": "down"}
+    codes = {(r["code"], r["feature"]) for r in rep["sites"][0]["refusals"]}
+    assert codes == {("small_cell", "src_port"), ("narrow_window", "total_length_of_fwd_packets")}, codes
 
     _assert_no_canary(fed)
 
