@@ -88,7 +88,7 @@ def compare_models_cmd(
         report = write_outputs(comp, out)
     except ComparisonError as exc:
         fail(str(exc), 1)
-    except FlamencoError as exc:
+    except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, ...
         fail(str(exc), exc.exit_code)
 
     table = Table(title=Text(f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))

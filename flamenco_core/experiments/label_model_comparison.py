@@ -48,7 +48,7 @@ import pandas as pd
 from flamenco_core.errors import FlamencoError
 from flamenco_core.labeling.constants import ABSTAIN
 from flamenco_core.labeling.class_map import ClassMap
-from flamenco_core.labeling.spec import LFPack
+from flamenco_core.labeling.spec import LFPack, SpecError
 
 SPLITS = ("train", "validation", "test")
 BASELINES = ("majority_class", "isolation_forest", "simplest_rule")
@@ -125,13 +125,10 @@ def prepare(
 
     classes = list(pack.classes)
     if class_map is not None:
-        try:
-            class_map.check_classes(classes, where=f"pack {pack.name!r}")
-        except Exception as exc:  # SpecError: one line for the CLI
-            raise ComparisonError(str(exc)) from None
+        class_map.check_classes(classes, where=f"pack {pack.name!r}")  # SpecError: a usage error (exit 2)
     problems = pack_problems(pack, data)
-    if problems:
-        raise ComparisonError(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    if problems:  # a pack that does not fit the data is bad input (exit 2), as in flow records
+        raise SpecError(str(problems[0]) + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     gold, gt_report = _gold(data, classes, class_map, label_column)
     df = data.reset_index(drop=True).copy()
     df[RAW] = df[gt_report["column"]].astype("string")
