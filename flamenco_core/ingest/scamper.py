@@ -283,14 +283,22 @@ def parse_scamper_records(
 
 @register("scamper", "latency")
 def read_scamper(
-    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, **options: Any
+    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, engine: str = "fast", **options: Any
 ) -> Iterator[pd.DataFrame]:
     """Read scamper JSON lines (``sc_warts2json`` output; plain, gz or bz2) from ``path``.
 
-    ``all_hops=True`` emits every hop reply of traces and tracelbs with ``hop_ttl``. Other ``options`` (meant
-    for other readers) are ignored. See the module docstring for what one record is.
+    ``all_hops=True`` emits every hop reply of traces and tracelbs with ``hop_ttl``. ``engine="fast"``
+    (default) decodes lines with msgspec (the same objects as ``json``, which stays the decoder of any line
+    msgspec refuses); ``engine="reference"`` uses ``json`` throughout. Other ``options`` (meant for other
+    readers) are ignored. See the module docstring for what one record is.
     """
-    records = readable_records(iter_json_records(path, ctx), path)
+    if engine not in ("fast", "reference"):
+        raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
+    if engine == "fast":
+        triples = iter_json_records(path, ctx, fast=True)
+        records = readable_records(((no, obj) for no, obj, _ in triples), path)
+    else:
+        records = readable_records(iter_json_records(path, ctx), path)
     yield from parse_scamper_records(records, ctx, all_hops=all_hops)
 
 

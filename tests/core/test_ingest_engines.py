@@ -59,6 +59,13 @@ def test_cicflowmeter_fast_equals_reference_on_each_sample(path, tmp_path):
     _assert_same([path], "cicflowmeter", tmp_path)
 
 
+@pytest.mark.parametrize("path", _sample_files("scamper_json") if (SAMPLES / "scamper_json").is_dir() else [],
+                         ids=lambda p: p.name)
+@pytest.mark.parametrize("all_hops", [False, True])
+def test_scamper_fast_equals_reference_on_each_sample(path, all_hops, tmp_path):
+    _assert_same([path], "scamper", tmp_path, options={"all_hops": all_hops})
+
+
 def test_all_samples_together_including_cross_file_duplicates(tmp_path):
     atlas = _sample_files("ripe_atlas")
     _assert_same(atlas + atlas[:1], "atlas", tmp_path / "a")  # the repeated file is all duplicates
