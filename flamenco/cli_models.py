@@ -74,21 +74,24 @@ def compare_models_cmd(
         fail(msg if msg.startswith(str(pack_path)) or class_map and msg.startswith(str(class_map)) else f"{pack_path}: {msg}", 2)
     except FlamencoError as exc:
         fail(str(exc), exc.exit_code)
+    from flamenco_core.outputs import OutputLock
+
     out.mkdir(parents=True, exist_ok=True)
     try:
-        if fmt == "parquet":
-            import pandas as pd
+        # a second comparison into the same folder is refused (OutputInUse, exit 3), not interleaved
+        with OutputLock(out):
+            if fmt == "parquet":
+                import pandas as pd
 
-            df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-            ingest_report = {"files": [{"file": str(f)} for f in files], "rows": len(df)}
-        else:
-            df, _, ingest_report = read_inputs(files, fmt, out / "ingest")
-        prep = prepare(df, pack, cmap, seed=seed)
-        comp = compare(prep, label_model or None, end_model="random_forest" if end_model else None, seed=seed)
-        report = write_outputs(comp, out)
+                df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+            else:
+                df, _, _ = read_inputs(files, fmt, out / "ingest")
+            prep = prepare(df, pack, cmap, seed=seed)
+            comp = compare(prep, label_model or None, end_model="random_forest" if end_model else None, seed=seed)
+            report = write_outputs(comp, out)
     except ComparisonError as exc:
         fail(str(exc), 1)
-    except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, ...
+    except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, OutputInUse
         fail(str(exc), exc.exit_code)
 
     table = Table(title=Text(f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))

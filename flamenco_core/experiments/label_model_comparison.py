@@ -417,18 +417,19 @@ def write_outputs(comp: Comparison, out_dir: Union[str, Path], *, plots: bool = 
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.json").unlink(missing_ok=True)
     arts: dict[str, str] = {}
-    comp.table.to_csv(out / "comparison.csv")
+    # every file goes to a temporary name first and is renamed when complete; the report comes last
+    atomic_write_text(out / "comparison.csv", comp.table.to_csv())
     atomic_write_text(out / "comparison.md", _markdown(summary_table(comp), "model"))
     per = comp.per_class()
-    per.to_csv(out / "per_class_f1.csv")
+    atomic_write_text(out / "per_class_f1.csv", per.to_csv())
     atomic_write_text(out / "per_class_f1.md", _markdown(per, "model"))
     arts.update({"comparison_csv": str(out / "comparison.csv"), "comparison_md": str(out / "comparison.md"),
                  "per_class_csv": str(out / "per_class_f1.csv"), "per_class_md": str(out / "per_class_f1.md")})
     pngs = {m for m in (comp.best_label_model, "end_classifier", "majority_class", "isolation_forest") if m}
     for name in comp.predictions:
         cm = comp.confusion(name)
-        cm.to_csv(out / f"confusion_{name}.csv")
-        comp.raw_label_table(name).to_csv(out / f"raw_labels_{name}.csv")
+        atomic_write_text(out / f"confusion_{name}.csv", cm.to_csv())
+        atomic_write_text(out / f"raw_labels_{name}.csv", comp.raw_label_table(name).to_csv())
         arts[f"confusion_{name}_csv"] = str(out / f"confusion_{name}.csv")
         if plots and name in pngs:
             from flamenco_core.evaluation.plots import confusion_matrix_plot

@@ -156,6 +156,8 @@ class CrowdKitLabelModel(LabelModelBase):
         """Fit on ``L``'s votes (``Y_dev`` is not used: crowd-kit's models here are unsupervised)."""
         L = self._check(L, fitting=True)
         m, k = L.shape[1], self.cardinality
+        # a refit starts over: the model and reason of an earlier fit's fallback do not carry over
+        self.name, self.fallback_reason = self.requested, None
         self.fallback_ = None
         self.priors_ = self.errors_ = self.skills_ = None
         if m == 1:
