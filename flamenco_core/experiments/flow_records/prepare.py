@@ -411,7 +411,7 @@ def describe_sources(input_path: Union[str, Path, Sequence[Union[str, Path]]], f
                      alerts: Optional[Union[str, Path]] = None) -> dict[str, Any]:
     """What a run read, with content hashes (recorded with every run): the input(s) and their ingest
     counts, the packs, the experiment file and the alert windows. Several inputs (a list, or a folder's
-    files) are one dataset named after their folder; ``inputs`` lists every file with its hash."""
+    files) are one dataset named after their folder; ``inputs`` then lists every file with its hash."""
     from flamenco_core.ingest.pipeline import file_sha256
 
     paths = [Path(p) for p in input_path] if isinstance(input_path, (list, tuple)) else [Path(input_path)]
@@ -421,13 +421,15 @@ def describe_sources(input_path: Union[str, Path, Sequence[Union[str, Path]]], f
     else:
         parents = {Path(f["file"]).parent.name for f in files} or {p.name for p in paths}
         dataset = parents.pop() if len(parents) == 1 else "+".join(sorted(p.stem for p in paths))
-    return {
+    out = {
         "input": str(paths[0]) if len(paths) == 1 else [str(p) for p in paths], "format": fmt,
         "input_sha256": files[0]["sha256"] if files else None,
-        "inputs": [{"file": f["file"], "sha256": f["sha256"]} for f in files],
         "ingest": {k: ingest_report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
         "packs": [{"path": str(p), "sha256": file_sha256(p)} for p in packs],
         "experiments": {"path": str(experiments), "sha256": file_sha256(experiments)} if experiments else None,
         "alerts": {"path": str(alerts), "sha256": file_sha256(alerts)} if alerts else None,
         "dataset": dataset,
     }
+    if len(files) > 1:  # one file's record stays as it was
+        out["inputs"] = [{"file": f["file"], "sha256": f["sha256"]} for f in files]
+    return out
