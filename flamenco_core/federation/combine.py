@@ -302,11 +302,12 @@ def combine(outcomes: Sequence[SiteOutcome], *, dataset: str, packs: Sequence[di
 
 
 def _m(m: Optional[dict]) -> str:
+    """A metric for a table: a count as an integer, a fraction with 4 decimals, a range, or n/a."""
     if not m:
         return "-"
-    if m.get("value") is not None:
-        v = m["value"]
-        return f"{v:.4f}" if isinstance(v, float) and not float(v).is_integer() else str(int(v)) if float(v).is_integer() and v > 1 else f"{v:.4f}"
+    v = m.get("value")
+    if v is not None:
+        return str(int(v)) if float(v).is_integer() and v > 1 else f"{v:.4f}"
     if m.get("range"):
         return f"[{m['range'][0]:.4f}, {m['range'][1]:.4f}]"
     return "n/a"

@@ -230,6 +230,16 @@ def test_federation(federation):
     assert all(r.info.status == "FINISHED" for r in children)
     assert parent.data.metrics["sites_usable"] == 2
 
+    # a request cannot point the worker at another catalog or command: the site's pool refuses the variables
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    with SyncPrefectClient(fed["stack"].api_url) as client:
+        dep = client.read_deployment_by_name("flamenco-site/site-a")
+        for jv in ({"env": {"FLAMENCO_SITE_CONFIG": "/etc/other.yaml"}}, {"command": "cat /etc/passwd"}):
+            with pytest.raises(PrefectHTTPStatusError, match="422"):
+                client.create_flow_run_from_deployment(dep.id, parameters={"packs": [], "dataset": "cic"}, job_variables=jv)
+
     # 2. one site refuses: site-b's policy does not accept a literal threshold; site-a allows that LF
     res, out = _federate(fed, "refusal", [PACKS / "cic_ntp.yaml", _write(tmp, "literal.yaml", LITERAL_PACK)], "site-a,site-b")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -240,8 +250,6 @@ def test_federation(federation):
     assert rep["pooled"]["literal-durations"]["sites"] == ["site-a"]
 
     # 3. site-b's worker is killed while it runs the request: reported down, site-a still counts
-    from prefect.client.orchestration import SyncPrefectClient
-
     proc, out, log = _federate(fed, "stopped", [PACKS / "cic_ntp.yaml"], "site-a,site-b", timeout=90,
                                label_model="snorkel", background=True)
     svc = fed["sites"]["site-b"]
