@@ -41,7 +41,8 @@ def write_trees(rec: CombinationRecord, modes: dict[str, Any], combo: Combinatio
             arts["tree_dot"], arts["tree_text"] = f"{stem}.dot", f"{stem}.txt"
         if png:
             try:
-                render_png(tree, f"{stem}.png", title=f"{combo.name} ({mode})")
+                # titled with the dataset: a tree PNG is also read alone (MLflow artifact, shared file)
+                render_png(tree, f"{stem}.png", title=f"{rec.dataset}: {combo.name} ({mode} tree)")
                 arts[f"tree{suffix.replace('.', '_')}_png"] = f"{stem}.png"
             except RuntimeError as exc:  # Graphviz missing or failing: the JSON/DOT still hold the tree
                 rec.notes.append(f"tree PNG not rendered: {exc}")
@@ -62,7 +63,8 @@ def write_matrices(prep: Prepared, rec: CombinationRecord, combo: Combination, o
         cm.to_csv(folder / f"confusion_{name}.csv")
         arts[f"confusion_{name}_csv"] = str(folder / f"confusion_{name}.csv")
         if prep.config.plots:
-            path = confusion_matrix_plot(cm, folder / f"confusion_{name}.png", title=f"{titles[name]}: {combo.name}"[:90])
+            title = f"{prep.dataset}: {titles[name]}, test split ({len(y_te)} rows)\n{combo.name[:90]}"
+            path = confusion_matrix_plot(cm, folder / f"confusion_{name}.png", title=title)
             arts[f"confusion_{name}_png"] = str(path)
     difference_matrix_table(matrix).to_csv(folder / "prediction_differences.csv")
     arts["prediction_differences_csv"] = str(folder / "prediction_differences.csv")
