@@ -10,13 +10,10 @@ from typing import Optional
 
 from prefect import task
 
+from flamenco_core.report.html import fmt
 from tasks import tracking
 
 log_ = logging.getLogger(__name__)
-
-
-def _fmt(v) -> str:
-    return f"{v:.3f}" if isinstance(v, (int, float)) and v == v else "n/a"
 
 
 def _flows_comparison(out: Path, rep: dict):
@@ -40,7 +37,7 @@ def _flows_comparison(out: Path, rep: dict):
             f"{s.get('failed', 0)} failed.")
     if len(best) and best["cls_f1"].notna().all():
         b = best.iloc[0]
-        text += f" Best classifier F1 {_fmt(b['cls_f1'])}: {b['short_name']} ({b['combination']})."
+        text += f" Best classifier F1 {fmt(b['cls_f1'])}: {b['short_name']} ({b['combination']})."
     text += f"\n\nLegend: {legend_text(legend, sep='; ')}"
     return frame, chart, legend, text
 
@@ -53,9 +50,9 @@ def _latency_comparison(out: Path, rep: dict):
     avg = rep.get("average") or {}
     pairs = (rep.get("outcomes") or {}).get("pairs") or {}
     text = (f"Latency run **{out.name}**: SD pairs " + ", ".join(f"{k} {v}" for k, v in pairs.items())
-            + f". F1 macro {_fmt(avg.get('f1_macro'))} on the test split")
+            + f". F1 macro {fmt(avg.get('f1_macro'))} on the test split")
     if avg.get("f1_unlabeled"):
-        text += f", {_fmt(avg['f1_unlabeled'].get('f1_macro'))} on the rows outside the labeled pool"
+        text += f", {fmt(avg['f1_unlabeled'].get('f1_macro'))} on the rows outside the labeled pool"
     text += "."
     if (avg.get("vs_rolling_mad") or {}).get("verdict"):
         text += f" {avg['vs_rolling_mad']['verdict']}"
