@@ -95,14 +95,29 @@ def metric(iv: Interval, digits: int = 6) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------ confusion
 
 
-def cells(rows: Sequence[ConfusionRow], classes: Sequence[str], k: int, n_lab: Interval) -> dict:
-    """``{(true, decided): interval}`` with ``abstain`` a decision, plus ``("total", true)``."""
+def cells(rows: Sequence[ConfusionRow], classes: Sequence[str], k: int, n_lab: Interval, exact: bool = True) -> dict:
+    """``{(true, decided): interval}`` with ``abstain`` a decision, plus ``("total", true)``.
+
+    With ``exact`` counts (no noise), a row's cells add up to its total, so each unknown cell also lies in
+    ``[total_lo - sum(others_hi), total_hi - sum(others_lo)]``: a secondary-suppressed cell next to a
+    few suppressed ones is then known within those few rows instead of within the whole row."""
     out: dict = {}
     for r in rows:
         tot = interval(r.total, n_lab, k)
         out[("total", r.true_class)] = tot
-        for d in [*classes, "abstain"]:
-            out[(r.true_class, d)] = interval(r.decided.get(d), tot, k)
+        row = {d: interval(r.decided.get(d), tot, k) for d in [*classes, "abstain"]}
+        if exact and tot is not None and all(v is not None for v in row.values()):
+            for _ in range(2):
+                for d, v in row.items():
+                    if v[0] == v[1]:
+                        continue
+                    others = [w for e, w in row.items() if e != d]
+                    lo = max(v[0], tot[0] - sum(w[1] for w in others))
+                    hi = min(v[1], tot[1] - sum(w[0] for w in others))
+                    if lo <= hi:
+                        row[d] = (lo, hi)
+        for d, v in row.items():
+            out[(r.true_class, d)] = v
     return out
 
 
@@ -136,8 +151,9 @@ def lf_accuracy(c: dict, label: str, classes: Sequence[str]) -> Interval:
 # ------------------------------------------------------------------------------------------- analysis
 
 
-def _pack_state(p: PackAggregate, k: int) -> dict:
-    """Intervals of one pack at one site (what per-site metrics and the pooled sums are built from)."""
+def _pack_state(p: PackAggregate, k: int, exact: bool = True) -> dict:
+    """Intervals of one pack at one site (what per-site metrics and the pooled sums are built from);
+    ``exact``: the site added no noise (row sums then narrow the ranges, :func:`cells`)."""
     rows = interval(p.rows, None, k)
     n_lab = interval(p.labeled_rows, None, k) if p.labeled_rows is not None else None
     lfs = {}
@@ -145,16 +161,16 @@ def _pack_state(p: PackAggregate, k: int) -> dict:
         votes = interval(lf.votes, rows, k)
         lfs[lf.lf] = {"label": lf.label, "votes": votes, "overlaps": interval(lf.overlaps, votes, k),
                       "conflicts": interval(lf.conflicts, votes, k),
-                      "cells": cells(lf.confusion, p.classes, k, n_lab) if lf.confusion else None}
+                      "cells": cells(lf.confusion, p.classes, k, n_lab, exact) if lf.confusion else None}
     lm = p.label_model
     both = interval(lm.both_conclusive, rows, k)
     return {
         "rows": rows, "covered": interval(p.covered, rows, k), "overlapped": interval(p.overlapped, rows, k),
         "conflicted": interval(p.conflicted, rows, k), "lfs": lfs,
-        "mv_cells": cells(p.majority_vote_confusion, p.classes, k, n_lab) if p.majority_vote_confusion else None,
+        "mv_cells": cells(p.majority_vote_confusion, p.classes, k, n_lab, exact) if p.majority_vote_confusion else None,
         "lm": {"name": lm.name, "error": lm.error, "conclusive": interval(lm.conclusive, rows, k),
                "both": both, "agree": interval(lm.agree, both, k),
-               "cells": cells(lm.confusion, p.classes, k, n_lab) if lm.confusion else None},
+               "cells": cells(lm.confusion, p.classes, k, n_lab, exact) if lm.confusion else None},
     }
 
 
@@ -270,7 +286,7 @@ def combine(outcomes: Sequence[SiteOutcome], *, dataset: str, packs: Sequence[di
         k = o.aggregate.policy.min_group_size
         per_site[o.site] = {}
         for p in o.aggregate.packs:
-            st = _pack_state(p, k)
+            st = _pack_state(p, k, exact=o.aggregate.policy.noise_epsilon is None)
             classes_of[p.pack] = list(p.classes)
             per_site[o.site][p.pack] = {"kind": p.kind, **_render_state(st, p.classes)}
             states.setdefault(p.pack, []).append(st)

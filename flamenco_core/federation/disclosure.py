@@ -12,8 +12,10 @@ Rules (k = ``min_group_size``):
   suppressed as well (*secondary* suppression);
 - a count out of a suppressed total is suppressed (``total_suppressed``);
 - released counts then get Laplace noise of scale ``1/epsilon`` when the policy asks for it (rounded,
-  clipped to ``[0, T]``), from a generator seeded by the policy's seed and the request, so the same
-  request always gets the same answer (asking again does not average the noise away).
+  clipped to ``[0, T]``). The noise of a count is drawn from a generator seeded by the policy's seed, the
+  dataset and *what is counted* (``key``: e.g. an LF's content hash and the field), so the same quantity
+  gets the same noise in every answer: asking again, renaming the LF, or asking for it inside another
+  pack or the combination does not give fresh draws to average away.
 
 Limits, on purpose in plain words: suppression protects each count and each sum it is part of, not every
 difference between counts of *different* LFs; the site refuses requests whose conditions cut a feature
@@ -34,35 +36,37 @@ from flamenco_core.federation.models import Count
 class Discloser:
     """Applies one policy's k and noise to every count of one answer."""
 
-    def __init__(self, k: int, epsilon: Optional[float] = None, seed: int = 0, request_hash: str = "") -> None:
+    def __init__(self, k: int, epsilon: Optional[float] = None, seed: int = 0, salt: str = "") -> None:
         self.k = int(k)
         self.epsilon = epsilon
-        digest = hashlib.sha256(f"{seed}:{request_hash}".encode()).digest()
-        self._rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        self.seed = int(seed)
+        self.salt = salt
 
-    def _noisy(self, c: int, total: Optional[int]) -> int:
+    def _noisy(self, c: int, total: Optional[int], key: str) -> int:
         if self.epsilon is None:
             return int(c)
-        v = int(round(c + self._rng.laplace(0.0, 1.0 / self.epsilon)))
+        digest = hashlib.sha256(f"{self.seed}\0{self.salt}\0{key}".encode()).digest()
+        rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+        v = int(round(c + rng.laplace(0.0, 1.0 / self.epsilon)))
         return max(0, min(v, total)) if total is not None else max(0, v)
 
-    def total(self, n: int) -> Count:
+    def total(self, n: int, key: str = "rows") -> Count:
         """A total (rows of a dataset): released when it holds at least k rows."""
         if n < self.k:
             return Count(suppressed="fewer_than_k")
-        return Count(value=self._noisy(n, None))
+        return Count(value=self._noisy(n, None, key))
 
-    def count(self, c: int, total: int, total_released: bool = True) -> Count:
-        """``c`` rows out of ``total`` (see the module rules)."""
+    def count(self, c: int, total: int, total_released: bool = True, key: str = "") -> Count:
+        """``c`` rows out of ``total`` (see the module rules); ``key`` names what is counted (noise)."""
         if not total_released:
             return Count(suppressed="total_suppressed")
         if c < self.k:
             return Count(suppressed="fewer_than_k")
         if total - c < self.k:
             return Count(suppressed="complement_fewer_than_k")
-        return Count(value=self._noisy(c, total))
+        return Count(value=self._noisy(c, total, key))
 
-    def group(self, cells: Sequence[int], total: int, total_released: bool = True) -> list[Count]:
+    def group(self, cells: Sequence[int], total: int, total_released: bool = True, key: str = "") -> list[Count]:
         """Counts that add up to ``total``: each by :meth:`count`, plus secondary suppression."""
         cells = [int(c) for c in cells]
         if not total_released:
@@ -74,7 +78,8 @@ class Discloser:
             # one unknown in a sum with a known total is not unknown: hide the smallest other cell too
             j = min((i for i, r in enumerate(reasons) if r is None), key=lambda i: (cells[i], i))
             reasons[j] = "secondary"
-        return [Count(suppressed=r) if r else Count(value=self._noisy(c, total)) for c, r in zip(cells, reasons)]
+        return [Count(suppressed=r) if r else Count(value=self._noisy(c, total, f"{key}[{i}]"))
+                for i, (c, r) in enumerate(zip(cells, reasons))]
 
 
 def value(c: Optional[Count]) -> Optional[int]:

@@ -233,7 +233,7 @@ def truth_indices(values: pd.Series, truth: GroundTruth, classes: Sequence[str])
 
 
 def _confusion(decisions: np.ndarray, Y: np.ndarray, classes: Sequence[str], disc: Discloser,
-               n_lab: int, lab_released: bool, only: Optional[str] = None) -> list[ConfusionRow]:
+               n_lab: int, lab_released: bool, key: str, only: Optional[str] = None) -> list[ConfusionRow]:
     """Rows of each true class by decision. ``only``: the one class the decisions can take (an LF votes its
     label or abstains); the other columns are zero by construction, not by the data, so they are left
     out rather than suppressed (suppressing them would hide their neighbours too)."""
@@ -242,12 +242,12 @@ def _confusion(decisions: np.ndarray, Y: np.ndarray, classes: Sequence[str], dis
     d, y = decisions[keep], Y[keep]
     cols = np.where(d < 0, k, d)
     M = np.bincount(y * (k + 1) + cols, minlength=k * (k + 1)).reshape(k, k + 1)
-    totals = disc.group(M.sum(axis=1), n_lab, lab_released)
+    totals = disc.group(M.sum(axis=1), n_lab, lab_released, key="class_counts")
     names = [*classes, ABSTAIN_COLUMN]
     shown = [i for i, c in enumerate(names) if only is None or c in (only, ABSTAIN_COLUMN)]
     rows = []
     for t, cls in enumerate(classes):
-        cells = disc.group(M[t, shown], int(M[t].sum()), totals[t].value is not None)
+        cells = disc.group(M[t, shown], int(M[t].sum()), totals[t].value is not None, key=f"{key}:{cls}")
         rows.append(ConfusionRow(true_class=cls, total=totals[t], decided={names[i]: c for i, c in zip(shown, cells)}))
     return rows
 
@@ -266,22 +266,29 @@ def count_pack(pack: Any, df: pd.DataFrame, Y: Optional[np.ndarray], disc: Discl
     n = int(L.shape[0])
     rows = disc.total(n)
     rel = rows.value is not None
+    # what is counted, for the noise: the LFs' content (not the pack's name), so an LF asked for again, under
+    # another name or inside the combination, gets the same noise (see disclosure)
+    pk = hashlib.sha256("".join(sorted(lf.content_hash for lf in pack.lfs)).encode()).hexdigest()
+    lmk = f"lm:{label_model}:{seed}:{pk}"
     # counts from the shared analysis' fractions (exact: a fraction of n rows times n, rounded)
     s = label_summary(L)
     per = lf_summary(L, names, classes=classes)
     cnt = lambda frac: int(round(float(frac) * n))  # noqa: E731
     n_lab = int((Y >= 0).sum()) if Y is not None else 0
-    lab_count = disc.total(n_lab) if Y is not None else None
+    lab_count = disc.total(n_lab, key="labeled_rows") if Y is not None else None
     lab_rel = lab_count is not None and lab_count.value is not None
     lfs = []
     for j, lf in enumerate(pack.lfs):
         votes = cnt(per["Coverage"].iloc[j])
-        vc = disc.count(votes, n, rel)
+        h = lf.content_hash
+        vc = disc.count(votes, n, rel, key=f"{h}:votes")
         lfs.append(LFCounts(
             lf=lf.name, label=lf.label, content_hash=lf.content_hash, votes=vc,
-            overlaps=disc.count(cnt(per["Overlaps"].iloc[j]), votes, vc.value is not None),
-            conflicts=disc.count(cnt(per["Conflicts"].iloc[j]), votes, vc.value is not None),
-            confusion=_confusion(L[:, j].astype(np.int64), Y, classes, disc, n_lab, lab_rel, only=lf.label) if Y is not None else None,
+            # overlaps and conflicts depend on the other LFs: keyed by the pack's LFs too
+            overlaps=disc.count(cnt(per["Overlaps"].iloc[j]), votes, vc.value is not None, key=f"{pk}:{h}:overlaps"),
+            conflicts=disc.count(cnt(per["Conflicts"].iloc[j]), votes, vc.value is not None, key=f"{pk}:{h}:conflicts"),
+            confusion=_confusion(L[:, j].astype(np.int64), Y, classes, disc, n_lab, lab_rel, f"{h}:confusion",
+                                 only=lf.label) if Y is not None else None,
         ))
     mv = majority_vote(L, k)
     lm = make_label_model(label_model, n_lfs=len(names), cardinality=k, seed=seed)
@@ -293,23 +300,26 @@ def count_pack(pack: Any, df: pd.DataFrame, Y: Optional[np.ndarray], disc: Discl
         error, pred = type(exc).__name__, None
     if pred is not None:
         both = (pred != ABSTAIN) & (mv != ABSTAIN)
-        bc = disc.count(int(both.sum()), n, rel)
+        bc = disc.count(int(both.sum()), n, rel, key=f"{lmk}:both")
         lmc = LabelModelCounts(
-            name=lm.name, fallback=lm.fallback_reason, conclusive=disc.count(int((pred != ABSTAIN).sum()), n, rel),
-            majority_conclusive=disc.count(int((mv != ABSTAIN).sum()), n, rel), both_conclusive=bc,
-            agree=disc.count(int((both & (pred == mv)).sum()), int(both.sum()), bc.value is not None),
-            confusion=_confusion(pred, Y, classes, disc, n_lab, lab_rel) if Y is not None else None)
+            name=lm.name, fallback=lm.fallback_reason,
+            conclusive=disc.count(int((pred != ABSTAIN).sum()), n, rel, key=f"{lmk}:conclusive"),
+            majority_conclusive=disc.count(int((mv != ABSTAIN).sum()), n, rel, key=f"{pk}:mv_conclusive"), both_conclusive=bc,
+            agree=disc.count(int((both & (pred == mv)).sum()), int(both.sum()), bc.value is not None, key=f"{lmk}:agree"),
+            confusion=_confusion(pred, Y, classes, disc, n_lab, lab_rel, f"{lmk}:confusion") if Y is not None else None)
     else:
         none = Count(suppressed="total_suppressed")
         lmc = LabelModelCounts(name=lm.name, fallback=lm.fallback_reason, error=error, conclusive=none,
-                               majority_conclusive=disc.count(int((mv != ABSTAIN).sum()), n, rel),
+                               majority_conclusive=disc.count(int((mv != ABSTAIN).sum()), n, rel, key=f"{pk}:mv_conclusive"),
                                both_conclusive=none, agree=none)
     return PackAggregate(
         pack=pack.name, version=pack.version, group=pack.group, content_hash=pack.content_hash, kind=kind,
         classes=classes, statistics_used={f: sorted(st) for f, st in sorted(pack.needed_stats().items())},
-        rows=rows, covered=disc.count(cnt(s["coverage"]), n, rel), overlapped=disc.count(cnt(s["overlap"]), n, rel),
-        conflicted=disc.count(cnt(s["conflict"]), n, rel), labeled_rows=lab_count, lfs=lfs,
-        majority_vote_confusion=_confusion(mv.astype(np.int64), Y, classes, disc, n_lab, lab_rel) if Y is not None else None,
+        rows=rows, covered=disc.count(cnt(s["coverage"]), n, rel, key=f"{pk}:covered"),
+        overlapped=disc.count(cnt(s["overlap"]), n, rel, key=f"{pk}:overlapped"),
+        conflicted=disc.count(cnt(s["conflict"]), n, rel, key=f"{pk}:conflicted"), labeled_rows=lab_count, lfs=lfs,
+        majority_vote_confusion=_confusion(mv.astype(np.int64), Y, classes, disc, n_lab, lab_rel, f"{pk}:mv_confusion")
+        if Y is not None else None,
         label_model=lmc,
     )
 
@@ -338,7 +348,7 @@ def answer(pack_texts: Sequence[str], dataset: str, df: Optional[pd.DataFrame], 
                 raise Refused([Reason(code="no_ground_truth", message="the dataset's ground-truth column is missing")])
             Y = truth_indices(df[truth.column], truth, list(packs[0].classes))
         disc = Discloser(policy.min_group_size, policy.noise.epsilon if policy.noise else None,
-                         policy.noise.seed if policy.noise else 0, rh)
+                         policy.noise.seed if policy.noise else 0, salt=dataset)
         out = [count_pack(p, df, Y, disc, label_model, seed) for p in packs]
         if combination and len(packs) > 1:
             from flamenco_core.labeling.spec import combine_packs

@@ -39,13 +39,27 @@ def test_one_suppressed_cell_in_a_sum_takes_its_smallest_neighbour_with_it():
     assert [c.suppressed for c in Discloser(20).group([5, 7, 988], 1000)] == ["fewer_than_k", "fewer_than_k", "complement_fewer_than_k"]
 
 
-def test_noise_is_seeded_by_the_request_and_stays_within_the_total():
-    a = [Discloser(20, 0.5, 7, "req").count(500, 1000).value for _ in range(3)]
-    assert len(set(a)) == 1  # the same request: the same answer, asking again averages nothing away
-    many = Discloser(20, 0.5, 7, "req")
-    vals = [many.count(500, 1000).value for _ in range(200)]
+def test_noise_is_fixed_per_quantity_and_stays_within_the_total():
+    d = Discloser(20, 0.5, 7, "cic")
+    # the same quantity (an LF's votes, by its content hash) gets the same noise whenever it is asked for:
+    # repeating a request or renaming the LF gives nothing to average
+    assert len({d.count(500, 1000, key="lfhash:votes").value for _ in range(5)}) == 1
+    vals = [d.count(500, 1000, key=f"lf{i}:votes").value for i in range(200)]
     assert len(set(vals)) > 5 and all(0 <= v <= 1000 for v in vals)
-    assert Discloser(20, 0.5, 8, "req").count(500, 1000).value is not None
+    assert abs(sum(vals) / len(vals) - 500) < 2  # unbiased: Laplace(0, 2)
+    assert Discloser(20, 0.5, 8, "cic").count(500, 1000, key="lf0:votes").value != vals[0] or \
+        Discloser(20, 0.5, 9, "cic").count(500, 1000, key="lf0:votes").value != vals[0]
+
+
+def test_noisy_answers_repeat_the_same_count_for_the_same_lf():
+    df = _flows()
+    pol = SitePolicy(noise={"epsilon": 0.5, "seed": 3})
+    two = PACK.replace("pack: cic-ntp", "pack: renamed")
+    agg = answer([PACK, two.replace("src_port_le_6600_attack", "renamed_lf")], "cic", df, pol, site="s",
+                 label_model="majority")
+    assert agg.outcome == "ok", agg.reasons
+    a, b = agg.packs[0].lfs[0].votes, agg.packs[1].lfs[0].votes
+    assert a.value is not None and a == b
 
 
 def _flows(n: int = 400, seed: int = 0) -> pd.DataFrame:
