@@ -263,12 +263,11 @@ def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterat
         if cut < 0:  # one line longer than a block: take it whole
             cut = buf.find(b"\n")
         head = buf[: cut + 1]
-        nl = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
-        if len(nl) > room:
+        n = head.count(b"\n")
+        if n > room:  # the reference's block ends inside: cut at its last line
+            nl = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
             head = buf[: int(nl[room - 1]) + 1]
             n = room
-        else:
-            n = len(nl)
         buf = buf[len(head):]
         into += n
         ends = into == batch_rows or (eof and not buf)
@@ -369,9 +368,10 @@ def _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, feature
         invalid.append(row)
         return "skip"
 
-    buf = np.frombuffer(data, dtype=np.uint8)
-    nl = np.flatnonzero(buf == 10)
-    empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())  # lines with no byte at all
+    empty = 0  # lines with no byte at all (pyarrow skips them; they are no records either)
+    if data.startswith(b"\n") or b"\n\n" in data:
+        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),

@@ -61,6 +61,8 @@ def drop_invalid_arrow(table):
             nan_mask |= col.is_null().to_numpy(zero_copy_only=False)
         if pa.types.is_floating(col.type):
             vals = col.to_numpy()
+            if np.isfinite(vals).all():  # one pass for the common column; masks only where needed
+                continue
             nan_mask |= np.isnan(vals)
             inf_mask |= np.isinf(vals)
     inf_mask &= ~nan_mask

@@ -127,7 +127,7 @@ def dedupe_sort_parts(
     schema: pa.Schema,
     scratch: Path,
     *,
-    bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+    bucket_bytes: int | None = None,
     bucket_rows: int | None = None,
     sample: np.ndarray | None = None,
     total: int | None = None,
@@ -138,12 +138,13 @@ def dedupe_sort_parts(
     columns), one bucket at a time (module docstring).
 
     ``sample`` and ``total``: the :func:`ts_sample` s and row count the caller kept while writing the
-    parts (else one pass over the parts finds them). ``bucket_rows`` defaults to ``bucket_bytes`` over the
-    parts' bytes per row. ``progress(stage, rows)`` is called per bucket. Returns ``{file index:
+    parts (else one pass over the parts finds them). ``bucket_rows`` defaults to ``bucket_bytes`` (default
+    :data:`DEFAULT_BUCKET_BYTES`) over the parts' bytes per row. ``progress(stage, rows)`` is called per bucket. Returns ``{file index:
     duplicates dropped}``."""
     if sample is None or total is None:
         sample, total = _sample_parts(parts)
     if bucket_rows is None:
+        bucket_bytes = bucket_bytes or DEFAULT_BUCKET_BYTES  # read at call time (tests shrink it)
         size = Path(parts).stat().st_size
         bucket_rows = max(1, int(bucket_bytes / max(1.0, size / max(1, total))))
     bounds = bucket_bounds(sample, total, bucket_rows)
@@ -169,6 +170,17 @@ def dedupe_sort_parts(
             del table
             if path != parts:
                 path.unlink()
+    return dups
+
+
+def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema) -> Counter:
+    """:func:`dedupe_sort_parts` for batches the driver still holds in memory (they fit one bucket)."""
+    table, dropped = _dedupe_sort(pa.concat_tables(tables))
+    tables.clear()
+    dups: Counter = Counter({int(k): int(v) for k, v in zip(*np.unique(dropped, return_counts=True))})
+    dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
+    with pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False) as writer:
+        writer.write_table(table.drop_columns(list(INTERNAL)).cast(schema))
     return dups
 
 

@@ -33,7 +33,15 @@ from flamenco_core.errors import UsageError
 from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError, ReadContext
 from flamenco_core.ingest.clean import drop_invalid, drop_invalid_arrow
-from flamenco_core.ingest.merge import FILE_COL, SEQ_COL, dedupe_sort_parts, open_parts, ts_sample
+from flamenco_core.ingest.merge import (
+    DEFAULT_BUCKET_BYTES,
+    FILE_COL,
+    SEQ_COL,
+    dedupe_sort_parts,
+    dedupe_sort_tables,
+    open_parts,
+    ts_sample,
+)
 from flamenco_core.ingest.schema import (
     DISPLAY_NAMES_KEY,
     FLOW_KEY_COLUMNS,
@@ -215,11 +223,13 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     names: dict[str, str] = {}
     file_reports: list[FileReport] = []
     quarantine: list[base.QuarantineRecord] = []
-    writer: pq.ParquetWriter | None = None
+    writer: pa.ipc.RecordBatchFileWriter | None = None  # the scratch parts, once rows outgrow memory
     schema: pa.Schema | None = None
     template: pd.DataFrame | None = None
     seq = 0  # position of the next row in the whole ingest: "first" for de-duplication, sort tie-break
     samples: list = []  # every 16th timestamp, to cut the sort into time buckets
+    held: list[pa.Table] = []  # batches kept in memory until they outgrow one sort bucket
+    held_bytes = 0
 
     # A hidden scratch folder beside the outputs (same file system, so nothing is copied at the end);
     # a killed run's copy is swept by the next run that locks the folder.
@@ -259,14 +269,26 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                     table = table.append_column(FILE_COL, pa.array(np.full(n, idx, dtype=np.int32)))
                     seq += n
                     samples.append(ts_sample(table["timestamp"].cast(pa.int64()).to_numpy()))
-                    if writer is None:
+                    if schema is None:
                         schema = table.schema
-                        writer = open_parts(tmp_path, schema)
                     elif table.schema.names != schema.names:
                         raise IngestError(
                             f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
                         )
-                    writer.write_table(table.cast(schema))
+                    table = table.cast(schema)
+                    # Rows stay in memory while they fit one sort bucket (no scratch file for small
+                    # inputs); past that, everything goes to the scratch parts.
+                    if writer is None and held_bytes + table.nbytes <= DEFAULT_BUCKET_BYTES:
+                        held.append(table)
+                        held_bytes += table.nbytes
+                    else:
+                        if writer is None:
+                            writer = open_parts(tmp_path, schema)
+                            for t in held:
+                                writer.write_table(t)
+                            held, held_bytes = [], 0
+                        writer.write_table(table)
+                    del table
                     if on_batch:
                         on_batch(str(path), n)
                 if not ctx.balanced():
@@ -286,16 +308,20 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                 file_reports.append(fr)
 
             data_path = out / DATA_FILE
-            if writer is not None:
-                writer.close()
-                writer = None
+            if writer is not None or held:
                 out_schema = pa.schema([f for f in schema if f.name not in (SEQ_COL, FILE_COL)])
                 meta = {KIND_KEY: kind.encode()}
                 if kind == "flows":
                     meta[DISPLAY_NAMES_KEY] = json.dumps(names).encode()
                 out_schema = out_schema.with_metadata(meta)
-                dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
-                                         sample=np.concatenate(samples), total=seq)
+                if writer is not None:
+                    writer.close()
+                    writer = None
+                    dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
+                                             sample=np.concatenate(samples), total=seq)
+                else:
+                    dups = dedupe_sort_tables(held, outputs.path(DATA_FILE), out_schema)
+                    held = []
                 del samples
                 for idx, n in dups.items():
                     fr = file_reports[idx]

@@ -73,6 +73,22 @@ def test_all_samples_together_including_cross_file_duplicates(tmp_path):
     _assert_same(cic + cic[:1], "cicflowmeter", tmp_path / "c", batch_rows=100)
 
 
+def test_spilled_parts_and_many_buckets_give_the_same_tables(tmp_path, monkeypatch):
+    """Past one bucket of rows the driver spills to scratch parts and sorts bucket by bucket."""
+    from flamenco_core.ingest import pipeline
+
+    monkeypatch.setattr(pipeline, "DEFAULT_BUCKET_BYTES", 20_000)  # spill after a few batches
+    monkeypatch.setattr(merge, "DEFAULT_BUCKET_BYTES", 30_000)  # and sort in many buckets
+    buckets = []
+    real = merge._partition
+    monkeypatch.setattr(merge, "_partition", lambda *a: buckets.append(real(*a)) or buckets[-1])
+    atlas = _sample_files("ripe_atlas")
+    _assert_same(atlas + atlas[:2], "atlas", tmp_path / "a", batch_rows=7, options={"all_hops": True})
+    cic = _sample_files("cicddos2019")
+    _assert_same(cic[:4] + cic[:1], "cicflowmeter", tmp_path / "c", batch_rows=50)
+    assert len(buckets) == 4 and all(len(b) > 3 for b in buckets)  # both engines, both formats: bucketed
+
+
 def test_atlas_odd_lines_take_the_reference_rules(tmp_path):
     good = {"type": "ping", "timestamp": 1600000000, "msm_id": 7, "from": "10.0.0.1", "dst_addr": "10.0.0.2",
             "result": [{"rtt": 1.5}, {"rtt": 2.5}]}
