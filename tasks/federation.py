@@ -140,6 +140,8 @@ def ask_site_task(site: str, pack_texts: list[str], dataset: str, *, label_model
         pool = dep.work_pool_name
         if not _online_workers(client, pool):
             return outcome("down", f"no worker online on work pool {pool}")
+        # timeout=0: submit and return; the wait below is ours, so that a worker that dies is reported down
+        # within a few heartbeats instead of after the whole timeout (run_deployment's own wait cannot tell)
         run = run_deployment(name, parameters={"packs": list(pack_texts), "dataset": dataset,
                                                "label_model": label_model, "seed": int(seed)},
                              timeout=0, as_subflow=False, tags=["flamenco-federate"])
