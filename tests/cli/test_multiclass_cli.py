@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -93,8 +94,9 @@ def test_run_flows_on_several_inputs_with_a_class_map_and_a_label_model(samples,
     whole = next(r for r in report["combinations"] if r["role"] == "whole_pack")
     assert whole["label_model"]["name"] in ("mmsr", "majority_vote")
     assert whole["label_model"]["name"] == "mmsr" or whole["label_model"]["fallback_reason"]
-    # binary: the multi-class fields stay out of the record
+    # binary: the multi-class fields and table stay out of the outputs
     assert "cls_f1_per_class" not in whole and "covered_classes" not in whole
+    assert not (out / "tables" / "per_class_f1.csv").exists() and "per_class_f1" not in report["tables"]
 
 
 def _dropped(report) -> int:
@@ -119,3 +121,8 @@ def test_flow_records_core_on_the_13_files_is_multiclass(samples, tmp_path):
     assert whole["tree_vs_lf_difference"] == 0.0
     pair = next(r for r in report["combinations"] if r["role"] != "whole_pack")
     assert pair["covered_classes"] == ["dns", "snmp"] and pair["lf_f1_per_class"]["snmp"] > 0.95
+    table = pd.read_csv(tmp_path / "out" / "tables" / "per_class_f1.csv")
+    assert list(table.columns[2:12]) == report["classes"] and len(table) == 4  # LFs and classifier per combination
+    whole_lf = table[(table["combination"] == whole["combination"]) & (table["scorer"] == "LFs")].iloc[0]
+    assert whole_lf["not covered"] == "ntp, tftp, portmap"
+    assert whole_lf["macro (covered)"] == pytest.approx(whole["lf_f1_macro_covered"])

@@ -143,6 +143,9 @@ def write_outputs(prep: Prepared, records: Sequence[Mapping[str, Any]], out_dir:
     modes = _tree_modes_table(frame)
     if len(modes):
         tables["tree_modes"] = modes
+    per_class = _per_class_table(records, prep.classes)
+    if len(per_class):
+        tables["per_class_f1"] = per_class
     written = write_tables(tables, out / "tables", na="n/a")
     to_csv(frame, out / "tables" / "records.csv", index=False)
     markdown = {name: to_markdown(t) for name, t in tables.items()}
@@ -193,6 +196,28 @@ def _tree_modes_table(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.set_index("combination")[["n_lfs", *present]]
     return out.rename(columns={"tree_f1": "tree_f1_faithful", "tree_vs_lf_difference": "difference_faithful",
                                "tree_vs_lf_difference_paper": "difference_paper", "tree_conditions": "conditions_faithful"})
+
+
+def _per_class_table(records: Sequence[Mapping[str, Any]], classes: Sequence[str]) -> pd.DataFrame:
+    """k > 2 only (binary runs write no such table): per combination, the F1 of each class for the LFs'
+    decision and the classifier, with the macro F1 over the classes the combination's LFs vote for
+    ("covered"), the weighted F1 and the classes no LF of the combination votes for."""
+    rows = []
+    for r in records:
+        covered = set(r.get("covered_classes") or [])
+        for scorer, prefix in (("LFs", "lf"), ("classifier", "cls")):
+            per = r.get(f"{prefix}_f1_per_class")
+            if not per:
+                continue
+            row = {"combination": r.get("combination"), "scorer": scorer}
+            row.update({c: per.get(c) for c in classes})
+            row["macro (covered)"] = r.get(f"{prefix}_f1_macro_covered")
+            row["weighted"] = r.get(f"{prefix}_f1_weighted")
+            row["not covered"] = ", ".join(c for c in classes if c not in covered)
+            rows.append(row)
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index(["combination", "scorer"])
 
 
 def _write_labels(prep: Prepared, records: Sequence[Mapping[str, Any]], out: Path) -> dict[str, Any]:
