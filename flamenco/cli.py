@@ -10,16 +10,14 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import DEBUG_ENV, FlamencoGroup, fail
+from flamenco.errors import DEBUG_ENV, FlamencoGroup
+from flamenco.ui import console, err, fail
 
 app = typer.Typer(cls=FlamencoGroup, add_completion=False, no_args_is_help=True,
                   help="Weak supervision for Internet measurement data.")
-console = Console()
-err = Console(stderr=True)
 
 
 #: Commands that start Prefect (a temporary local server, workers): their children end with them.
@@ -75,11 +73,6 @@ app.command("ui", help="Start the MLflow UI on the project's tracking store (pri
 FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parquet"]
 
 
-def _fail(msg: str, code: int = 1) -> None:
-    # plain text: rich would wrap a long path mid-word and read [brackets] as markup
-    fail(msg, code)
-
-
 @app.command()
 def synth(
     kind: str = typer.Argument(..., help="ark | atlas | cic | worf"),
@@ -89,9 +82,9 @@ def synth(
 ) -> None:
     """Generate benchmark data with ground truth, in the real file format."""
     if kind not in SYNTH_KINDS:
-        _fail(f"unknown generator {kind!r}; choose one of {', '.join(SYNTH_KINDS)}", 2)
+        fail(f"unknown generator {kind!r}; choose one of {', '.join(SYNTH_KINDS)}", 2)
     if scale <= 0:
-        _fail("--scale must be positive", 2)
+        fail("--scale must be positive", 2)
     from flamenco_core.synth import GENERATORS
 
     with console.status(f"generating {kind} data (scale {scale}, seed {seed})"):
@@ -108,9 +101,9 @@ def _load_column_map(path: Optional[Path]) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        _fail(f"{path}: cannot read column map: {exc}", 2)
+        fail(f"{path}: cannot read column map: {exc}", 2)
     if not isinstance(data, dict):
-        _fail(f"{path}: a column map must be a mapping (canonical name: original name)", 2)
+        fail(f"{path}: a column map must be a mapping (canonical name: original name)", 2)
     return data
 
 
@@ -126,12 +119,12 @@ def ingest(
     """Ingest files into the canonical table, with an ingest report and a quarantine file. Exit 1 when no
     row came out (the line says why and what to try), 3 when another run writes into --out."""
     if fmt not in FORMATS:
-        _fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", 2)
+        fail(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}", 2)
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file; give a folder (for data.parquet, quarantine.jsonl, ingest_report.json)", 2)
+        fail(f"--out {out} is a file; give a folder (for data.parquet, quarantine.jsonl, ingest_report.json)", 2)
     for src in sources:
         if not src.is_file():
-            _fail(f"{src}: no such file", 2)
+            fail(f"{src}: no such file", 2)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flamenco_core.ingest.pipeline import ingest as run_ingest
@@ -163,7 +156,7 @@ def ingest(
             if not split.pairs:
                 from flamenco_core.ingest.pairs import no_pairs_message
 
-                _fail(no_pairs_message(split.skipped, min_points, "lower --split-pairs", where=str(out / "pairs.json")), 1)
+                fail(no_pairs_message(split.skipped, min_points, "lower --split-pairs", where=str(out / "pairs.json")), 1)
 
 
 def _print_report(r: dict) -> None:

@@ -11,21 +11,13 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import fail
+from flamenco.ui import console, err, fail
 
-console = Console()
-err = Console(stderr=True)
 
 ABSTAIN_HELP = "how rows without a conclusive vote count in LF F1: negative | exclude | wrong"
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
-    fail(msg, code)
 
 
 def _load_pack(path: Path):
@@ -35,7 +27,7 @@ def _load_pack(path: Path):
     try:
         return LFPack.from_json(path) if path.suffix.lower() == ".json" else LFPack.from_yaml(path)
     except SpecError as exc:
-        _fail(f"{path}: {exc}")
+        fail(f"{path}: {exc}")
 
 
 def _columns_of(path: Path) -> list[str]:
@@ -54,7 +46,7 @@ def read_table(path: Path, columns: Optional[set] = None):
     import pandas as pd
 
     if not path.exists():
-        _fail(f"{path}: no such file or folder")
+        fail(f"{path}: no such file or folder")
     try:
         present = _columns_of(path)
         use = [c for c in present if columns is None or c in columns]
@@ -62,18 +54,18 @@ def read_table(path: Path, columns: Optional[set] = None):
             return pd.read_parquet(path, columns=use)
         return pd.read_csv(path, usecols=use)
     except (OSError, ValueError) as exc:
-        _fail(f"{path}: cannot read data: {exc}")
+        fail(f"{path}: cannot read data: {exc}")
 
 
 def _labels(labeled_df, path: Path, classes, label_column: str):
     from flamenco_core.labeling.collaborate import class_indices
 
     if label_column not in labeled_df.columns:
-        _fail(f"{path}: no {label_column!r} column (the labeled file needs one with class names {list(classes)})")
+        fail(f"{path}: no {label_column!r} column (the labeled file needs one with class names {list(classes)})")
     try:
         return class_indices(labeled_df[label_column], classes, source=str(path))
     except ValueError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def analyze_cmd(
@@ -92,18 +84,18 @@ def analyze_cmd(
     from flamenco_core.labeling.expr import SpecError
 
     if abstain not in ABSTAIN_MODES:
-        _fail(f"--abstain {abstain!r}: choose one of {', '.join(ABSTAIN_MODES)}")
+        fail(f"--abstain {abstain!r}: choose one of {', '.join(ABSTAIN_MODES)}")
     p = _load_pack(pack)
     if positive is not None and positive not in p.classes:
-        _fail(f"--positive {positive!r} is not one of the pack's classes {p.classes}")
+        fail(f"--positive {positive!r} is not one of the pack's classes {p.classes}")
     if not p.lfs:
-        _fail(f"{pack}: the pack has no LFs")
+        fail(f"{pack}: the pack has no LFs")
     names = p.lf_names
     df = read_table(data, p.features())
     try:
         L, meta = apply_lfs(p, df, return_meta=True)
     except SpecError as exc:
-        _fail(f"{data}: {exc}")
+        fail(f"{data}: {exc}")
     table = lf_summary(L, names, classes=p.classes)
     overall = label_summary(L)
     console.print(to_rich_table(table, title=f"{p.name} v{p.version} on {data.name}: {overall['rows']} rows"))
@@ -114,12 +106,12 @@ def analyze_cmd(
         Y = _labels(lab, labeled, p.classes, label_column)
         keep = Y >= 0
         if not keep.any():
-            _fail(f"{labeled}: no row has a label")
+            fail(f"{labeled}: no row has a label")
         lab, Y = lab.loc[keep], Y[keep]
         try:
             L_lab = apply_lfs(p, lab, stats=meta.stats)
         except SpecError as exc:
-            _fail(f"{labeled}: {exc}")
+            fail(f"{labeled}: {exc}")
         kw = dict(classes=p.classes, pos_label=positive if positive is not None else 1, abstain=abstain)
         acc = lf_summary(L_lab, names, Y, **kw)
         f1 = lf_f1(L_lab, Y, names, **kw)
@@ -162,12 +154,12 @@ def collaborate_cmd(
     from flamenco_core.labeling.label_model import LABEL_MODEL_KINDS
 
     if abstain not in ABSTAIN_MODES:
-        _fail(f"--abstain {abstain!r}: choose one of {', '.join(ABSTAIN_MODES)}")
+        fail(f"--abstain {abstain!r}: choose one of {', '.join(ABSTAIN_MODES)}")
     if label_model not in LABEL_MODEL_KINDS:
-        _fail(f"--label-model {label_model!r}: choose one of {', '.join(LABEL_MODEL_KINDS)}")
+        fail(f"--label-model {label_model!r}: choose one of {', '.join(LABEL_MODEL_KINDS)}")
     packs = [_load_pack(p) for p in pack]
     if positive is not None and positive not in packs[0].classes:
-        _fail(f"--positive {positive!r} is not one of the classes {packs[0].classes}")
+        fail(f"--positive {positive!r} is not one of the classes {packs[0].classes}")
     features: set = set()
     for p in packs:
         features |= p.features()
@@ -185,7 +177,7 @@ def collaborate_cmd(
         err.print(Text.assemble(("refused: ", "bold red"), str(exc)))
         raise typer.Exit(1)
     except (SpecError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     t = Table(title=Text(f"collaboration on {report['data']['rows']} local rows"))
     cols = [("name", "pack"), ("lfs", "LFs"), ("coverage", "coverage"), ("conflict", "conflict"), ("label_model", "label model")]

@@ -12,21 +12,13 @@ import json
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import fail
+from flamenco.ui import console, err, fail
 
-console = Console()
-err = Console(stderr=True)
 
 POINT_HELP = 'the data point as a JSON object of feature values, e.g. \'{"src_port": 8888, "average_packet_size": 80}\''
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
-    fail(msg, code)
 
 
 def explain_cmd(
@@ -39,17 +31,17 @@ def explain_cmd(
     try:
         t = Tree.from_json(tree)
     except ValueError as exc:
-        _fail(f"{tree}: {exc}")
+        fail(f"{tree}: {exc}")
     try:
         values = json.loads(point)
     except json.JSONDecodeError as exc:
-        _fail(f"--point is not valid JSON: {exc}")
+        fail(f"--point is not valid JSON: {exc}")
     if not isinstance(values, dict):
-        _fail("--point must be a JSON object such as '{\"src_port\": 8888}'")
+        fail("--point must be a JSON object such as '{\"src_port\": 8888}'")
     try:
         path = t.path(values)
     except ValueError as exc:
-        _fail(f"--point: {exc}")
+        fail(f"--point: {exc}")
 
     # A misspelt feature would silently be "missing" and take the false branch: say so.
     read = t.features

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flamenco.cli_run import fmt_score
+from flamenco.ui import console
 
 LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
 
@@ -29,7 +30,6 @@ def latency_cmd(
 ) -> None:
     """Label RTT noise per SD pair with automatic LFs; compare with unsupervised baselines and the
     rolling-median/MAD rule. Exit 1 with the reason when no SD pair could be labeled."""
-    console = Console()
     if fmt not in LATENCY_FORMATS:
         typer.echo(f"error: unknown format {fmt!r}; choose one of {', '.join(LATENCY_FORMATS)}", err=True)
         raise typer.Exit(2)

@@ -11,24 +11,16 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import fail
+from flamenco.ui import console, err, fail
 
 lf_app = typer.Typer(
     help="Labeling-function packs: apply them to data, combine groups' packs, audit what a pack reveals.",
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    # plain text, one line: rich would wrap a long path mid-word (the policy: flamenco.errors)
-    fail(msg, code)
 
 
 def _load_pack(path: Path):
@@ -37,7 +29,7 @@ def _load_pack(path: Path):
     try:
         return LFPack.load(path)
     except SpecError as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
 
 def _findings_table(title: str, findings) -> Table:
@@ -72,7 +64,7 @@ def apply(
 
     pack = _load_pack(pack_path)
     if not data.exists():
-        _fail(f"{data}: no such file or folder")
+        fail(f"{data}: no such file or folder")
     stats = None
     if profile is not None:
         from flamenco_core.labeling import load_profile
@@ -80,16 +72,16 @@ def apply(
         try:
             stats = load_profile(profile)
         except (OSError, ValueError, TypeError) as exc:
-            _fail(f"{profile}: cannot read profile: {exc}")
+            fail(f"{profile}: cannot read profile: {exc}")
     from flamenco_core.outputs import atomic_path, atomic_write_text
 
     if out.is_dir():
-        _fail(f"--out {out} is a folder; give the label matrix's file name")
+        fail(f"--out {out} is a folder; give the label matrix's file name")
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
         streamed = None
         if labels is not None and not (data.is_dir() or data.suffix.lower() == ".parquet"):
-            _fail("--labels streams Parquet data; convert the CSV with `flamenco ingest` first")
+            fail("--labels streams Parquet data; convert the CSV with `flamenco ingest` first")
         if labels is not None:
             from flamenco_core.labeling.stream import label_parquet
 
@@ -120,7 +112,7 @@ def apply(
                 usecols = [c for c in header if c in pack.features()]
                 df = pd.read_csv(data, usecols=usecols)
             except (OSError, ValueError) as exc:
-                _fail(f"{data}: cannot read CSV: {exc}")
+                fail(f"{data}: cannot read CSV: {exc}")
             L, info = apply_lfs(pack, df, stats=stats, n_jobs=jobs, return_meta=True)
             table = pa.Table.from_pandas(label_matrix_frame(L, pack.lf_names), preserve_index=False)
             table = table.replace_schema_metadata(
@@ -129,9 +121,9 @@ def apply(
             with atomic_path(out) as tmp:
                 pq.write_table(table, tmp)
     except SpecError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except FileNotFoundError as exc:
-        _fail(f"{exc}")
+        fail(f"{exc}")
     meta_path = meta or out.with_name(out.name + ".meta.json")
     record = {"data": str(data), "out": str(out), "profile": str(profile) if profile else None, **info.to_dict()}
     if streamed is not None:
@@ -179,7 +171,7 @@ def combine(
     try:
         merged, report = combine_packs(loaded, name=name or out.stem, version=version)
     except SpecError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     from flamenco_core.outputs import atomic_path
 
     with atomic_path(out) as tmp:

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 
-from flamenco.errors import fail
+from flamenco.ui import console, fail
 from rich.table import Table
 from rich.text import Text
 
@@ -26,15 +25,8 @@ run_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
 
 FLOW_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
-
-
-def _fail(msg: str, code: int = 2) -> None:
-    # plain echo: rich would wrap long paths mid-word
-    fail(msg, code)
 
 
 def fmt_score(v) -> str:
@@ -87,16 +79,16 @@ def flows_cmd(
     """LF-combination experiment on flow records: LF F1, classifier F1, Tree F1 per combination, the paper's
     tables, interpretability trees and labels for every flow."""
     if fmt not in FLOW_FORMATS:
-        _fail(f"unknown format {fmt!r}; choose one of {', '.join(FLOW_FORMATS)}")
+        fail(f"unknown format {fmt!r}; choose one of {', '.join(FLOW_FORMATS)}")
     if out.exists() and not out.is_dir():
-        _fail(f"--out {out} is a file; give a folder (for labels.parquet, report.json, tables/, trees/)")
+        fail(f"--out {out} is a file; give a folder (for labels.parquet, report.json, tables/, trees/)")
     for path in input_paths:
         if not path.exists():
-            _fail(f"input {path}: no such file or folder")
+            fail(f"input {path}: no such file or folder")
     for path, what in [*[(p, "LF pack") for p in lfs], (experiments, "experiment file"),
                        (alerts, "alerts file"), (config, "config file"), (class_map, "class map")]:
         if path is not None and not path.is_file():
-            _fail(f"{what} {path}: no such file")
+            fail(f"{what} {path}: no such file")
     from flamenco_core.experiments.flow_records import load_config, load_experiment, load_packs
     from flamenco_core.labeling import SpecError
 
@@ -109,7 +101,7 @@ def flows_cmd(
         overrides = _overrides(config, class_map, label_model, packs[0].classes)
         load_config(exp.config if exp else None, overrides if overrides is not None else config)
     except (SpecError, ValueError) as exc:
-        _fail(str(exc))
+        fail(str(exc))
 
     import os
 
@@ -131,7 +123,7 @@ def flows_cmd(
                                 runner=runner, workers=workers, scheduler=scheduler)
     if summary.get("preparation") != "ok":
         # a pack that does not fit the data, no ground truth, too few rows: one line, no table of skips
-        _fail(f"{summary.get('error')} (report: {summary['report']})", summary.get("exit_code", 1))
+        fail(f"{summary.get('error')} (report: {summary['report']})", summary.get("exit_code", 1))
 
     from flamenco_core.experiments.flow_records.record import SUMMARY_COLUMNS
 
@@ -157,4 +149,4 @@ def flows_cmd(
         console.print(Text(f"tables: {Path(out) / 'tables'}   trees: {Path(out) / 'trees'}"))
     console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"), soft_wrap=True)
     if s["ok"] + s["skipped"] == 0:
-        _fail(f"every combination failed; nothing usable (report: {summary['report']})", 1)
+        fail(f"every combination failed; nothing usable (report: {summary['report']})", 1)

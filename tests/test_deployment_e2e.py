@@ -31,7 +31,7 @@ def test_deployment_run_completes_and_logs_to_mlflow(tmp_path, samples):
     from mlflow import MlflowClient
     from prefect.client.orchestration import SyncPrefectClient
 
-    from flamenco.cli_ops import free_port, serve_stack
+    from flamenco.services import free_port, serve_stack
 
     sample = samples / "ripe_atlas" / "sagan_tests_ping_results.jsonl"
     out_dir = tmp_path / "out"

@@ -1,64 +1,6 @@
 """Snuba-style automatic LF generation (Varma & Ré, VLDB 2018), emitting declarative LF specs.
 
-Written new for Flamenco (the original, HazyResearch/reef, is Python 2). The loop, per round:
-
-1. **Synthesize** one candidate per feature subset of size ``1..c`` on the labeled rows of the current
-   feedback set: a decision tree of depth ``c`` (a stump for ``c = 1``); optionally logistic regression and
-   k-nearest neighbours (see below).
-2. **Abstain band**: per candidate, ``beta`` in ``linspace(0.25, 0.45, 10)`` around ``b = 0.5`` maximizing F1
-   on the *whole* labeled set, abstains counted as errors (:func:`~.candidates.select_beta`).
-3. **Prune**: score ``0.5 * F1 + 0.5 * diversity``, diversity being the Jaccard distance between the
-   candidate's coverage and the committed heuristics' coverage on the unlabeled (training) data; keep the
-   top 3 in the first round, then one per round.
-4. **Verify**: fit the label model on the committed heuristics' votes on the training data.
-5. **Feedback**: the next round fits candidates only on labeled points whose label-model marginal is within
-   ``gamma = 0.5 - 1/m**1.5`` of ``b`` (``m`` committed heuristics).
-6. **Stop** when that set is empty (``"feedback_empty"``), holds only one class (``"feedback_one_class"``: a
-   tree cannot learn a split from one class), nothing new can be committed (``"no_new_candidates"``), or the
-   budget of rounds is spent (``"budget"``).
-
-**Heuristics become LF specs.** A committed tree is written as one :class:`LFSpec` per *voting* leaf: the
-leaf's path is an AND of conditions ``{feature, "<=" | ">", "pNN.NN"}`` and the spec votes the leaf's
-label (a Snorkel LF votes one label, so a stump whose two leaves both vote becomes two specs). Spec names
-follow the heuristic: ``snuba_r1_rtt_ms_gt_p97.31_noise`` (round, path, label); the ``description`` of each
-spec names its heuristic (``heuristic snuba_r1_h2, leaf 2 of 2``) so the grouping survives a YAML round
-trip. Thresholds are percentiles of the training data (:mod:`.thresholds`), never raw values, so the pack
-passes :func:`~flamenco_core.labeling.audit.audit_pack` and re-resolves on whatever data it is applied to.
-The specs' votes used internally come from :func:`~flamenco_core.labeling.apply_lfs` itself, so
-``apply_lfs(result.pack, unlabeled_df)`` reproduces ``result.L_train`` exactly; the rows on which a
-re-resolved threshold would split the training data differently from the tree's raw cut point are counted
-and reported (``result.drift``).
-
-**Label model columns.** The leaves of one tree partition the data, so at most one of a heuristic's specs
-votes on a row. By default (``lm_columns="heuristic"``) the label model sees one column per heuristic (its
-specs' votes merged), as in Snuba, because mutually exclusive spec columns break the label model's
-conditional-independence assumption; ``lm_columns="spec"`` feeds the spec columns as they are.
-:meth:`AutoLFResult.label_matrix` builds the label model's matrix for any data.
-
-**Logistic regression and kNN** candidates (``models=("tree", "logreg", "knn")``) cannot be written as
-threshold specs: a weighted sum of features is no conjunction of per-feature thresholds, and a kNN model
-is its labeled data, which a shareable pack must not carry. They are available for comparison only, with
-``emit_specs_only=False``; their votes then enter the label model but not the pack.
-
-**Changes to Snuba, each measured** (``benchmarks/autolf.py``; F1 of the noise class):
-
-* candidates on the rolling-window features of :func:`~flamenco_core.preprocess.window_features`
-  (``rtt_ms_w10_median`` ...) besides raw ``rtt_ms`` (:func:`default_features`, :func:`feature_sets`): on
-  series with congestion bursts the training labels improve from 0.69 to 0.78; on spike-only and Ark-like
-  series they match raw RTT (0.92, 1.00);
-* heuristics that vote one class everywhere, or do no better on the labeled set than that, are not
-  committed (``skip_trivial``): Snuba keeps the first round's top 3 whatever their quality, and on window
-  features those are often "always good" stumps that the label model reads as strong evidence;
-* the label model is chosen on the labeled rows (``label_model="auto"``, see :func:`_fit_label_model`).
-  Without the last two, Snuba on window features labels spikes with F1 0.17 instead of 0.92.
-
-**Applying the pack elsewhere.** Percentile thresholds re-resolve on the data they are applied to. For a
-later split of the *same* series whose noise share differs (a test split with 3% noise where training had
-10%), that moves every threshold: on the Ark-like benchmark's 10% test splits F1 drops from 0.99 with the
-training data's statistics (``apply_lfs(pack, test, stats=profile_of_training)``) to 0.70 with the test
-split's own. Re-resolving locally is meant for another group's data; for one series, pass the training
-profile.
-"""
+Definitions and design notes: ``docs/autolf.md``."""
 
 from __future__ import annotations
 

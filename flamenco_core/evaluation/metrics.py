@@ -1,25 +1,6 @@
 """Scores of predictions against gold labels, prediction differences, and the paper's averaging.
 
-**Labels.** Predictions and gold labels are class indices (``0..k-1`` by position in ``classes``, the
-pack's order) or class names; ``-1`` (:data:`~flamenco_core.labeling.constants.ABSTAIN`), ``None``,
-NaN, ``""``, ``"inconclusive"`` and ``"abstain"`` in a prediction mean *inconclusive* (every LF
-abstained, an LF vote tied, or a tree reached its last "inconclusive" leaf). Gold labels must be
-conclusive.
-
-**Inconclusive predictions** are counted by the ``abstain`` policy, with exactly the definitions of
-LF F1 in :mod:`flamenco_core.labeling.analysis` (so an LF F1, a classifier F1 and a Tree F1 in one
-table are comparable):
-
-- ``"negative"`` (default): an inconclusive row is a prediction of the negative class (binary: the class
-  that is not ``positive``; k > 2: ``negative``, by default class 0, e.g. "good", "benign").
-- ``"exclude"``: inconclusive rows are left out of every count (``support`` and ``accuracy`` too).
-- ``"wrong"``: an inconclusive row is an error: a false negative for its true class and a false positive
-  for every other class; it lowers ``accuracy``.
-
-Precision, recall and F1 with a zero denominator are 0 (scikit-learn's ``zero_division=0``). With no
-inconclusive rows every policy gives scikit-learn's ``precision_recall_fscore_support`` and
-``accuracy_score``.
-"""
+Definitions and design notes: ``docs/evaluation.md``."""
 
 from __future__ import annotations
 

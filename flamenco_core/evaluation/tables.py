@@ -1,34 +1,6 @@
 """Result tables of the two evaluation paths, as DataFrames, CSV and Markdown.
 
-**Latency path** (issue 4, Figures 7 and 9): :func:`comparison_table`, one row per method (FLAMENCO, then
-the unsupervised baselines ``lof``, ``elliptic_envelope``, ``robust_covariance``, ``isolation_forest``)
-with ``f1_good``, ``f1_noise``, ``f1_macro`` averaged as :func:`~flamenco_core.evaluation.metrics.average_scores`
-does (subsets per SD pair, then SD pairs; unweighted).
-
-**Flow path** (issue 5, the paper's Tables 3-6 for CIC-DDoS2019 and 9-12 for Worf). One experiment gives
-one *record* per LF combination (a dict; see :func:`records_frame` for the keys), and the records give
-four tables per dataset, named by content (the numbering is our reading of the paper's order: each
-dataset has the same four tables):
-
-=================================  ===========================  =====================================
-function                           content                      paper (CIC / Worf)
-=================================  ===========================  =====================================
-:func:`single_lf_table`            every single LF               Table 3 / Table 9
-:func:`pair_table`                 every pair of LFs             Table 4 / Table 10
-:func:`group_combination_table`    larger tuples, across groups  Table 5 / Table 11
-:func:`prediction_difference_table`  LF vs classifier vs tree    Table 6 / Table 12
-=================================  ===========================  =====================================
-
-Columns follow the paper: LF F1 (the combination's majority vote on test), classifier F1 (end model
-trained on the label model's labels), Tree F1 (interpretability tree), the correlation of the features
-involved (mean absolute pairwise correlation, blank for one feature), coverage and conflicts of the
-LFs on test; the prediction-difference table holds the fraction of differing predictions between LF,
-classifier and tree on the 20% test sample. Combinations that failed or were skipped keep their row,
-with NaN scores and the ``outcome``/``reason``, so no combination silently disappears.
-
-Writers: :func:`to_csv` and :func:`to_markdown` (GitHub Markdown written here, columns padded so the
-pipes line up; no ``tabulate`` dependency); :func:`write_tables` writes both for a dict of tables.
-"""
+Definitions and design notes: ``docs/evaluation.md``."""
 
 from __future__ import annotations
 

@@ -1,52 +1,7 @@
 """LF analysis: how much each labeling function (LF) covers, where LFs overlap and conflict, and, given
 gold labels, how often they are right and their **LF F1**.
 
-Inputs are plain arrays: a label matrix ``L`` (rows x LFs, ABSTAIN = -1, classes 0..k-1 by position in
-the pack's ``classes``), the LF names, and optionally gold labels ``Y`` (ints 0..k-1, one per row).
-
-Snorkel's statistics (numbers identical to ``LFAnalysis(L, lfs).lf_summary(Y)``, computed with dense
-numpy reductions instead of scipy sparse matrices):
-
-- **Polarity**: the sorted classes an LF voted for at least once.
-- **Coverage**: fraction of rows the LF votes on.
-- **Overlaps**: fraction of rows the LF votes on *and* at least one other LF votes on.
-- **Conflicts**: fraction of rows the LF votes on where the LFs voting disagree (two distinct classes).
-- **Correct** / **Incorrect**: rows where the LF's vote equals / differs from ``Y`` (abstains count in
-  neither). **Emp. Acc.** = Correct / (Correct + Incorrect), 0 for an LF that never votes.
-
-**LF F1** (the paper evaluates it on the test split). An LF, or a *combination* of LFs, is scored as a
-classifier whose decision on a row is:
-
-- for one LF: its vote;
-- for a combination: the majority vote of its LFs (Snorkel's ``MajorityLabelVoter``), where a tie
-  between classes is *inconclusive*.
-
-A row where the decision is ABSTAIN (no LF votes, or a tie) is **inconclusive**. How inconclusive rows
-count is the ``abstain`` parameter:
-
-- ``"negative"`` (default): an inconclusive row is a prediction of the *negative* class. In binary tasks
-  this is the class that is not the positive one; for k > 2 it is ``negative_label``, by default class
-  0 (the first class of the pack: "benign", "good"). This reads an LF as the rule it is: "port <= 6600
-  means attack", otherwise not attack. An LF that only ever votes the negative class thus has F1 0 for
-  the positive class, which is honest: it never finds one.
-- ``"exclude"``: inconclusive rows are left out; F1 is computed on the covered rows only (a precision-like
-  view that flatters low-coverage LFs; read it with the Coverage column next to it).
-- ``"wrong"``: an inconclusive row is an error: a false negative for its true class and a false positive
-  for every other class (in binary: an inconclusive positive row is a FN, an inconclusive negative row a
-  FP). The most pessimistic reading.
-
-Binary tasks (k = 2) report the F1 of the positive class ``pos_label`` (default: class index 1, e.g.
-"attack" in ``[benign, attack]``, "noise" in ``[good, noise]``); k > 2 reports macro F1 (the unweighted
-mean of the per-class one-vs-rest F1 over all k classes). ``average`` overrides: ``"binary"`` or
-``"macro"``. Precision, recall or F1 with a zero denominator are 0 (scikit-learn's ``zero_division=0``).
-Every F1 table has a **Coverage** column (fraction of the scored rows with a conclusive decision), an
-**Evaluated** column (rows counted in F1) and, for combinations, **Ties** (fraction of rows where LFs
-voted but tied), so an F1 is never read without its coverage. The definitions used travel in the
-DataFrame's ``attrs["f1_definition"]``.
-
-Outputs: pandas DataFrames (:func:`lf_summary`, :func:`lf_f1`, :func:`combination_f1`), CSV
-(:func:`to_csv`), Markdown (:func:`to_markdown`) and a rich Table (:func:`to_rich_table`).
-"""
+Definitions and design notes: ``docs/labeling.md``."""
 
 from __future__ import annotations
 

@@ -1,62 +1,6 @@
 """Privacy audit: what a pack would reveal about its owner's data if shared.
 
-The pack format already keeps raw numbers out when thresholds are statistics; the audit catches the
-ways around it. Each :class:`Finding` names the LF (``None`` for pack-level metadata), the field (a
-path such as ``lfs[1].when[0].value``), a kind and a message. Kinds:
-
-``literal_threshold``
-    a number (or a statistics-free expression such as ``"3*500"``) compared with a feature that is not
-    in ``universal_features``: a raw value of the owner's data. Applying still works, so a group can
-    test locally, but such a pack should not be shared.
-``literal_in_list``
-    an ``in`` list of literals on a non-universal feature (e.g. specific byte counts or integer IPs).
-``literal_offset``
-    a constant added to or subtracted from a statistic (``mean + 1500``): the constant is in data units,
-    i.e. a raw value. Multiplying by a constant (``2*std``, ``0.5*p75``) is unit-free and fine.
-``disguised_literal``
-    a threshold on a non-universal feature that does not move with the data (see below), however it
-    is written: ``mean/mean*1500``, ``1500*count/count``, ``1500*p50/p50 + 0*std`` are all 1500.
-``precise_constant``
-    a number with more than :data:`MAX_SIGNIFICANT_DIGITS` significant digits in an expression or in
-    free text (``mean + 37.2817``, a timestamp in a description): precision that can only come from data.
-``identifier_feature``
-    an LF reads an identifier column: addresses (``src``, ``dst``, ``*ip*``, ``*addr*``, ``*host*``,
-    ``*mac*``, prefixes), ids (``flow_id``, ``*_id``), timestamps. Such LFs memorize who or when.
-``label_feature``
-    an LF reads the ground-truth column (``label``): it leaks labels and cannot generalize.
-``address_literal``
-    an IPv4/IPv6 address or prefix, a MAC address, or a hostname/e-mail address in any string of the
-    pack (names, descriptions, classes, group).
-``number_in_name``
-    an LF name carries a number of 3+ significant digits while the LF reads non-universal features
-    (``bytes_le_1234_attack`` restates the literal the expression avoided).
-``universal_declaration``
-    a feature declared universal that does not look like one (ports, protocol, flags, TTL, ToS/DSCP,
-    ICMP type/code): declaring ``bytes`` universal would otherwise whitelist raw byte thresholds.
-
-**Thresholds must move with the data.** Digits can be hidden by arithmetic, so thresholds on
-non-universal features are not judged by how they are written but by what they do: each is evaluated
-(:meth:`~flamenco_core.labeling.expr.Expression.evaluate_exact`, the project's own evaluator, in exact
-rational arithmetic) on several random sets of synthetic statistics and on the same sets after the
-feature's data is transformed (:func:`check_scaling`). A threshold ``T`` on feature ``x`` passes when
-
-* multiplying ``x`` by ``a > 0`` multiplies ``T`` by ``a`` (tested with ``a = 10`` and a random ``a``);
-* shifting ``x`` by ``c`` shifts ``T`` by ``g*c`` for one fixed gain ``g > 0``: ``g = 1`` for
-  location-scale thresholds (``p75``, ``mean + 3*std``, ``median - 1.5*iqr``), ``g = 0.5`` for ratio-scale
-  ones such as ``0.5*p75``, which bytes, packets and durations (quantities with a true zero) call for;
-* rescaling or shifting any *other* non-universal feature leaves ``T`` unchanged.
-
-Location statistics (mean, min, max, percentiles) follow ``a*s + c``, spread (``std``, ``iqr``) ``a*s``;
-``count`` does not change and statistics of universal features are fixed numbers, since their values
-mean the same everywhere: a threshold built from them alone is a literal. A literal, a constant
-offset or a multiple of ``count`` fails the scale test; ``std`` alone or ``mean*p75/p50`` fail the shift
-test (no shift, or one that depends on the data). A failure is ``literal_offset`` when a constant is
-added to a statistic, ``disguised_literal`` otherwise.
-
-Choice where the issue is silent: ``author`` fields may hold a name or e-mail address. Attribution is
-the point of the field and the pack already names its group; it says who wrote the LF, not what is in
-their data. Authors are still checked for IP addresses. An e-mail address anywhere else is flagged.
-"""
+Definitions and design notes: ``docs/labeling.md``."""
 
 from __future__ import annotations
 

@@ -1,30 +1,7 @@
 """Label models: turn a label matrix ``L`` (int8, rows x LFs, ABSTAIN = -1, classes 0..k-1) into
 probabilistic labels, behind one scikit-learn-style interface.
 
-Every model has ``fit(L)``, ``predict_proba(L) -> (n, k) float64``, ``predict(L, tie_break_policy=...)``,
-a ``seed``, a ``name`` and a ``fallback_reason`` (``None`` unless :func:`make_label_model` had to
-replace the requested model), so a run can always record *which* model produced its labels.
-
-- :class:`SnorkelLabelModel` wraps Snorkel's ``LabelModel`` (the default). Fitting is Snorkel's own
-  code, with one change that keeps results bit-identical: the overlap matrix ``O`` is computed from the
-  distinct rows of ``L`` and their counts instead of a dense ``n x (m*k)`` float64 one-hot matrix (all of
-  ``O``'s entries are integer counts divided by ``n``, so the result is exactly the same while memory
-  no longer grows with ``n``). ``predict_proba`` is Snorkel's formula, vectorized per LF and computed in
-  log space with the row maximum subtracted (equal to Snorkel's within float rounding, and it does not
-  underflow to NaN when many LFs vote).
-- :class:`MajorityVote` has the semantics of Snorkel's ``MajorityLabelVoter``: the predicted class is
-  the one with most votes; ties, and rows where every LF abstains, are ties (``-1`` under the default
-  ``"abstain"`` policy). Its probabilities are the vote fractions (``proba="fraction"``, uniform where
-  no LF votes); ``proba="snorkel"`` gives Snorkel's one-hot-over-the-tied-maxima instead.
-- :func:`make_label_model` falls back to majority vote when fewer than 3 LFs are given (Snorkel's
-  ``LabelModel`` refuses them); with one LF that is exactly the LF's own votes.
-- :func:`filter_unlabeled` drops the rows no LF voted on before end-model training, and counts them.
-
-Tie-break policies for ``predict``: ``"abstain"`` (Snorkel's default for label models: a tie is -1) and
-``"random"`` (a tied class drawn uniformly with the model's seed; the rows that count as ties are the
-same as Snorkel's, tolerance 1e-5, but the class drawn differs from Snorkel's per-row SHA-1 hash,
-which is a Python loop over rows).
-"""
+Definitions and design notes: ``docs/labeling.md``."""
 
 from __future__ import annotations
 

@@ -1,30 +1,6 @@
 """Declarative LF specs and packs: the unit research groups share.
 
-A pack is data, never code: YAML/JSON validated by pydantic, thresholds written as statistics of the
-data the LF runs on (see :mod:`flamenco_core.labeling.expr`). The public format::
-
-    pack: cic-ntp-group-a
-    version: 1
-    group: A
-    classes: [benign, attack]            # class index = position; ABSTAIN = -1
-    universal_features: [src_port, dst_port, protocol]
-    lfs:
-      - name: src_port_le_6600_attack
-        label: attack
-        when: [{feature: src_port, op: "<=", value: 6600}]
-
-Validation at load time covers structure, class names, unique LF names and the syntax of every
-threshold expression; whether features and statistics exist is known only against data (applier).
-Packs load only through ``yaml.safe_load``/``json``: no tags, no objects, no pickle.
-
-Size caps (:class:`PackLimits`) bound what a pack file may cost before it is validated: by default a
-file holds at most 1 MB (:data:`DEFAULT_MAX_BYTES`), 1,000 LFs (:data:`DEFAULT_MAX_LFS`), 32
-conditions per LF (:data:`DEFAULT_MAX_CONDITIONS`) and 100,000 threshold values in all
-(:data:`DEFAULT_MAX_VALUES`; YAML aliases can repeat one list many times without adding bytes).
-:meth:`LFPack.from_yaml` and :meth:`LFPack.from_json` apply :data:`DEFAULT_LIMITS` unless given other
-``limits``; :meth:`LFPack.from_dict`, used for packs built in code, applies caps only when given
-``limits``. The bytes are checked before the file is parsed, the counts before any LF is validated.
-"""
+Definitions and design notes: ``docs/labeling.md``."""
 
 from __future__ import annotations
 

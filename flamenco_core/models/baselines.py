@@ -1,32 +1,6 @@
 """Unsupervised baselines that label training data without labeling functions, for comparison.
 
-Local Outlier Factor, Elliptic Envelope, robust covariance (MinCovDet with a chi-squared cutoff on
-robust Mahalanobis distances) and Isolation Forest, behind one interface:
-``unsupervised_labels(X, method, contamination, seed)`` returns 1 for noise/anomaly and 0 for good.
-
-Degenerate input, handled and recorded rather than raised:
-- constant columns carry no information about outliers and make covariances singular: they are
-  dropped; if every column is constant (or there are fewer than 3 rows) no row can stand out, and every
-  row is labelled 0 (outcome ``fallback``);
-- the covariance methods fail or return a singular covariance when most rows share a value (e.g. a
-  quantised RTT series): they are retried once on data with a small seeded jitter (1e-3 of each
-  column's standard deviation), outcome ``fallback`` with the reason. When more than half of the rows
-  share one value, MCD's support is those rows and every other row is then an outlier: that is the
-  method's answer on such data, not an artefact of the jitter.
-
-Warnings a method raises (e.g. LOF on many duplicate values) are kept in ``reason``.
-
-Elliptic Envelope and robust covariance share one Minimum Covariance Determinant fit (scikit-learn's
-``EllipticEnvelope`` *is* a ``MinCovDet`` plus a threshold): :func:`run_baselines` fits it once and derives
-both rules from its location and covariance. Envelope: a row is an outlier when its squared robust
-distance exceeds the ``contamination`` quantile of the fit rows' distances (``-offset_`` in
-scikit-learn); robust covariance: when it exceeds the chi-squared cutoff (or the quantile). On input of
-at most :data:`MCD_MAX_ROWS` rows the labels are exactly those of the two separate scikit-learn fits.
-Larger input is fitted on a seeded random subsample of :data:`MCD_MAX_ROWS` rows (MCD's cost grows
-faster than its input; its breakdown point makes a large random subsample as robust as the whole), the
-distances are then computed for every row, the envelope's quantile is taken over all rows, and
-``reason`` says so.
-"""
+Definitions and design notes: ``docs/models.md``."""
 
 from __future__ import annotations
 

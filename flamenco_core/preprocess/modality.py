@@ -1,35 +1,6 @@
 """Modality of an RTT distribution, and splitting a multimodal series into unimodal subsets.
 
-A route change or a load-balanced path gives an SD pair two or more RTT levels; thresholds and models
-only make sense within one level. :func:`detect_modes` estimates the RTT density with a Gaussian KDE
-(``scipy.stats.gaussian_kde``), keeps the peaks (``scipy.signal.find_peaks``) at least ``min_height``
-times as high as the highest, and takes the lowest density point between consecutive peaks as a split
-point. :func:`split_by_modes` cuts the rows at those points into subsets processed independently.
-
-Choices:
-
-- Large series are subsampled (seeded, without replacement) to ``max_points`` before fitting the KDE:
-  evaluating it costs O(points x grid) and 20,000 points already pin down a density on a grid.
-- The grid spans the data plus 3 bandwidths each side (so peaks at the extremes are interior and
-  ``find_peaks`` sees them); its spacing is at most a fifth of the bandwidth (``grid="auto"``, capped at
-  :data:`MAX_GRID` points) so a narrow mode next to far outliers is not missed between grid points.
-- Evaluation: exact (``gaussian_kde(grid)``) while points x grid stays under :data:`EXACT_LIMIT`;
-  beyond that the same estimator is evaluated by linear binning onto the uniform grid and an FFT
-  convolution with the Gaussian kernel (O(points + grid log grid) instead of O(points x grid); the
-  difference is about 1e-3 of the highest peak at a spacing of a fifth of the bandwidth). An explicit
-  grid array, or a grid coarser than a quarter of the bandwidth, is always evaluated exactly.
-- Bandwidth: ``bw_method=None`` is scipy's default (Scott's rule, scaled by the standard deviation).
-  RTT noise spikes inflate the standard deviation, which oversmooths and can merge real modes;
-  ``bw_method="robust"`` uses Silverman's rule with the robust scale ``min(std, IQR / 1.34)`` instead
-  (measured on the Ark-like benchmark at scale 0.2: 22 of 25 pairs get the planted number of modes,
-  against 20 with Scott's rule).
-- Fewer than 2 distinct finite values (a constant series): no density to estimate; the result is
-  unimodal with a ``note``, not an error. No finite value at all raises ``ValueError``.
-- Tiny subsets (the paper saw one of 8 points) are by default **merged** into the adjacent subset they are
-  least separated from (the higher density at the shared valley; ties to the larger neighbour), so no
-  row is lost and every row still gets a label; ``tiny="skip"`` drops them instead. Either way the
-  outcome is recorded in :attr:`ModeSplit.outcomes`.
-"""
+Definitions and design notes: ``docs/preprocess.md``."""
 
 from __future__ import annotations
 
