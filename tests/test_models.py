@@ -84,7 +84,7 @@ def test_lstm_is_a_sklearn_estimator():
 
 def test_lstm_learns_a_sequence_problem():
     x, y = spike_memory(2000)
-    m = LSTMClassifier(epochs=5, seed=0, **FAST).fit(x[:1500], y[:1500])
+    m = LSTMClassifier(epochs=5, random_state=0, **FAST).fit(x[:1500], y[:1500])
     pred = m.predict(x[1500:])
     assert f1_score(y[1500:], pred, average="macro") > 0.9
     proba = m.predict_proba(x[1500:])
@@ -95,17 +95,17 @@ def test_lstm_learns_a_sequence_problem():
 
 def test_soft_labels_at_0_1_equal_hard_labels():
     x, y = spike_memory(600, seed=1)
-    hard = LSTMClassifier(epochs=2, seed=3, **FAST).fit(x, y)
-    soft = LSTMClassifier(epochs=2, seed=3, **FAST).fit(x, np.eye(2)[y])
+    hard = LSTMClassifier(epochs=2, random_state=3, **FAST).fit(x, y)
+    soft = LSTMClassifier(epochs=2, random_state=3, **FAST).fit(x, np.eye(2)[y])
     np.testing.assert_array_equal(hard.predict_proba(x), soft.predict_proba(x))
     assert hard.history_[-1]["train_loss"] == soft.history_[-1]["train_loss"]
 
 
 def test_lstm_is_deterministic_by_seed():
     x, y = spike_memory(600, seed=2)
-    a = LSTMClassifier(epochs=2, seed=7, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
-    b = LSTMClassifier(epochs=2, seed=7, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
-    c = LSTMClassifier(epochs=2, seed=8, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
+    a = LSTMClassifier(epochs=2, random_state=7, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
+    b = LSTMClassifier(epochs=2, random_state=7, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
+    c = LSTMClassifier(epochs=2, random_state=8, dropout=0.2, **FAST).fit(x, y).predict_proba(x)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
@@ -114,17 +114,17 @@ def test_early_stopping_on_a_plateau_restores_best_epoch():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(800, 3))
     y = rng.integers(0, 2, 800)  # nothing to learn: validation loss plateaus
-    m = LSTMClassifier(epochs=30, patience=2, min_delta=0.01, seed=0, **FAST).fit(X, y)
+    m = LSTMClassifier(epochs=30, patience=2, min_delta=0.01, random_state=0, **FAST).fit(X, y)
     assert m.n_epochs_run_ < 30
     assert m.n_epochs_run_ - m.best_epoch_ == 2  # stopped `patience` epochs after the last improvement
     assert all(np.isfinite(h["val_loss"]) for h in m.history_)
 
     # Explicit validation set (e.g. the probabilistic labels of a later period).
     Xv, Pv = rng.normal(size=(200, 3)), rng.dirichlet([1, 1], 200)
-    m2 = LSTMClassifier(epochs=30, seed=0, **FAST).fit(X, y, X_val=Xv, y_val=Pv)
+    m2 = LSTMClassifier(epochs=30, random_state=0, **FAST).fit(X, y, X_val=Xv, y_val=Pv)
     assert m2.n_epochs_run_ < 30
     # Without validation, no early stopping.
-    m3 = LSTMClassifier(epochs=3, validation_fraction=0.0, seed=0, **FAST).fit(X, y)
+    m3 = LSTMClassifier(epochs=3, validation_fraction=0.0, random_state=0, **FAST).fit(X, y)
     assert m3.n_epochs_run_ == 3 and np.isnan(m3.history_[0]["val_loss"])
 
 
@@ -133,7 +133,7 @@ def test_class_weights_move_the_decision_towards_the_minority():
     n = 1500
     y = (rng.random(n) < 0.1).astype(int)
     X = rng.normal(y * 1.0, 1.0)[:, None]  # overlapping classes: the prior decides
-    kw = dict(FAST, window=1, epochs=4, validation_fraction=0.0, seed=0)
+    kw = dict(FAST, window=1, epochs=4, validation_fraction=0.0, random_state=0)
     plain = LSTMClassifier(class_weight=None, **kw).fit(X, y)
     balanced = LSTMClassifier(class_weight="balanced", **kw).fit(X, y)
     manual = LSTMClassifier(class_weight={0: 1.0, 1: 9.0}, **kw).fit(X, y)
@@ -148,7 +148,7 @@ def test_lstm_inputs_features_groups_and_bad_labels():
     X = rng.normal(size=(300, 4))
     y = np.where(X[:, 0] > 0, "noise", "good")
     groups = np.repeat([0, 1, 2], 100)
-    m = LSTMClassifier(epochs=2, seed=0, **FAST).fit(X, y, groups=groups)
+    m = LSTMClassifier(epochs=2, random_state=0, **FAST).fit(X, y, groups=groups)
     assert m.classes_.tolist() == ["good", "noise"] and m.n_features_in_ == 4
     assert set(m.predict(X[:3], groups=groups[:3])) <= {"good", "noise"}  # fewer rows than the window
     with pytest.raises(ValueError, match="single class"):
@@ -186,7 +186,7 @@ def test_adam_matches_the_reference_update():
 
 def test_fitted_lstm_pickles():
     x, y = spike_memory(300)
-    m = LSTMClassifier(epochs=1, seed=0, **FAST).fit(x, y)
+    m = LSTMClassifier(epochs=1, random_state=0, **FAST).fit(x, y)
     m2 = pickle.loads(pickle.dumps(m))
     np.testing.assert_array_equal(m.predict_proba(x), m2.predict_proba(x))
 
@@ -238,7 +238,7 @@ def test_time_series_forest_estimator():
     from sklearn.base import clone
 
     X, y = pair_450(1)
-    f = TimeSeriesForest(n_iter=2, class_weight="balanced", seed=0, param_distributions=SMALL_FOREST)
+    f = TimeSeriesForest(n_iter=2, class_weight="balanced", random_state=0, param_distributions=SMALL_FOREST)
     assert clone(f).get_params() == f.get_params()
     f.set_params(n_splits=3)
     f.fit(X, y, X_val=X, y_val=y)  # LSTM-style keywords are accepted and ignored
@@ -305,7 +305,7 @@ def test_choose_model():
     with pytest.raises(ValueError):
         choose_model(10, {"model": "svm"})
     assert isinstance(build_model(choose_model(10**5), {"hidden": 32}, seed=3), LSTMClassifier)
-    assert build_model("random_forest", seed=1).seed == 1
+    assert build_model("random_forest", seed=1).random_state == 1
 
 
 # ------------------------------------------------------------------ baselines

@@ -161,7 +161,7 @@ class TimeSeriesForest(ClassifierMixin, BaseEstimator):
         self,
         n_splits: int = 5,
         n_iter: int = 10,
-        seed: int = 0,
+        random_state: int = 0,
         class_weight: str | dict | None = None,
         confidence_weights: bool = False,
         scoring: str = "f1_macro",
@@ -170,7 +170,7 @@ class TimeSeriesForest(ClassifierMixin, BaseEstimator):
     ):
         self.n_splits = n_splits
         self.n_iter = n_iter
-        self.seed = seed
+        self.random_state = random_state
         self.class_weight = class_weight
         self.confidence_weights = confidence_weights
         self.scoring = scoring
@@ -184,7 +184,7 @@ class TimeSeriesForest(ClassifierMixin, BaseEstimator):
             y,
             n_splits=self.n_splits,
             n_iter=self.n_iter,
-            seed=self.seed,
+            seed=self.random_state,
             class_weight=self.class_weight,
             confidence_weights=self.confidence_weights,
             sample_weight=sample_weight,

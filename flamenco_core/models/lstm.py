@@ -218,7 +218,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         When ``fit`` gets no ``X_val``, this fraction of the rows, taken from the end (time order), is
         held out for early stopping; their windows may reach back into the training rows (features
         only, no labels). 0 disables early stopping, as does a split that would leave either side empty.
-    seed : int
+    random_state : int
         Seeds weight initialisation, dropout and shuffling; fits are bitwise reproducible on CPU. On
         CUDA deterministic algorithms are requested (warn-only); bitwise reproducibility there also
         needs ``CUBLAS_WORKSPACE_CONFIG=:4096:8`` set before CUDA starts.
@@ -262,7 +262,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         patience: int = 2,
         min_delta: float = 0.01,
         validation_fraction: float = 0.2,
-        seed: int = 0,
+        random_state: int = 0,
         device: str = "auto",
         num_threads: int | None = 1,
         verbose: bool = False,
@@ -279,7 +279,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         self.patience = patience
         self.min_delta = min_delta
         self.validation_fraction = validation_fraction
-        self.seed = seed
+        self.random_state = random_state
         self.device = device
         self.num_threads = num_threads
         self.verbose = verbose
@@ -401,10 +401,10 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         dev = _resolve_device(self.device)
         self.device_ = str(dev)
         k = len(self.classes_)
-        with _seeded(self.seed, dev), _cpu_threads(self.num_threads, dev):
+        with _seeded(self.random_state, dev), _cpu_threads(self.num_threads, dev):
             net = _build_net(X.shape[1], self.hidden, self.num_layers, self.dropout, k).to(dev)
             opt = _Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
-            gen = torch.Generator().manual_seed(self.seed)
+            gen = torch.Generator().manual_seed(self.random_state)
 
             Xs = torch.from_numpy(self._scale(X)).to(dev)
             starts = torch.from_numpy(_group_starts(n, groups)).to(dev)

@@ -60,14 +60,17 @@ def choose_model(n_rows: int, config=None) -> ModelChoice:
 
 
 def build_model(kind: str | ModelChoice, params: Mapping | None = None, seed: int = 0):
-    """An unfitted estimator of ``kind`` with ``params`` (its constructor arguments) and ``seed``.
+    """An unfitted estimator of ``kind`` with ``params`` (its constructor arguments) and ``seed`` (its
+    ``random_state``).
 
     ``"lstm"`` gives :class:`~flamenco_core.models.lstm.LSTMClassifier`, ``"random_forest"``
     :class:`~flamenco_core.models.forest.TimeSeriesForest`; both take ``fit(X, y)`` with hard or
     probabilistic labels.
     """
     k = kind.kind if isinstance(kind, ModelChoice) else MODEL_ALIASES.get(str(kind).lower())
-    params = {"seed": seed, **dict(params or {})}
+    params = dict(params or {})
+    # the config layer's "seed" is scikit-learn's random_state (a params mapping may still say seed)
+    params["random_state"] = params.pop("seed", seed)
     if k == "lstm":
         from flamenco_core.models.lstm import LSTMClassifier
 
