@@ -27,7 +27,7 @@ from flamenco_core.outputs import (
     sweep_temporaries,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _names(folder: Path) -> list[str]:

@@ -28,7 +28,7 @@ from flamenco_core.labeling.audit import check_scaling
 from flamenco_core.labeling.collaborate import CollaborationRefused, collaborate, narrow_windows
 from flamenco_core.labeling.spec import DEFAULT_LIMITS, PackLimits
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PACKS = sorted((ROOT / "conf" / "lf_packs").glob("*.yaml"))
 UNIVERSAL = ("src_port", "dst_port", "protocol")
 #: finding kinds that say "this threshold is a raw value"

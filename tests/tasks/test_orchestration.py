@@ -416,7 +416,7 @@ def test_worker_processes_report_to_the_parents_local_server(tmp_path):
     import sys
 
     script = tmp_path / "worker_api.py"
-    script.write_text(_WORKER_API_SCRIPT.format(root=str(Path(__file__).resolve().parents[1])))
+    script.write_text(_WORKER_API_SCRIPT.format(root=str(Path(__file__).resolve().parents[2])))
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="180", PREFECT_LOGGING_LEVEL="WARNING")

@@ -29,7 +29,7 @@ from flamenco_core.experiments.flow_records import (
 from flamenco_core.labeling import LFPack, audit_pack, resolved_thresholds
 from flamenco_core.synth import GENERATORS
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CIC_PACK = ROOT / "conf" / "lf_packs" / "cic_ntp.yaml"
 WORF_PACK = ROOT / "conf" / "lf_packs" / "worf.yaml"
 SINGLE_FEATURE = ROOT / "conf" / "experiments" / "cic_ntp_single_feature.yaml"

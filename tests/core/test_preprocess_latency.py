@@ -24,7 +24,7 @@ from flamenco_core.preprocess.windows import (
     window_features,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 

@@ -36,7 +36,7 @@ from flamenco_core.labeling import ABSTAIN, LFPack, apply_lfs, compute_stats
 from flamenco_core.labeling.analysis import combination_f1
 from flamenco_core.preprocess.feature_selection import feature_importance
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
 EXAMPLE = ROOT / "conf" / "lf_packs" / "example_cic_ntp_group_a.yaml"
 

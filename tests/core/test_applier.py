@@ -26,7 +26,7 @@ from flamenco_core.labeling import (
     vectorized_lf,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "conf" / "lf_packs" / "example_cic_ntp_group_a.yaml"
 
 
