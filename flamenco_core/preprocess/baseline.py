@@ -73,7 +73,7 @@ def relative_features(df: pd.DataFrame, window: int = 30, feature: str = "rtt_ms
     features; ``None``: ``df`` is one series). Rows are ordered by ``time_col`` within a series.
     Vectorised per series with pandas' rolling median; no per-row Python loop.
     """
-    from flamenco_core.preprocess.windows import _group_cols, _ordered_positions
+    from flamenco_core.preprocess.windows import group_columns, ordered_positions
 
     if feature not in df.columns:
         raise ValueError(f"relative_features: column {feature!r} not in the data (columns: {list(df.columns)[:12]})")
@@ -81,8 +81,8 @@ def relative_features(df: pd.DataFrame, window: int = 30, feature: str = "rtt_ms
         raise ValueError(f"relative_features: window must be >= 2, got {window}")
     p = prefix or feature
     n = len(df)
-    groups = _group_cols(df, by)
-    order, codes = _ordered_positions(df, groups, time_col if time_col in df.columns else None)
+    groups = group_columns(df, by)
+    order, codes = ordered_positions(df, groups, time_col if time_col in df.columns else None)
     x = df[feature].to_numpy(dtype="float64")[order]
     base = np.empty(n)
     dev = np.empty(n)
@@ -99,7 +99,7 @@ def relative_features(df: pd.DataFrame, window: int = 30, feature: str = "rtt_ms
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_base", *relative_columns(feature, p)])
 
 
-def _series_two_sided(x: np.ndarray, window: int, floor_frac: float) -> np.ndarray:
+def _series_two_sided(x: np.ndarray, window: int, floor_frac: float, neighbour_window: int) -> np.ndarray:
     s = pd.Series(x)
     med = s.rolling(window, center=True, min_periods=1).median().to_numpy()
     resid = np.abs(x - med)
@@ -111,7 +111,7 @@ def _series_two_sided(x: np.ndarray, window: int, floor_frac: float) -> np.ndarr
     # A burst of spikes longer than half a centred window pulls a centred median up; it cannot pull up
     # the side that lies outside the burst. The price: the first half-window after an upward route change
     # also stands out (its past side is the old route), which the distance to route levels resolves.
-    h = max(window // 2, 1)
+    h = max(neighbour_window // 2, 1)
     past = s.shift(1).rolling(h, min_periods=1).median().to_numpy()
     fut = s[::-1].shift(1).rolling(h, min_periods=1).median().to_numpy()[::-1]
     nb = np.fmin(np.where(np.isnan(past), np.inf, past), np.where(np.isnan(fut), np.inf, fut))
@@ -130,12 +130,14 @@ def _series_two_sided(x: np.ndarray, window: int, floor_frac: float) -> np.ndarr
 
 def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_ms",
                        by: Sequence[str] | str | None = "auto", time_col: str = "timestamp",
-                       floor_frac: float = 0.5, prefix: str | None = None) -> pd.DataFrame:
+                       floor_frac: float = 0.5, prefix: str | None = None,
+                       neighbour_window: int | None = None) -> pd.DataFrame:
     """Deviations that look both ways in time, for labeling history (every column of
     :data:`TWO_SIDED_SUFFIXES`): ``cdev``/``crz``, the deviation and robust z against a centred rolling
     median and MAD (the Hampel filter's statistics), and ``nrz``, the robust z against the lower of the
-    medians of the ``window // 2`` points before and after the row (robust to bursts of spikes up to a
-    window long; like a causal score, it flags the first half-window after an upward route change), and
+    medians of the ``neighbour_window // 2`` points before and after the row (default ``window``; robust to
+    bursts of spikes up to that many points; like a causal score, it flags the first quarter of that window
+    after an upward route change), and
     ``rough``, the median jump between successive values in a centred window of :data:`ROUGH_WINDOW`
     points over the series' median jump (high inside a burst of spikes, blind to a lone spike and to a
     route change).
@@ -144,20 +146,20 @@ def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_m
     arrived, so on a flapping path every upward route change looks like a spike for half a window. Use
     :func:`relative_features` alone where labels must be computed online.
     """
-    from flamenco_core.preprocess.windows import _group_cols, _ordered_positions
+    from flamenco_core.preprocess.windows import group_columns, ordered_positions
 
     if feature not in df.columns:
         raise ValueError(f"two_sided_features: column {feature!r} not in the data")
     p = prefix or feature
     n = len(df)
-    order, codes = _ordered_positions(df, _group_cols(df, by), time_col if time_col in df.columns else None)
+    order, codes = ordered_positions(df, group_columns(df, by), time_col if time_col in df.columns else None)
     x = df[feature].to_numpy(dtype="float64")[order]
     k = len(TWO_SIDED_SUFFIXES)
     vals = np.empty((n, k))
     if n:
         cuts = np.flatnonzero(np.diff(codes)) + 1
         for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n]):
-            vals[lo:hi] = _series_two_sided(x[lo:hi], window, floor_frac)
+            vals[lo:hi] = _series_two_sided(x[lo:hi], window, floor_frac, neighbour_window or window)
     out = np.empty((n, k))
     out[order] = vals
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_{s}" for s in TWO_SIDED_SUFFIXES])

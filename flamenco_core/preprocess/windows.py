@@ -310,7 +310,3 @@ def tsfresh_features(
     result.index = df.index
     return result
 
-
-# The old private names, for preprocess/baseline.py until it imports the public ones.
-_group_cols = group_columns
-_ordered_positions = ordered_positions

@@ -1,0 +1,310 @@
+"""Where a subset's LFs come from: learned on the subset, on the whole pair, on the pooled labeled
+rows of the source's pairs, or the envelope of the labeled good rows (see docs/latency.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .config import CLASSES, LatencyConfig
+from .features import LEVEL_FEATURE, RARITY_FLOOR, pair_features, prepare_pair
+from .results import SubsetResult, encode_labels
+
+
+@dataclass
+class Learner:
+    """LFs, label model and end model learned at one level (a subset, or the whole pair)."""
+
+    level: str  # subset | pair
+    auto: Any
+    stats: Any
+    feats: list[str]
+    model: Any = None
+    kind: str = ""
+    reason: str = ""
+    dropped: int = 0
+    trials: list[dict[str, Any]] = field(default_factory=list)
+
+    def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(class index, P(noise), source) for ``rows``: the label model where an LF voted, the end model
+        where all abstained (or the label model's prior when there is no end model)."""
+        L = self.auto.label_matrix(rows, stats=self.stats)
+        covered = (L != -1).any(axis=1)
+        lm = self.auto.label_model.predict_proba(L)[:, 1]
+        if self.model is not None and len(rows):
+            X = rows[self.feats].to_numpy(dtype="float64")
+            proba = np.asarray(self.model.predict_proba(X))[:, 1]
+            cls = np.asarray(self.model.predict(X)).astype(int)
+        else:
+            proba, cls = lm, (lm >= 0.5).astype(int)
+        p = np.where(covered, lm, proba)
+        lab = np.where(covered, (lm >= 0.5).astype(int), cls)
+        src = np.where(covered, "label_model", "classifier" if self.model is not None else "label_model")
+        return lab, p, src
+
+
+def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: list[str], config: LatencyConfig,
+           size: int, end_model: bool = True) -> tuple[Optional[Learner], str]:
+    """Snuba LFs on ``labeled`` (validation rows, class names in ``label``) over ``train`` (the unlabeled
+    rows), the label model, and the end model on the covered training rows. ``(None, reason)`` when the LFs
+    cannot be learned; an end model that cannot train leaves the label model alone, with the reason."""
+    from flamenco_core.autolf import SnubaConfig, generate_lfs
+    from flamenco_core.labeling import DataStatistics, filter_unlabeled
+    from flamenco_core.models import build_model, choose_model
+
+    scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
+    feats = _distinct(feats, pd.concat([labeled[feats], train[feats]]))
+    try:
+        auto = generate_lfs(labeled, train, feats, "label", scfg)
+    except ValueError as exc:
+        return None, f"automatic LFs at the {level} level: {exc}"
+    learner = Learner(level, auto, DataStatistics(train), feats)
+    if not end_model:
+        return learner, ""
+    X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
+    choice = choose_model(size, {"model": config.model.model, "small_threshold": config.model.small_threshold})
+    params = dict(config.model.lstm if choice.kind == "lstm" else config.model.forest)
+    if choice.kind == "lstm":
+        params.setdefault("window", config.window)
+    X_val = labeled[feats].to_numpy(dtype="float64")
+    # Every validation row is labeled (the pool is the labeled rows only), so this cast cannot meet a NaN.
+    y_val = encode_labels(labeled["label"]).astype(int)
+    try:
+        if len(p_fit) == 0 or len(np.unique(p_fit.argmax(axis=1))) < 2:
+            raise ValueError("the label model gave one class to every covered training row")
+        if choice.kind == "lstm" and config.model.search:
+            from flamenco_core.models.search import PAPER_LSTM_GRID, search
+
+            found = search(build_model("lstm", params, config.seed), PAPER_LSTM_GRID, X_fit, p_fit, X_val, y_val,
+                           seed=config.seed, **config.model.search)
+            model = found.best_estimator
+            learner.trials = _trials(found.results, "score", "lstm")
+        else:
+            model = build_model(choice.kind, params, config.seed)
+            if choice.kind == "lstm":
+                model.fit(X_fit, p_fit, X_val=X_val, y_val=y_val)
+            else:
+                model.fit(X_fit, p_fit)
+                learner.trials = _trials(getattr(model, "cv_results_", None), "mean_test_score", "random_forest")
+        learner.model, learner.kind = model, choice.kind
+    except ValueError as exc:
+        learner.kind, learner.reason = "label_model", f"end model: {exc}; label-model labels only"
+    return learner, ""
+
+
+def _distinct(feats: list[str], frame: pd.DataFrame) -> list[str]:
+    """``feats`` without columns equal to an earlier one (a one-mode pair's subset features are its pair
+    features): a copy would count twice in a majority vote."""
+    out: list[str] = []
+    for f in feats:
+        x = frame[f].to_numpy()
+        if not any(np.array_equal(x, frame[g].to_numpy(), equal_nan=True) for g in out):
+            out.append(f)
+    return out
+
+
+def _trials(results: Optional[pd.DataFrame], score: str, kind: str) -> list[dict[str, Any]]:
+    """One record per hyperparameter configuration tried: ``{model, params, score, seconds}``."""
+    if results is None or not len(results) or score not in results.columns:
+        return []
+    pcols = [c for c in results.columns if c.startswith("param_") and c != "params"]
+    secs = next((c for c in ("fit_seconds", "mean_fit_time") if c in results.columns), None)
+    out = []
+    for i, (_, r) in enumerate(results.iterrows()):  # a handful of rows: the search's own budget
+        out.append({"trial": i, "model": kind, "params": {c.removeprefix("param_"): _plain(r[c]) for c in pcols},
+                    "score": float(r[score]) if pd.notna(r[score]) else float("nan"),
+                    "seconds": float(r[secs]) if secs and pd.notna(r[secs]) else float("nan")})
+    return out
+
+
+def _plain(v):
+    return v.item() if hasattr(v, "item") else (None if v is pd.NA else v)
+
+
+def _class_counts(labels: pd.Series) -> dict[str, int]:
+    vc = labels.dropna().astype(str).value_counts()
+    return {c: int(vc.get(c, 0)) for c in CLASSES}
+
+
+def learnable(labeled: pd.Series, config: LatencyConfig) -> tuple[bool, str]:
+    counts = _class_counts(labeled)
+    if min(counts.values()) >= config.min_class_rows:
+        return True, ""
+    return False, (f"labeled rows hold {counts['good']} good and {counts['noise']} noise "
+                   f"(fewer than min_class_rows={config.min_class_rows} of a class)")
+
+
+def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[np.ndarray, str]:
+    """Labels where no level could learn (the labeled rows hold one class, or too few of one), and the
+    guard on learned labels: each row's deviation from its local baseline against what the pair's labeled
+    rows showed.
+
+    The labeled good rows bound how far good RTTs stray: per score, ``envelope_margin`` times the highest
+    of them (at least ``envelope_floor``); a few labeled noise rows lower a bound to midway between the two
+    classes where they do not overlap. A row is noise when it lies beyond the bound of every score of one
+    of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
+    good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
+    index) and the rule in words."""
+    lab = pool.reindex(work.index)
+    good = (lab == "good").fillna(False).to_numpy()
+    noise = (lab == "noise").fillna(False).to_numpy()
+    hit = np.zeros(len(work), dtype=bool)
+    words, bounds = [], {}
+    for rule in _envelope_rules(config):
+        both = np.ones(len(work), dtype=bool)
+        parts = []
+        for f in rule:
+            x = work[f].to_numpy(dtype="float64")
+            # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level
+            floor = RARITY_FLOOR if f == LEVEL_FEATURE else config.envelope_floor
+            if f not in bounds:
+                if good.any():
+                    top = float(np.nanmax(x[good]))
+                    bound = max(floor, config.envelope_margin * top)
+                    how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
+                    if noise.any() and float(np.nanmin(x[noise])) > top:
+                        bound = min(bound, max(floor, (top + float(np.nanmin(x[noise]))) / 2))
+                        how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
+                else:
+                    bound, how = floor, "the floor: no labeled good rows to bound it"
+                bounds[f] = (bound, how)
+            bound, how = bounds[f]
+            both &= x > bound
+            parts.append(f"{f} > {bound:.2f} ({how})")
+        hit |= both
+        words.append(" and ".join(parts))
+    return pd.Series(hit.astype(int), index=work.index), " or ".join(f"[{w}]" for w in words)
+
+
+def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
+    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z; the neighbour
+    score with the rarity of the RTT's level (the neighbour score alone also fires on the first rows after
+    a route change, which lie on a common level); the neighbour score with roughness (inside a burst of
+    spikes every RTT jumps, so the centred z, whose median the burst pulled up, misses them)."""
+    if config.two_sided:
+        return [("rtt_ms_pair_crz",), ("rtt_ms_pair_nrz", LEVEL_FEATURE), ("rtt_ms_pair_nrz", "rtt_ms_pair_rough")]
+    return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
+
+
+def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig):
+    """Learned labels, with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
+    if envelope is None or not config.envelope_guard:
+        return lab, p, src
+    env = envelope[0].loc[rows.index].to_numpy().astype(bool)
+    add = env & (np.asarray(lab) == 0)
+    res.autolf["envelope_added"] = int(add.sum())
+    lab = np.where(add, 1, lab)
+    p = np.where(add, 1.0, p)
+    src = np.where(add, "envelope", src)
+    return lab, p, src
+
+
+def describe_subset(res: SubsetResult, learner: Learner, train: pd.DataFrame) -> None:
+    """The subset's record of the LFs that labeled it: pack, Snuba's record, and the LF tree."""
+    auto = learner.auto
+    # keeps what the subset already recorded (the envelope guard's count)
+    res.autolf = {**auto.to_dict(), "level": learner.level, "dropped_unlabeled_train_rows": int(learner.dropped), **res.autolf}
+    res.pack_yaml = auto.pack.to_yaml() if hasattr(auto.pack, "to_yaml") else ""
+    try:
+        from flamenco_core.explain import build_tree, render_text
+
+        feats = sorted({c.feature for spec in auto.pack.lfs for c in spec.when})
+        complete = [f for f in feats if f in train.columns and train[f].notna().all()]
+        tree = build_tree(auto.pack, learner.stats, importance=_importance(auto), mode="faithful", never_missing=complete)
+        res.tree_text = render_text(tree)
+        res.tree_json = tree.to_json()
+    except Exception as exc:  # the tree is an explanation, not a result: record and go on
+        res.tree_text = f"(tree not built: {type(exc).__name__}: {exc})"
+
+
+def _importance(auto) -> dict[str, float]:
+    """Tree node order: the committed heuristics' order (Snuba commits the best-scoring first)."""
+    order: dict[str, float] = {}
+    for rank, h in enumerate(auto.heuristics):
+        for f in h.features:
+            order.setdefault(f, float(len(auto.heuristics) - rank))
+    return order
+
+
+@dataclass
+class SourceLevel:
+    """LFs learned on the pooled labeled rows of many pairs of one source, for pairs too small or too
+    one-sided to learn their own. Plain data (a pack and the statistics its percentiles resolve to), so it
+    travels to any worker as JSON; votes are combined by majority."""
+
+    pack_yaml: str
+    stats: dict[str, dict[str, float]]
+    pairs: int
+    rows: int
+    counts: dict[str, int]
+    level: str = "source"
+    kind: str = "label_model"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pack_yaml": self.pack_yaml, "stats": self.stats, "pairs": self.pairs, "rows": self.rows, "counts": self.counts}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "SourceLevel":
+        return cls(d["pack_yaml"], d["stats"], int(d["pairs"]), int(d["rows"]), dict(d["counts"]))
+
+    @property
+    def pack(self):
+        from flamenco_core.labeling import LFPack
+
+        import yaml
+
+        return LFPack.from_dict(yaml.safe_load(self.pack_yaml))
+
+    def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        from flamenco_core.labeling import apply_lfs
+        from flamenco_core.labeling.stats import as_statistics
+
+        L = apply_lfs(self.pack, rows, stats=as_statistics(self.stats))
+        noise = (L == 1).sum(axis=1)
+        votes = (L != -1).sum(axis=1)
+        p = np.where(votes > 0, noise / np.maximum(votes, 1), 0.0)
+        return (p > 0.5).astype(int), p, np.full(len(rows), "label_model", dtype=object)
+
+
+def needs_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig) -> bool:
+    """Whether some pair with labels has too few of a class to learn its own LFs (the pair-level check
+    on all its labeled rows; cheap: reads the label column only)."""
+    for df in frames:
+        if len(df) >= config.min_points and "label" in df.columns and df["label"].notna().any():
+            if min(_class_counts(df["label"]).values()) < 2 * config.min_class_rows:
+                return True
+    return False
+
+
+def fit_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig, source: str = "ark") -> tuple[Optional[SourceLevel], str]:
+    """Pool the labeled rows of ``frames`` (pairs of one source, as given to :func:`run_pair`) and learn LFs
+    on their relative features. ``(None, reason)`` when the pooled labels still cannot teach both classes."""
+    from flamenco_core.labeling import compute_stats
+
+    labeled, train, used = [], [], 0
+    for df in frames:
+        df = df.sort_values("timestamp", kind="stable").reset_index(drop=True).drop(columns=["truth"], errors="ignore")
+        if len(df) < config.min_points or "label" not in df.columns or df["label"].isna().all():
+            continue
+        prep = prepare_pair(df, config, source, True)
+        feats = pair_features(config)
+        labeled.append(prep.work.loc[prep.val_idx, feats].assign(label=prep.pool.loc[prep.val_idx]))
+        train.append(prep.work.loc[prep.train_idx, feats])
+        used += 1
+    if not labeled:
+        return None, "source level: no pair with labels"
+    lab = pd.concat(labeled, ignore_index=True)
+    tr = pd.concat(train, ignore_index=True)
+    ok, why = learnable(lab["label"], config)
+    if not ok:
+        return None, f"source level ({used} pairs): {why}"
+    learner, why = learn_level("source", lab, tr, pair_features(config), config, 0, end_model=False)
+    if learner is None:
+        return None, why
+    pack = learner.auto.pack
+    stats = compute_stats(tr, needed=pack.needed_stats())
+    return SourceLevel(pack.to_yaml(), {f: {k: float(v) for k, v in d.items()} for f, d in stats.items()}, used, len(lab),
+                       _class_counts(lab["label"])), ""
