@@ -18,7 +18,6 @@ subsets' label sources, and whether the family meets issue 10's bar: macro F1 >=
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -114,19 +113,6 @@ def _family_row(family: str, recs: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _strict(obj):
-    """``obj`` with every NaN/inf float made ``None``, numpy scalars made Python ones: strict JSON."""
-    if isinstance(obj, dict):
-        return {str(k): _strict(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_strict(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _fmt(x: float) -> str:
     return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
 
@@ -211,7 +197,9 @@ def main(argv: list[str] | None = None) -> int:
               "seed": args.seed, "pairs_per_family": args.pairs, "seconds": round(time.perf_counter() - t0, 1),
               "bar": {"macro": BAR_MACRO, "noise": BAR_NOISE, "vs_rolling_mad": BAR_VS_MAD},
               "config": config, "families": rows, "pairs": recs}
-    (args.out / "report.json").write_text(json.dumps(_strict(report), indent=2, allow_nan=False))
+    from flamenco_core.outputs import write_json
+
+    write_json(args.out / "report.json", report)
     flat = pd.DataFrame([{k: v for k, v in r.items() if k not in ("subsets", "traceback")}
                          | {"label_sources": ";".join(s["label_source"] for s in r.get("subsets", []))} for r in recs])
     flat.to_csv(args.out / "results.csv", index=False)
