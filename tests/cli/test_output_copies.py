@@ -28,3 +28,35 @@ def test_compare_fits_80_columns_with_the_legend(tmp_path):
     for letter, name in zip("ABC", LFS):
         assert f"  {letter} = {name}" in lines  # the legend: one whole line per LF
     assert f"wrote {out / 'compare.csv'}" in lines  # a path longer than 80 columns, on one line
+
+
+def test_flamenco_ui_serves_the_projects_store(tmp_path):
+    """``flamenco ui`` as the demo prints it: the MLflow UI answers on the store of FLAMENCO_HOME, and the
+    experiments written there are listed."""
+    import json
+    import os
+    import sys
+    import urllib.request
+    from pathlib import Path
+
+    from flamenco.services import free_port, start_service, stop_all, wait_http
+
+    from mlflow import MlflowClient
+
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, FLAMENCO_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}")
+    MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"]).create_experiment("test-ui-store")
+    port = free_port()
+    svc = start_service("flamenco-ui", [str(Path(sys.executable).with_name("flamenco")), "ui", "--port", str(port)],
+                        env, tmp_path / "logs")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", svc, timeout=240)
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/ajax-api/2.0/mlflow/experiments/search",
+                                     data=json.dumps({"max_results": 10}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        names = [e["name"] for e in json.loads(urllib.request.urlopen(req, timeout=30).read())["experiments"]]
+        assert "test-ui-store" in names  # this store, not another one
+    finally:
+        stop_all([svc])
+    assert "MLflow UI on http://127.0.0.1:" in svc.tail()
