@@ -49,6 +49,10 @@ from flamenco.cli_analysis import analyze_cmd, collaborate_cmd  # noqa: E402
 from flamenco.cli_explain import explain_cmd  # noqa: E402
 
 lf_app.command("analyze", help="Coverage, overlaps, conflicts, polarity, accuracy and LF F1 of a pack on data.")(analyze_cmd)
+from flamenco.cli_models import compare_models_cmd  # noqa: E402
+
+lf_app.command("compare-models", help="Every label model on a pack and data: per-class and macro F1, coverage, fit time "
+               "(table, confusion matrices, MLflow).")(compare_models_cmd)
 app.add_typer(lf_app, name="lf", help="Labeling functions: apply, analyze, combine, audit.")
 app.command("collaborate", help="Code-to-data: apply each group's pack and their combination to local data; "
             "write a shareable, aggregate-only report.")(collaborate_cmd)
