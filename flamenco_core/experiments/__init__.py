@@ -8,7 +8,7 @@ Names are resolved lazily so importing this package stays cheap (the CLI imports
 
 from __future__ import annotations
 
-import importlib
+from flamenco_core.lazy import lazy_exports
 
 _EXPORTS = {
     name: "flow_records"
@@ -40,14 +40,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

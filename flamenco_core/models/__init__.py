@@ -14,7 +14,7 @@ several seconds), so the CLI starts fast; the first use of a name imports its mo
 
 from __future__ import annotations
 
-import importlib
+from flamenco_core.lazy import lazy_exports
 
 _EXPORTS = {
     "LSTMClassifier": "lstm",
@@ -42,14 +42,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    mod = _EXPORTS.get(name)
-    if mod is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{mod}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
