@@ -11,13 +11,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import fail
-
-console = Console()
+from flamenco.ui import console, fail
 
 INPUT_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
 
