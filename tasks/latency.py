@@ -100,3 +100,19 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     tracking.end_run(run_id)
     get_run_logger().info("%s: %s, F1 macro %.3f in %.1f s", item["pair_id"], result.outcome, rep["f1_macro"], result.seconds)
     return {"pair_id": item["pair_id"], "run_id": run_id, "labels": str(labels_path), "report": rep}
+
+
+@task(name="latency-outputs", **IO_RETRIES)
+def write_latency_outputs_task(out_dir: str, labeled_path: str, done: list[dict], summary: dict, config: dict,
+                               parent_run_id: str) -> dict:
+    """The run's files (a label for every row, the comparison table and chart, report.json last) and the
+    comparison on the MLflow parent run. Returns the labels' path and the Markdown table."""
+    import pandas as pd
+
+    from flamenco_core.experiments.latency.outputs import assemble_labels, write_run_outputs
+
+    data = pd.read_parquet(labeled_path).drop(columns=["truth"], errors="ignore")
+    labels = assemble_labels(data, [pd.read_parquet(d["labels"]) for d in done], LatencyConfig.model_validate(config))
+    files = write_run_outputs(Path(out_dir), summary, labels)
+    tracking.log_artifacts(parent_run_id, [files["csv"], files["md"], files["chart"]])
+    return {"labels_path": str(files["labels"]), "markdown": files["markdown"]}
