@@ -65,6 +65,7 @@ from flamenco.cli_ops import compare_cmd, serve_cmd, ui_cmd, watch_dumps_cmd  # 
 
 app.command("watch-dumps", help="Process new dump files in DIR: once with --once, else scanning every --interval seconds.")(watch_dumps_cmd)
 app.command("serve", help="Start a Prefect server, a worker and an MLflow server on loopback; deploy prefect.yaml.")(serve_cmd)
+app.command("ui", help="Start the MLflow UI on the project's tracking store (prints the URL).")(ui_cmd)
 app.command("compare", help="Compare runs of an MLflow experiment (LF combinations) by a metric; CSV + Markdown.")(compare_cmd)
 app.command("explain", help="Trace a point through an interpretability tree: the path taken and the label.")(explain_cmd)
 from flamenco.cli_federate import federate_cmd, site_app  # noqa: E402
@@ -73,7 +74,6 @@ app.add_typer(site_app, name="site", help="A federation site: serve a work pool 
 app.command("federate", help="Send LF packs to several sites' work pools; combine the aggregates that come back.")(federate_cmd)
 
 SYNTH_KINDS = ["ark", "atlas", "cic", "worf"]
-app.command("ui", help="Start the MLflow UI on the project's tracking store (prints the URL).")(ui_cmd)
 FORMATS = ["atlas", "scamper", "warts", "cicflowmeter", "nfdump", "csv", "parquet"]
 
 
