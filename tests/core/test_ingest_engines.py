@@ -152,8 +152,15 @@ def test_cicflowmeter_fallbacks_and_block_cuts(tmp_path, monkeypatch):
     _assert_same([path], "cicflowmeter", tmp_path / "big")
 
 
+def _arrow(frame: pd.DataFrame) -> pa.Table:
+    # naive UTC into Arrow, then the UTC type: pandas deprecates handing tz-aware values over as .values
+    naive = frame.assign(timestamp=frame["timestamp"].dt.tz_convert(None))
+    table = pa.Table.from_pandas(naive, preserve_index=False)
+    return table.set_column(0, "timestamp", table["timestamp"].cast(pa.timestamp("us", tz="UTC")))
+
+
 def _parts(tmp_path, frame: pd.DataFrame, row_group: int) -> Path:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
+    table = _arrow(frame)
     n = table.num_rows
     table = table.append_column(merge.SEQ_COL, pa.array(np.arange(n, dtype=np.int64)))
     table = table.append_column(merge.FILE_COL, pa.array((np.arange(n) * 3 // n).astype(np.int32)))
@@ -176,7 +183,7 @@ def test_out_of_core_dedupe_sort_equals_in_memory_reference(tmp_path, bucket_row
     })
     parts = _parts(tmp_path, frame, row_group=37)
     out = tmp_path / "out.parquet"
-    schema = pa.Table.from_pandas(frame, preserve_index=False).schema.remove_metadata()
+    schema = _arrow(frame).schema.remove_metadata()
     dups = merge.dedupe_sort_parts(parts, out, schema, tmp_path, bucket_rows=bucket_rows)
     want, n_dup, mask = dedupe_and_sort(frame)
     got = pq.read_table(out).to_pandas()
