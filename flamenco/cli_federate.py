@@ -9,14 +9,11 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.errors import fail
+from flamenco.ui import console, err, fail
 
-console = Console()
-err = Console(stderr=True)
 
 site_app = typer.Typer(no_args_is_help=True, add_completion=False)
 
