@@ -209,14 +209,35 @@ def _distinct_rows(codes: np.ndarray, base: int, m: int) -> tuple[np.ndarray, np
     return digits, counts, inverse
 
 
+def weighted_unary_overlap(model, patterns: np.ndarray, weights: np.ndarray) -> None:
+    """Set Snorkel's unary-clique bookkeeping (``c_data``, ``d``) and overlap matrix ``O`` on a LabelModel
+    from distinct vote patterns (0 = abstain, 1..k = class + 1) weighted by how many rows hold each.
+    Integer counts summed in float64 are exact, so ``O`` is bit-identical to Snorkel's ``L_aug.T @ L_aug / n``
+    on the full matrix (``model.n`` must already be the number of rows, not of patterns)."""
+    import torch
+    from snorkel.labeling.model.label_model import _CliqueData
+
+    k = model.cardinality
+    model.c_data = {
+        i: _CliqueData(start_index=i * k, end_index=(i + 1) * k,
+                       max_cliques={j for j in model.c_tree.nodes() if i in model.c_tree.nodes[j]["members"]})
+        for i in range(model.m)
+    }
+    L_ind = np.zeros((patterns.shape[0], model.m * k))
+    for y in range(1, k + 1):  # k columns per LF, not per row: vectorised over rows
+        L_ind[:, (y - 1)::k] = patterns == y
+    model.d = L_ind.shape[1]
+    O = (L_ind.T * np.asarray(weights, dtype=np.float64)) @ L_ind / model.n
+    model.O = torch.from_numpy(O).float().to(model.config.device)
+
+
 def compressed_label_model_cls():
     """Snorkel's LabelModel with ``_generate_O`` computed from distinct rows (built lazily so importing
     this module does not import torch)."""
     global _COMPRESSED_CLS
     if _COMPRESSED_CLS is not None:
         return _COMPRESSED_CLS
-    import torch
-    from snorkel.labeling.model.label_model import LabelModel, _CliqueData
+    from snorkel.labeling.model.label_model import LabelModel
 
     class _CompressedLabelModel(LabelModel):
         def _generate_O(self, L: np.ndarray, higher_order: bool = False) -> None:
@@ -224,23 +245,7 @@ def compressed_label_model_cls():
             if codes is None:
                 return super()._generate_O(L, higher_order=higher_order)
             uniq, counts, _ = _distinct_rows(codes, self.cardinality + 1, self.m)
-            k = self.cardinality
-            # the clique bookkeeping Snorkel's _get_augmented_label_matrix does, for the unary cliques it uses
-            self.c_data = {
-                i: _CliqueData(
-                    start_index=i * k,
-                    end_index=(i + 1) * k,
-                    max_cliques={j for j in self.c_tree.nodes() if i in self.c_tree.nodes[j]["members"]},
-                )
-                for i in range(self.m)
-            }
-            L_ind = np.zeros((uniq.shape[0], self.m * k))
-            for y in range(1, k + 1):
-                L_ind[:, (y - 1) :: k] = uniq == y
-            self.d = L_ind.shape[1]
-            # integer counts summed in float64 are exact, so O is bit-identical to Snorkel's L_aug.T @ L_aug / n
-            O = (L_ind.T * counts.astype(np.float64)) @ L_ind / self.n
-            self.O = torch.from_numpy(O).float().to(self.config.device)
+            weighted_unary_overlap(self, uniq, counts)
 
     _COMPRESSED_CLS = _CompressedLabelModel
     return _COMPRESSED_CLS

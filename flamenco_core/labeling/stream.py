@@ -66,12 +66,9 @@ def _pattern_model_cls():
     global _PATTERN_CLS
     if _PATTERN_CLS is not None:
         return _PATTERN_CLS
-    import torch
-
-    from .label_model import compressed_label_model_cls
+    from .label_model import compressed_label_model_cls, weighted_unary_overlap
 
     base = compressed_label_model_cls()
-    from snorkel.labeling.model.label_model import _CliqueData
 
     class _PatternLabelModel(base):
         counts: np.ndarray
@@ -82,21 +79,8 @@ def _pattern_model_cls():
 
         def _generate_O(self, L: np.ndarray, higher_order: bool = False) -> None:
             # L: the distinct patterns shifted to 0..k (fit was given them), one row each
-            k = self.cardinality
+            weighted_unary_overlap(self, L, self.counts)
             w = self.counts.astype(np.float64)
-            self.c_data = {
-                i: _CliqueData(
-                    start_index=i * k,
-                    end_index=(i + 1) * k,
-                    max_cliques={j for j in self.c_tree.nodes() if i in self.c_tree.nodes[j]["members"]},
-                )
-                for i in range(self.m)
-            }
-            L_ind = np.zeros((L.shape[0], self.m * k))
-            for y in range(1, k + 1):
-                L_ind[:, (y - 1)::k] = L == y
-            self.d = L_ind.shape[1]
-            self.O = torch.from_numpy((L_ind.T * w) @ L_ind / self.n).float().to(self.config.device)
             self.coverage = ((L != 0) * w[:, None]).sum(axis=0) / self.n
 
     _PATTERN_CLS = _PatternLabelModel
