@@ -31,7 +31,7 @@ import pandas as pd
 MAD_TO_STD = 1.4826
 RELATIVE_SUFFIXES: tuple[str, ...] = ("dev", "ratio", "rz")
 #: Two-sided deviations (see :func:`two_sided_features`).
-TWO_SIDED_SUFFIXES: tuple[str, ...] = ("cdev", "crz", "nrz", "rough")
+TWO_SIDED_SUFFIXES: tuple[str, ...] = ("cdev", "crz", "nrz", "rough", "crel")
 #: Successive differences in the centred roughness window (see :func:`two_sided_features`).
 ROUGH_WINDOW = 7
 
@@ -125,7 +125,9 @@ def _series_two_sided(x: np.ndarray, window: int, floor_frac: float, neighbour_w
     d = np.abs(np.diff(x, prepend=x[:1]))
     rough = pd.Series(d).rolling(ROUGH_WINDOW, center=True, min_periods=1).median().to_numpy()
     rough = rough / max(float(np.median(d)) if d.size else 0.0, 1e-3 * float(np.median(np.abs(x))) if x.size else 0.0, 1e-9)
-    return np.column_stack([x - med, (x - med) / scale, (x - nb) / nscale, rough])
+    # crel: the excess as a share of the centred median, comparable across routes whose jitter grows with the level
+    crel = (x - med) / np.maximum(np.abs(med), 1e-9)
+    return np.column_stack([x - med, (x - med) / scale, (x - nb) / nscale, rough, crel])
 
 
 def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_ms",

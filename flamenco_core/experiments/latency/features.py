@@ -64,16 +64,18 @@ def pair_features(config: LatencyConfig, subsets: bool = False) -> list[str]:
     well: two-sided scores first (they do not mistake a route change for a spike)."""
     from flamenco_core.preprocess.baseline import RELATIVE_SUFFIXES
 
-    def cols(prefix: str) -> list[str]:
+    def cols(prefix: str, excess: str) -> list[str]:
         # With the two-sided scores, the causal ones add only their lag after every route change: they
         # are the features of online labeling (two_sided: false).
         if config.two_sided:
-            return [f"{prefix}_{s}" for s in ("crz", "nrz", "cdev", "rough")]
+            return [f"{prefix}_{s}" for s in ("crz", "nrz", excess, "rough")]
         return [f"{prefix}_{s}" for s in RELATIVE_SUFFIXES]
 
-    # Without ``subsets`` the subset series' columns stay out: on a one-mode pair they equal the pair's,
-    # and a near-copy of a feature would vote twice in the majority.
-    return [*cols("rtt_ms_pair"), *(cols("rtt_ms") if subsets else []), LEVEL_FEATURE]
+    # The whole pair's excess over its centred median is a share of that median (crel), not ms (cdev): a
+    # cut in ms learned on a fast route calls the wider jitter of a slower route noise. Within one subset
+    # ms are safe. Without ``subsets`` the subset series' columns stay out: on a one-mode pair they equal
+    # the pair's, and a near-copy of a feature would vote twice in the majority.
+    return [*cols("rtt_ms_pair", "crel"), *(cols("rtt_ms", "cdev") if subsets else []), LEVEL_FEATURE]
 
 
 def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
