@@ -71,11 +71,13 @@ def pair_features(config: LatencyConfig, subsets: bool = False) -> list[str]:
             return [f"{prefix}_{s}" for s in ("crz", "nrz", excess, "rough")]
         return [f"{prefix}_{s}" for s in RELATIVE_SUFFIXES]
 
-    # The whole pair's excess over its centred median is a share of that median (crel), not ms (cdev): a
-    # cut in ms learned on a fast route calls the wider jitter of a slower route noise. Within one subset
-    # ms are safe. Without ``subsets`` the subset series' columns stay out: on a one-mode pair they equal
-    # the pair's, and a near-copy of a feature would vote twice in the majority.
-    return [*cols("rtt_ms_pair", "crel"), *(cols("rtt_ms", "cdev") if subsets else []), LEVEL_FEATURE]
+    # LFs for many subsets see the excess over the pair's centred median as a share of it (crel), not in
+    # ms (cdev): a cut in ms learned on a fast route calls the wider jitter of a slower route noise. LFs
+    # learned and applied within one subset keep ms, which are comparable there. Without ``subsets`` the
+    # subset series' columns stay out: on a one-mode pair they equal the pair's, and a near-copy of a
+    # feature would vote twice in the majority.
+    excess = "cdev" if subsets else "crel"
+    return [*cols("rtt_ms_pair", excess), *(cols("rtt_ms", "cdev") if subsets else []), LEVEL_FEATURE]
 
 
 def _pool(df: pd.DataFrame, config: LatencyConfig, ratios, user: bool) -> tuple[pd.Series, str, pd.Index, pd.Index]:
