@@ -194,7 +194,7 @@ def iter_json_lines_fast(stream, ctx: ReadContext, typed=None) -> Iterator[tuple
                     yield lineno, fast(line), line
                     continue
                 except (msgspec.ValidationError, msgspec.DecodeError):
-                    pass
+                    pass  # not the common record's shape: the general decode below applies the reference's rules
             try:
                 obj = plain(line)
             except (msgspec.DecodeError, RecursionError):

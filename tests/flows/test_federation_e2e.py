@@ -152,7 +152,7 @@ def federation(tmp_path_factory):
                         workers = client.read_workers_for_work_pool(f"flamenco-site-{site}")
                         if any(w.status.value == "ONLINE" for w in workers):
                             break
-                    except Exception:
+                    except Exception:  # pool or deployment not registered yet: the deadline's assert reports a hang
                         pass
                     time.sleep(1)
         coord_env = {**stack.env, "FLAMENCO_HOME": str(tmp / "coordinator" / "client")}
