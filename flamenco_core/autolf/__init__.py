@@ -9,7 +9,7 @@ Public contract::
     probs = result.train_probs                       # label model's probabilities for unlabeled_df
     L = apply_lfs(result.pack, unlabeled_df)         # == result.L_train
 
-See :mod:`flamenco_core.autolf.snuba` for the loop, the spec encoding and the choices made.
+The loop is :mod:`flamenco_core.autolf.snuba`; the spec encoding and the choices made: ``docs/autolf.md``.
 """
 
 from .candidates import (
@@ -22,18 +22,10 @@ from .candidates import (
     synthesize,
     tree_leaves,
 )
-from .snuba import (
-    DEFAULT_WINDOW_STATS,
-    STOP_REASONS,
-    AutoLFResult,
-    Heuristic,
-    SnubaConfig,
-    add_window_features,
-    default_features,
-    feature_sets,
-    generate_lfs,
-    window_columns,
-)
+from .config import STOP_REASONS, SnubaConfig
+from .features import DEFAULT_WINDOW_STATS, add_window_features, default_features, feature_sets, window_columns
+from .result import AutoLFResult, Heuristic
+from .snuba import generate_lfs
 from .labelnb import LabeledNaiveBayes
 from .thresholds import PercentileThreshold, percentile_threshold, sorted_finite
 
