@@ -30,7 +30,6 @@ LONG_FILES = {
     "flamenco_core/ingest/tabular.py": "the ingest readers are being reworked for speed (issue 14)",
     "flamenco_core/labeling/applier.py": "compile + apply + pack checks; not split in time (issue 12)",
     "flamenco_core/labeling/spec.py": "the LF/pack models and their loaders; not split in time (issue 12)",
-    "flamenco_core/models/lstm.py": "the estimator and its training loop; not split in time (issue 12)",
 }
 
 

@@ -12,178 +12,20 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
-from contextlib import contextmanager
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
+from .lstm_torch import EVAL_CHUNK, Adam, build_net, cpu_threads, forward, resolve_device, seeded
+from .windows import group_starts, make_windows, window_indices
+
+__all__ = ["LSTMClassifier", "make_windows", "window_indices"]
+
 log = logging.getLogger(__name__)
-
-# Inference and validation run in chunks this large: big enough to keep the device busy, small enough
-# that a (chunk, window, features) block never dominates memory.
-_EVAL_CHUNK = 8192
-
-
-def window_indices(n_rows: int, window: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Row indices of every row's window, shape ``(n_rows, window)``, oldest first.
-
-    Row ``t``'s window is rows ``t-window+1 .. t``. Positions before the start of the series (or of the
-    row's group, when ``groups`` labels contiguous series such as SD pairs) repeat the first row: the
-    padding then looks like "nothing changed", which is neutral for the statistics an RTT model uses,
-    unlike zeros, which after standardization would read as a real (mean) value followed by a jump.
-    """
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    starts = _group_starts(n_rows, groups)
-    rows = np.arange(n_rows)[:, None]
-    offsets = np.arange(window)[None, :] - (window - 1)
-    return np.maximum(rows + offsets, starts[:, None])
-
-
-def make_windows(X: np.ndarray, window: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Windows of ``X`` (rows in time order), shape ``(n_rows, window, n_features)``.
-
-    Same padding rule as :func:`window_indices`. Without groups this is a strided view (no copy) of the
-    padded matrix; with groups it is a gather.
-    """
-    X = np.asarray(X)
-    if X.ndim == 1:
-        X = X[:, None]
-    if groups is None:
-        padded = np.concatenate([np.repeat(X[:1], window - 1, axis=0), X], axis=0)
-        view = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # (n, f, w)
-        return view.transpose(0, 2, 1)
-    return X[window_indices(len(X), window, groups)]
-
-
-def _group_starts(n_rows: int, groups: np.ndarray | None) -> np.ndarray:
-    if groups is None:
-        return np.zeros(n_rows, dtype=np.int64)
-    groups = np.asarray(groups)
-    if len(groups) != n_rows:
-        raise ValueError(f"groups has {len(groups)} entries for {n_rows} rows")
-    # A new group starts wherever the label changes; rows of one group must be contiguous (time order
-    # within each series), which is how the SD-pair split lays them out.
-    change = np.ones(n_rows, dtype=bool)
-    change[1:] = groups[1:] != groups[:-1]
-    start_pos = np.flatnonzero(change)
-    return start_pos[np.cumsum(change) - 1].astype(np.int64)
-
-
-def _resolve_device(device: str):
-    import torch
-
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-@contextmanager
-def _cpu_threads(num_threads: int | None, device):
-    """Set torch's intra-op threads for the duration of a call (CPU only), then restore them."""
-    import torch
-
-    if num_threads is None or device.type != "cpu":
-        yield
-        return
-    prev = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(prev)
-
-
-@contextmanager
-def _seeded(seed: int, device):
-    """Seed torch for one fit without leaking the seed or the determinism flag to the caller."""
-    import torch
-
-    if device.type != "cpu":
-        # CPU needs no flag: every CPU kernel used here (LSTM, linear, gather, Adam) is deterministic,
-        # and torch.use_deterministic_algorithms imports torch._inductor (4-5 s here) on first call.
-        # warn_only: some CUDA kernels have no deterministic variant; train with a warning, not fail.
-        prev = torch.are_deterministic_algorithms_enabled()
-        prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    devices = []
-    if device.type == "cuda":
-        devices = [device.index if device.index is not None else torch.cuda.current_device()]
-    try:
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        if device.type != "cpu":
-            torch.use_deterministic_algorithms(prev, warn_only=prev_warn)
-
-
-def _build_net(n_features: int, hidden: int, num_layers: int, dropout: float, n_classes: int):
-    import torch.nn as nn
-
-    # A ModuleDict rather than an nn.Module subclass: a subclass would need torch at import time (or be
-    # defined in a function, which breaks pickling of fitted estimators).
-    return nn.ModuleDict(
-        {
-            "lstm": nn.LSTM(
-                n_features,
-                hidden,
-                num_layers=num_layers,
-                batch_first=True,
-                dropout=dropout if num_layers > 1 else 0.0,
-            ),
-            "drop": nn.Dropout(dropout),
-            "head": nn.Linear(hidden, n_classes),
-        }
-    )
-
-
-class _Adam:
-    """Adam (Kingma & Ba 2015) with L2 weight decay added to the gradient, as ``torch.optim.Adam`` does.
-
-    Hand-written because constructing the first ``torch.optim`` optimizer in a process imports
-    ``torch._dynamo`` (4-8 s measured on the 2-core dev machine), which would dominate small fits and
-    the first fit of every CLI run. Same update as torch's single-tensor Adam (no amsgrad).
-    """
-
-    def __init__(self, params, lr: float, betas=(0.9, 0.999), weight_decay: float = 0.0, eps: float = 1e-8):
-        import torch
-
-        self.params = [p for p in params if p.requires_grad]
-        self.lr, self.betas, self.weight_decay, self.eps = lr, betas, weight_decay, eps
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-
-    def zero_grad(self) -> None:
-        for p in self.params:
-            p.grad = None
-
-    def step(self) -> None:
-        import torch
-
-        self.t += 1
-        b1, b2 = self.betas
-        step_size = self.lr / (1 - b1**self.t)
-        bc2_sqrt = math.sqrt(1 - b2**self.t)
-        with torch.no_grad():
-            for p, m, v in zip(self.params, self.m, self.v):
-                g = p.grad
-                if g is None:
-                    continue
-                if self.weight_decay:
-                    g = g.add(p, alpha=self.weight_decay)
-                m.mul_(b1).add_(g, alpha=1 - b1)
-                v.mul_(b2).addcmul_(g, g, value=1 - b2)
-                p.addcdiv_(m, (v.sqrt() / bc2_sqrt).add_(self.eps), value=-step_size)
-
-
-def _forward(net, x):
-    out, _ = net["lstm"](x)
-    return net["head"](net["drop"](out[:, -1, :]))
+# kept under its former private name too: tests/core/test_models.py imports ``_Adam`` from here
+_Adam = Adam
 
 
 class LSTMClassifier(ClassifierMixin, BaseEstimator):
@@ -398,16 +240,16 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         cw = self._class_weights(P[train_rows])
         self.class_weight_ = cw
 
-        dev = _resolve_device(self.device)
+        dev = resolve_device(self.device)
         self.device_ = str(dev)
         k = len(self.classes_)
-        with _seeded(self.random_state, dev), _cpu_threads(self.num_threads, dev):
-            net = _build_net(X.shape[1], self.hidden, self.num_layers, self.dropout, k).to(dev)
-            opt = _Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
+        with seeded(self.random_state, dev), cpu_threads(self.num_threads, dev):
+            net = build_net(X.shape[1], self.hidden, self.num_layers, self.dropout, k).to(dev)
+            opt = Adam(net.parameters(), lr=self.lr, betas=(0.9, 0.999), weight_decay=self.weight_decay)
             gen = torch.Generator().manual_seed(self.random_state)
 
             Xs = torch.from_numpy(self._scale(X)).to(dev)
-            starts = torch.from_numpy(_group_starts(n, groups)).to(dev)
+            starts = torch.from_numpy(group_starts(n, groups)).to(dev)
             Pt = torch.from_numpy(P).to(dev)
             swt = torch.from_numpy(sw).to(dev)
             cwt = torch.from_numpy(cw).to(dev)
@@ -416,7 +258,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
 
             if Xv is not None:
                 v_X = torch.from_numpy(self._scale(Xv)).to(dev)
-                v_starts = torch.from_numpy(_group_starts(len(Xv), groups_val)).to(dev)
+                v_starts = torch.from_numpy(group_starts(len(Xv), groups_val)).to(dev)
                 v_rows = torch.arange(len(Xv), device=dev)
                 v_P = torch.from_numpy(Pv).to(dev)
                 v_sw = torch.ones(len(Xv), device=dev)
@@ -448,7 +290,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
                 tot_den = torch.zeros((), device=dev)
                 for i in range(0, len(perm), self.batch_size):
                     rows = perm[i : i + self.batch_size]
-                    num, den = loss_terms(_forward(net, windows(Xs, starts, rows)), Pt[rows], swt[rows])
+                    num, den = loss_terms(forward(net, windows(Xs, starts, rows)), Pt[rows], swt[rows])
                     # clamp: a batch whose rows all have sample_weight 0 contributes nothing, not NaN.
                     loss = num / den.clamp_min(1e-12)
                     opt.zero_grad()
@@ -463,9 +305,9 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
                     net.eval()
                     vn = vd = 0.0
                     with torch.no_grad():
-                        for i in range(0, len(v_rows), _EVAL_CHUNK):
-                            rows = v_rows[i : i + _EVAL_CHUNK]
-                            num, den = loss_terms(_forward(net, windows(v_X, v_starts, rows)), v_P[rows], v_sw[rows])
+                        for i in range(0, len(v_rows), EVAL_CHUNK):
+                            rows = v_rows[i : i + EVAL_CHUNK]
+                            num, den = loss_terms(forward(net, windows(v_X, v_starts, rows)), v_P[rows], v_sw[rows])
                             vn += float(num)
                             vd += float(den)
                     val_loss = vn / vd if vd else float("nan")
@@ -516,15 +358,15 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         net = self.net_
         dev = next(net.parameters()).device
         Xs = torch.from_numpy(self._scale(X)).to(dev)
-        starts = torch.from_numpy(_group_starts(len(X), groups)).to(dev)
+        starts = torch.from_numpy(group_starts(len(X), groups)).to(dev)
         offsets = torch.arange(self.window, device=dev) - (self.window - 1)
         out = np.empty((len(X), len(self.classes_)), dtype=np.float32)
         net.eval()
-        with torch.no_grad(), _cpu_threads(self.num_threads, dev):
-            for i in range(0, len(X), _EVAL_CHUNK):
-                rows = torch.arange(i, min(i + _EVAL_CHUNK, len(X)), device=dev)
+        with torch.no_grad(), cpu_threads(self.num_threads, dev):
+            for i in range(0, len(X), EVAL_CHUNK):
+                rows = torch.arange(i, min(i + EVAL_CHUNK, len(X)), device=dev)
                 idx = torch.maximum(rows[:, None] + offsets, starts[rows][:, None])
-                out[i : i + len(rows)] = torch.softmax(_forward(net, Xs[idx]), dim=1).cpu().numpy()
+                out[i : i + len(rows)] = torch.softmax(forward(net, Xs[idx]), dim=1).cpu().numpy()
         return out
 
     def predict(self, X, groups=None) -> np.ndarray:
