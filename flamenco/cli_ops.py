@@ -67,7 +67,7 @@ def watch_dumps_cmd(
                 report = watch_dumps_flow(**params)
             if once and report.get("busy"):  # another watcher holds this manifest: nothing was done
                 fail(f"{report['busy']}; nothing done", 3)
-            _print_watch(report, out)
+            _print_watch(report, out, directory)
             any_failed |= bool(report["failed"])
             if once:
                 break
@@ -78,22 +78,20 @@ def watch_dumps_cmd(
         raise typer.Exit(1)
 
 
-def _print_watch(report: dict, out: Path) -> None:
+def _print_watch(report: dict, out: Path, directory: Path) -> None:
+    from flamenco_core.report import watch as watch_report
+
     if report.get("busy"):
         console.print(Text(f"{report['busy']}: nothing done", style="yellow"))
         return
-    t = Table(title=f"dumps in {report['directory']} ({report['pipeline']} pipeline)")
-    for c in ("file", "outcome", "detail"):
+    t = Table(title=f"dumps in {directory} ({report['pipeline']} pipeline)")
+    for c in watch_report.OUTCOME_COLUMNS:
         t.add_column(c)
-    for f in report["processed"]:
-        t.add_row(f, Text("processed", style="green"), "resumed after a crash" if f in report.get("resumed", []) else "")
-    for f in report["failed"]:
-        t.add_row(f["file"], Text("failed", style="red"), f["error"][:200])
-    for f in report["skipped"]:
-        t.add_row(f, "skipped", report["skipped_reasons"].get(f, ""))
+    style = {"processed": "green", "failed": "red", "skipped": ""}
+    for r in watch_report.outcome_rows(report, detail_chars=200):
+        t.add_row(r["file"], Text(r["outcome"], style=style[r["outcome"]]), r["detail"])
     console.print(t)
-    console.print(Text(f"{len(report['processed'])} processed, {len(report['failed'])} failed, "
-                       f"{len(report['skipped'])} skipped; report: {out / 'watch_report.json'}"))
+    console.print(Text(f"{watch_report.headline(report)}; report: {out / watch_report.REPORT_FILE}"))
 
 
 # ----------------------------------------------------------------------------------------------- serve

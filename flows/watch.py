@@ -1,35 +1,21 @@
-"""The dump watcher: find new measurement dumps in a folder and run the latency pipeline on each.
-
-New means new content (``flamenco_core.ingest.manifest``: keyed by SHA-256, states pending ->
-processing -> done | failed, saved atomically at each step). Each dump runs as its own subflow, so a
-corrupt dump fails only itself: it is marked ``failed`` with the error and the others go on. A crash
-mid-way (the process dies) leaves the dump it was on ``processing``; the next run does it first, and
-does not redo the ``done`` ones. Reprocessing that dump is cheap and clean: ingest results are cached
-on the dump's content and MLflow runs are found by their deterministic identity, not duplicated.
-
-The pipeline is ``flows/latency.py:latency_flow`` when that module exists, else the ingest flow (ingest,
-SD-pair split, per-pair profiles), with a logged note.
-
-Output, in ``out``: ``manifest.json`` (unless ``manifest`` says otherwise), ``dumps/<name>-<hash8>/`` per
-dump, and ``watch_report.json``: ``processed`` and ``skipped`` (file names), ``failed`` (``{file, error}``),
-``skipped_reasons`` and the manifest's counts.
-"""
+"""The dump watcher flow: run the latency pipeline (or the ingest flow) on each new dump in a folder, one
+subflow per dump, so a corrupt dump fails only itself; a crash resumes where it stopped. What "new" means,
+the manifest's states and the output layout: docs/orchestration.md, "The dump watcher"."""
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from pathlib import Path
 from typing import Callable, Optional
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact
 
-from flamenco_core.ingest.manifest import Entry, Manifest, ManifestBusy, atomic_write_text
-from tasks.report import write_report_task
+from flamenco_core.ingest.manifest import Entry, Manifest, ManifestBusy
+from flamenco_core.report import watch as watch_report
+from tasks.watch import write_watch_report_task
 
-REPORT_FILE = "watch_report.json"
+REPORT_FILE = watch_report.REPORT_FILE
 MANIFEST_FILE = "manifest.json"
 DEFAULT_EXPERIMENT = "flamenco-watch"
 _SAFE = re.compile(r"[^0-9A-Za-z._-]+")
@@ -83,16 +69,6 @@ def run_dump(pipeline: str, pipeline_flow: Callable, e: Entry, out_dir: Path, ex
         return sub([e.path], e.format, str(out_dir), return_state=True, **{k: v for k, v in kwargs.items() if v is not None})
     return sub([e.path], e.format, str(out_dir), min_points=min_points, experiment=experiment, run_name=run_name,
                runner=runner, workers=workers, return_state=True)
-
-
-def _markdown(report: dict) -> str:
-    lines = [f"# Dump watcher: {len(report['processed'])} processed, {len(report['failed'])} failed, "
-             f"{len(report['skipped'])} skipped", "", f"folder `{report['directory']}`, pipeline `{report['pipeline']}`",
-             "", "| file | outcome | detail |", "| --- | --- | --- |"]
-    lines += [f"| {f} | processed | |" for f in report["processed"]]
-    lines += [f"| {f['file']} | failed | {f['error'][:300]} |" for f in report["failed"]]
-    lines += [f"| {f} | skipped | {report['skipped_reasons'].get(f, '')} |" for f in report["skipped"]]
-    return "\n".join(lines)
 
 
 @flow(name="flamenco-watch-dumps")
@@ -154,24 +130,9 @@ def watch_dumps_flow(
     except ManifestBusy as exc:
         # A scheduled run overlapping a manual one (or the reverse): the other one does the work.
         logger.warning("%s: nothing done", exc)
-        report = {"directory": str(directory), "pipeline": name, "processed": [], "skipped": [], "failed": [],
-                  "skipped_reasons": {}, "busy": str(exc)}
-        atomic_write_text(out_p / REPORT_FILE, json.dumps(report, indent=2) + "\n")
-        return report
-    report = {
-        "directory": str(Path(directory).resolve()),
-        "manifest": str(m.path.resolve()),
-        "pipeline": name,
-        "experiment": experiment,
-        "processed": processed,
-        "skipped": [f for f, _ in scan.skipped],
-        "failed": failed,
-        "skipped_reasons": dict(scan.skipped),
-        "resumed": resumed,
-        "counts": m.counts(),
-        "seconds": round(time.time() - started, 3),
-    }
-    atomic_write_text(out_p / REPORT_FILE, json.dumps(report, indent=2, allow_nan=False) + "\n")
-    create_markdown_artifact(_markdown(report), key="watch-dumps-report")
-    write_report_task(str(out_p))  # index.html linking each dump's own page
-    return report
+        return write_watch_report_task(str(out_p), watch_report.busy(out_p, directory=directory, pipeline=name,
+                                                                      reason=str(exc)))
+    report = watch_report.assemble(
+        out_p, directory=directory, manifest=m.path, pipeline=name, experiment=experiment, processed=processed,
+        failed=failed, skipped=dict(scan.skipped), resumed=resumed, counts=m.counts(), seconds=time.time() - started)
+    return write_watch_report_task(str(out_p), report)

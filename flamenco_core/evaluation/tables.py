@@ -356,13 +356,16 @@ def to_markdown(
     na: str = "–",
     headings: Optional[Mapping[str, str]] = HEADINGS,
     index_labels: Optional[Mapping[Any, str]] = None,
+    pad: bool = True,
 ) -> str:
-    """A GitHub-flavoured Markdown table of ``df`` (written here: no ``tabulate``).
+    """A GitHub-flavoured Markdown table of ``df`` (written here: no ``tabulate``); the one Markdown table
+    writer of the project.
 
     Floats use ``floatfmt``, NaN and empty lists show ``na``, lists are joined with " + ". Column
     headings are mapped through ``headings`` (snake_case keys -> the paper's wording) and index values
     through ``index_labels`` (e.g. :data:`METHOD_LABELS`). Every column is padded to its widest cell so
-    the pipes line up; numeric columns are right-aligned (``---:``). Pipes inside cells are escaped.
+    the pipes line up (``pad=False``: no padding, for tables whose cells vary widely); numeric columns
+    are right-aligned (``---:``). Pipes inside cells are escaped.
     """
     headings = headings or {}
     cols = list(df.columns)
@@ -378,12 +381,13 @@ def to_markdown(
         numeric.insert(0, False)
     header = [h.replace("|", "\\|") for h in header]
     data = [[c.replace("|", "\\|") for c in row] for row in data]
-    widths = [max([3, len(h)] + [len(r[i]) for r in data]) for i, h in enumerate(header)]
+    widths = [max([3, len(h)] + [len(r[i]) for r in data]) if pad else 0 for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(cells, widths, numeric)) + " |"
 
-    sep = "| " + " | ".join(("-" * (w - 1) + ":") if num else ("-" * w) for w, num in zip(widths, numeric)) + " |"
+    sep = "| " + " | ".join(("-" * (max(w, 3) - 1) + ":") if num else ("-" * max(w, 3))
+                            for w, num in zip(widths, numeric)) + " |"
     return "\n".join([line(header), sep] + [line(r) for r in data]) + "\n"
 
 

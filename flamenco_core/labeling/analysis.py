@@ -336,16 +336,15 @@ def to_csv(df: pd.DataFrame, path: Union[str, Path], index_label: str = "lf") ->
 
 
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f", index_name: str = "LF") -> str:
-    """An analysis table as a GitHub-flavoured Markdown table (floats with ``floatfmt``)."""
-    header, body = _rows(df, floatfmt, index_name)
+    """An analysis table as a GitHub-flavoured Markdown table (floats with ``floatfmt``, Polarity as class
+    names), through the project's one Markdown writer."""
+    from flamenco_core.evaluation.tables import to_markdown as markdown_table
 
-    def esc(s: str) -> str:
-        return s.replace("|", "\\|")
-
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(header))) + " |"]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
-    return "\n".join(lines) + "\n"
+    out = df.copy()
+    if "Polarity" in out.columns:
+        out["Polarity"] = [_cell(v, "Polarity", df.attrs.get("classes"), floatfmt) for v in out["Polarity"]]
+    out.index = out.index.map(str).rename(index_name)
+    return markdown_table(out, floatfmt, headings=None, na="nan", pad=False)
 
 
 def to_rich_table(df: pd.DataFrame, title: Optional[str] = None, floatfmt: str = ".3f", index_name: str = "LF"):

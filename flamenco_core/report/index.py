@@ -20,6 +20,7 @@ from flamenco_core.report.html import (
     Raw, badge, definitions, esc, figure, fmt, frame_table, link, page, section, table,
 )
 from flamenco_core.report.legend import lf_legend, legend_text, short_name
+from flamenco_core.report.watch import outcome_rows as watch_outcome_rows
 
 INDEX = "index.html"
 #: Outcome words in display order (pairs, combinations, dumps).
@@ -265,11 +266,7 @@ def _watch(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
     if rep.get("counts"):
         body += "<h3>Manifest</h3>" + _counts(rep["counts"])
     sections.append(section("Outcomes", body, "outcomes"))
-    rows = [{"file": f, "outcome": "processed", "detail": "resumed after a crash" if f in (rep.get("resumed") or []) else ""}
-            for f in rep.get("processed") or []]
-    rows += [{"file": f.get("file"), "outcome": "failed", "detail": f.get("error")} for f in rep.get("failed") or []]
-    rows += [{"file": f, "outcome": "skipped", "detail": (rep.get("skipped_reasons") or {}).get(f, "")}
-             for f in rep.get("skipped") or []]
+    rows = watch_outcome_rows(rep)
     sections.append(section("Dumps", table(rows, [("file", "file"), ("outcome", "outcome"), ("detail", "detail")]), "dumps"))
     pages = sorted((folder / "dumps").glob(f"*/{INDEX}")) if (folder / "dumps").is_dir() else []
     if pages:
