@@ -28,8 +28,6 @@ LONG_FILES = {
     "flamenco_core/ingest/atlas.py": "the ingest readers are being reworked for speed (issue 14)",
     "flamenco_core/ingest/nfdump.py": "the ingest readers are being reworked for speed (issue 14)",
     "flamenco_core/ingest/tabular.py": "the ingest readers are being reworked for speed (issue 14)",
-    "flamenco_core/labeling/applier.py": "compile + apply + pack checks; not split in time (issue 12)",
-    "flamenco_core/labeling/spec.py": "the LF/pack models and their loaders; not split in time (issue 12)",
 }
 
 

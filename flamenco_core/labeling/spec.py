@@ -1,19 +1,31 @@
 """Declarative LF specs and packs: the unit research groups share.
 
-Definitions and design notes: ``docs/labeling.md``."""
+Definitions and design notes: ``docs/labeling.md``. Size caps on pack files: :mod:`.pack_limits`; merging
+packs: :mod:`.combine` (its names are re-exported here)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, ValidationError, model_validator
 
+from .combine import CombineReport, combine_packs
 from .expr import Expression, SpecError, canonical_stat, parse_expression
+from .pack_limits import (
+    DEFAULT_LIMITS,
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_CONDITIONS,
+    DEFAULT_MAX_LFS,
+    DEFAULT_MAX_VALUES,
+    HARD_MAX_CONDITIONS,
+    PackLimits,
+    check_pack_size,
+    read_capped,
+)
 
 OPS = ("<=", "<", ">=", ">", "==", "!=", "in", "between")
 Op = Literal["<=", "<", ">=", ">", "==", "!=", "in", "between"]
@@ -24,100 +36,6 @@ FEATURE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: LF names become Parquet column names and CLI ``--allow`` arguments.
 LF_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$"
 MAX_IN_VALUES = 1024
-
-#: Default size caps for pack files (see :class:`PackLimits`).
-DEFAULT_MAX_BYTES = 1_000_000
-DEFAULT_MAX_LFS = 1_000
-DEFAULT_MAX_CONDITIONS = 32
-DEFAULT_MAX_VALUES = 100_000
-#: The format's own ceiling on conditions per LF; ``PackLimits.max_conditions`` cannot raise it.
-HARD_MAX_CONDITIONS = 64
-
-
-@dataclass(frozen=True)
-class PackLimits:
-    """Size caps checked when a pack is loaded, before it is parsed (bytes) or validated (counts).
-
-    A pack comes from another group and every LF costs parsing, validation, auditing and a column of
-    the label matrix, so an oversized pack is refused with one clear error instead of minutes of work.
-    ``max_bytes``: size of the file or JSON text; ``max_lfs``: entries in ``lfs``;
-    ``max_conditions``: entries in one LF's ``when`` (at most :data:`HARD_MAX_CONDITIONS`);
-    ``max_values``: threshold values in all conditions together (an ``in`` list counts each item).
-    ``None`` switches a cap off.
-    """
-
-    max_bytes: Optional[int] = DEFAULT_MAX_BYTES
-    max_lfs: Optional[int] = DEFAULT_MAX_LFS
-    max_conditions: Optional[int] = DEFAULT_MAX_CONDITIONS
-    max_values: Optional[int] = DEFAULT_MAX_VALUES
-
-
-#: The caps :meth:`LFPack.from_yaml` and :meth:`LFPack.from_json` apply by default.
-DEFAULT_LIMITS = PackLimits()
-
-
-def check_pack_size(data: Any, limits: PackLimits) -> None:
-    """Raise :class:`SpecError` when the loaded mapping ``data`` exceeds ``limits``.
-
-    Only list lengths are read (no LF is validated), so a 100,000-LF pack is refused in milliseconds.
-    Malformed entries are left to validation, which reports them precisely.
-    """
-    if not isinstance(data, dict):
-        return
-    pack = data.get("pack") if isinstance(data.get("pack"), str) else None
-    lfs = data.get("lfs")
-    if not isinstance(lfs, list):
-        return
-    if limits.max_lfs is not None and len(lfs) > limits.max_lfs:
-        raise SpecError(
-            f"the pack has {len(lfs)} LFs; at most {limits.max_lfs} are accepted (PackLimits.max_lfs): "
-            "split it into smaller packs",
-            pack=pack,
-        )
-    total = 0
-    for entry in lfs:
-        when = entry.get("when") if isinstance(entry, dict) else None
-        if not isinstance(when, list):
-            continue
-        if limits.max_conditions is not None and len(when) > limits.max_conditions:
-            name = entry.get("name") if isinstance(entry.get("name"), str) else None
-            raise SpecError(
-                f"the LF has {len(when)} conditions; at most {limits.max_conditions} are accepted "
-                "(PackLimits.max_conditions)",
-                pack=pack,
-                lf=name,
-            )
-        for cond in when:
-            value = cond.get("value") if isinstance(cond, dict) else None
-            total += len(value) if isinstance(value, list) else 1
-        if limits.max_values is not None and total > limits.max_values:
-            raise SpecError(
-                f"the pack holds more than {limits.max_values} threshold values (PackLimits.max_values)",
-                pack=pack,
-            )
-
-
-def _read_capped(path: Path, limits: Optional[PackLimits]) -> str:
-    """The file's text, refusing it by size before reading more than the cap."""
-    cap = limits.max_bytes if limits is not None else None
-    try:
-        size = path.stat().st_size
-        if cap is not None and size > cap:
-            raise SpecError(
-                f"{path}: pack file is {size} bytes; at most {cap} are accepted (PackLimits.max_bytes): "
-                "split it into smaller packs"
-            )
-        with path.open("rb") as fh:
-            # st_size can be 0 or stale (pipes, growing files): read one byte past the cap to be sure
-            raw = fh.read(cap + 1) if cap is not None else fh.read()
-    except OSError as exc:
-        raise SpecError(f"cannot read pack file {path}: {exc}") from None
-    if cap is not None and len(raw) > cap:
-        raise SpecError(f"{path}: pack file is larger than {cap} bytes (PackLimits.max_bytes)")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(f"{path}: not UTF-8 text: {exc}") from None
 
 
 def _canonical_number(v: Union[int, float]) -> Union[int, float]:
@@ -301,7 +219,7 @@ class LFPack(BaseModel):
         import yaml
 
         path = Path(path)
-        text = _read_capped(path, limits)
+        text = read_capped(path, limits)
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
@@ -313,7 +231,7 @@ class LFPack(BaseModel):
         """Load a pack from a JSON file or JSON text, within ``limits`` (as :meth:`from_yaml`)."""
         text = str(path_or_text)
         if not text.lstrip().startswith("{"):
-            text = _read_capped(Path(path_or_text), limits)
+            text = read_capped(Path(path_or_text), limits)
         elif limits is not None and limits.max_bytes is not None and len(text.encode("utf-8")) > limits.max_bytes:
             raise SpecError(f"JSON pack text is larger than {limits.max_bytes} bytes (PackLimits.max_bytes)")
         try:
@@ -336,6 +254,7 @@ class LFPack(BaseModel):
         return text
 
     def to_json(self, path: Union[str, Path, None] = None) -> str:
+        """The pack as JSON text; also written to ``path`` when given."""
         text = json.dumps(self.to_dict(), indent=2)
         if path is not None:
             Path(path).write_text(text)
@@ -358,13 +277,16 @@ class LFPack(BaseModel):
 
     @property
     def lf_names(self) -> list[str]:
+        """The LF names, in pack order."""
         return [lf.name for lf in self.lfs]
 
     @property
     def cardinality(self) -> int:
+        """Number of classes."""
         return len(self.classes)
 
     def class_index(self, label: str) -> int:
+        """Position of ``label`` in ``classes`` (its class index in a label matrix)."""
         return self.classes.index(label)
 
     def features(self) -> set[str]:
@@ -386,6 +308,7 @@ class LFPack(BaseModel):
         return need
 
     def lf(self, name: str) -> LFSpec:
+        """The LF named ``name``; KeyError if the pack has none."""
         for lf in self.lfs:
             if lf.name == name:
                 return lf
@@ -414,102 +337,17 @@ def _spec_error_from_validation(exc: ValidationError, data: dict) -> SpecError:
     message = "invalid pack: " + "; ".join(lines)
     return SpecError(message, pack=pack, lf=first_lf if len(lines) == 1 else None)
 
-
-# ---------------------------------------------------------------------------------------------- combine
-
-
-@dataclass
-class CombineReport:
-    """What :func:`combine_packs` did: duplicates dropped, names changed to avoid clashes."""
-
-    #: (kept LF, its pack, dropped LF, its pack, content hash)
-    duplicates: list[tuple[str, str, str, str, str]] = field(default_factory=list)
-    #: (pack, original name, new name): same name, different content
-    renamed: list[tuple[str, str, str]] = field(default_factory=list)
-    sources: list[tuple[str, Union[int, str], str]] = field(default_factory=list)  # (pack, version, hash)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "sources": [{"pack": p, "version": v, "content_hash": h} for p, v, h in self.sources],
-            "duplicates": [
-                {"kept": k, "kept_pack": kp, "dropped": d, "dropped_pack": dp, "content_hash": h}
-                for k, kp, d, dp, h in self.duplicates
-            ],
-            "renamed": [{"pack": p, "from": a, "to": b} for p, a, b in self.renamed],
-        }
-
-
-def combine_packs(
-    packs: Iterable[LFPack],
-    name: str,
-    version: Union[int, str] = 1,
-    group: Optional[str] = None,
-    description: Optional[str] = None,
-) -> tuple[LFPack, CombineReport]:
-    """Merge packs into one, keeping each LF's provenance.
-
-    * Classes must be the same set in every pack (labels are names, so order may differ; the first
-      pack's order wins).
-    * An LF whose content (:attr:`LFSpec.content_hash`) was already taken is a duplicate: the first one
-      is kept, the later one dropped and reported.
-    * Same name, different content: the later LF is renamed ``name__<its pack's group or name>``
-      (with a counter if that is taken too) and reported.
-    * LFs without ``group``/``author`` inherit their pack's group, so the merged pack still says who
-      contributed what. ``universal_features`` is the union.
-    """
-    packs = list(packs)
-    if not packs:
-        raise SpecError("combine needs at least one pack")
-    classes = list(packs[0].classes)
-    for p in packs[1:]:
-        if set(p.classes) != set(classes):
-            raise SpecError(f"classes differ: {packs[0].name!r} has {classes}, {p.name!r} has {p.classes}", pack=p.name)
-    report = CombineReport(sources=[(p.name, p.version, p.content_hash) for p in packs])
-    by_hash: dict[str, tuple[str, str]] = {}
-    names: set[str] = set()
-    lfs: list[LFSpec] = []
-    universal: list[str] = []
-    for p in packs:
-        for f in p.universal_features:
-            if f not in universal:
-                universal.append(f)
-        for lf in p.lfs:
-            h = lf.content_hash
-            if h in by_hash:
-                kept, kept_pack = by_hash[h]
-                report.duplicates.append((kept, kept_pack, lf.name, p.name, h))
-                continue
-            new_name = lf.name
-            if new_name in names:
-                base = f"{lf.name}__{_slug(p.group or p.name)}"
-                new_name, i = base, 2
-                while new_name in names:
-                    new_name, i = f"{base}_{i}", i + 1
-                report.renamed.append((p.name, lf.name, new_name))
-            names.add(new_name)
-            by_hash[h] = (new_name, p.name)
-            lfs.append(lf.model_copy(update={"name": new_name, "group": lf.group or p.group}))
-    groups = [p.group for p in packs if p.group]
-    data = {
-        "pack": name,
-        "version": version,
-        "group": group if group is not None else ("+".join(dict.fromkeys(groups)) or None),
-        "description": description,
-        "classes": classes,
-        "universal_features": universal,
-        "lfs": [lf.model_dump(mode="json", exclude_none=True) for lf in lfs],
-    }
-    return LFPack.from_dict({k: v for k, v in data.items() if v is not None}), report
-
-
-def _slug(text: str) -> str:
-    out = "".join(ch if ch.isalnum() or ch in "_-." else "_" for ch in str(text))
-    return out.strip("_") or "pack"
-
-
 __all__ = [
     "OPS",
     "DEFAULT_LIMITS",
+    "DEFAULT_MAX_BYTES",
+    "DEFAULT_MAX_CONDITIONS",
+    "DEFAULT_MAX_LFS",
+    "DEFAULT_MAX_VALUES",
+    "FEATURE_PATTERN",
+    "HARD_MAX_CONDITIONS",
+    "LF_NAME_PATTERN",
+    "MAX_IN_VALUES",
     "PackLimits",
     "check_pack_size",
     "Condition",
