@@ -314,10 +314,14 @@ class SnorkelLabelModel(LabelModelBase):
             )
         if L.shape[0] == 0:
             raise ValueError("cannot fit a label model on an empty label matrix")
-        model = compressed_label_model_cls()(cardinality=self.cardinality, verbose=False)
+        return self.fit_snorkel(compressed_label_model_cls()(cardinality=self.cardinality, verbose=False), L, Y_dev)
+
+    def fit_snorkel(self, model: Any, L: np.ndarray, Y_dev: Optional[np.ndarray] = None) -> "SnorkelLabelModel":
+        """Fit the Snorkel ``LabelModel`` instance ``model`` on ``L`` with this estimator's settings and keep
+        it as ``model_``; the one place that calls Snorkel's ``fit`` (also for pattern-weighted fits)."""
         with torch_single_thread():
             model.fit(
-            L,
+                L,
                 Y_dev=None if Y_dev is None else np.asarray(Y_dev),
                 class_balance=self.class_balance,
                 progress_bar=False,

@@ -97,7 +97,7 @@ def fit_on_patterns(lm, patterns: np.ndarray, counts: np.ndarray):
     A :class:`~flamenco_core.labeling.label_model.SnorkelLabelModel` gets the weighted fit (module
     docstring), equal to its fit on the expanded matrix; other models ignore row multiplicity in ``fit``
     (majority vote) and are fitted on the patterns as they are."""
-    from .label_model import SnorkelLabelModel, torch_single_thread
+    from .label_model import SnorkelLabelModel
 
     if not isinstance(lm, SnorkelLabelModel):
         return lm.fit(patterns)
@@ -105,21 +105,7 @@ def fit_on_patterns(lm, patterns: np.ndarray, counts: np.ndarray):
         raise ValueError("cannot fit a label model on an empty label matrix")
     model = _pattern_model_cls()(cardinality=lm.cardinality, verbose=False)
     model.counts = np.asarray(counts, dtype=np.int64)
-    with torch_single_thread():
-        model.fit(
-            patterns,
-            class_balance=lm.class_balance,
-            progress_bar=False,
-            n_epochs=lm.n_epochs,
-            lr=lm.lr,
-            l2=lm.l2,
-            optimizer=lm.optimizer,
-            prec_init=lm.prec_init,
-            seed=lm.seed,
-            **lm.fit_kwargs,
-        )
-    lm.model_ = model
-    return lm
+    return lm.fit_snorkel(model, patterns)
 
 
 class PatternCounter:

@@ -121,6 +121,29 @@ def us_to_text(us: np.ndarray, unit: str = "us") -> np.ndarray:
     return np.strings.replace(text, "T", " ")
 
 
+def flow_labels(timestamp: pd.Series, src: np.ndarray, dst: np.ndarray, src_port: np.ndarray, dst_port: np.ndarray,
+                protocol: np.ndarray, attack: np.ndarray) -> pd.DataFrame:
+    """A flows labels frame: the :data:`FLOW_KEYS` columns in their canonical types (ports int32, protocol
+    int16 IANA numbers) and ``label`` in ``attack``/``benign``."""
+    return pd.DataFrame(
+        {
+            "timestamp": timestamp,
+            "src": src.astype(str),
+            "dst": dst.astype(str),
+            "src_port": src_port.astype("int32"),
+            "dst_port": dst_port.astype("int32"),
+            "protocol": protocol.astype("int16"),
+            "label": np.where(attack, "attack", "benign"),
+        }
+    )
+
+
+def attack_summary(attack: np.ndarray) -> dict:
+    """The class counts every flows generator reports first: flows, attack and benign flows, attack share."""
+    n, n_attack = len(attack), int(attack.sum())
+    return {"n_flows": n, "n_attack": n_attack, "n_benign": n - n_attack, "attack_fraction": n_attack / n}
+
+
 def write_labels(df: pd.DataFrame, path: Path) -> Path:
     """Write a labels frame to Parquet, column by column (UTC timestamps as ``timestamp[us, UTC]``,
     strings as ``string``); pyarrow's output has no wall-clock content, so equal frames give equal bytes."""

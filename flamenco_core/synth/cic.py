@@ -19,17 +19,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._common import (
-    SynthResult,
-    check_scale,
-    prepare_out_dir,
-    rng_for,
-    scaled_count,
-    us_to_text,
-    us_to_timestamps,
-    write_labels,
-    write_rows_to,
-)
+from ._common import SynthResult, attack_summary, check_scale, flow_labels, prepare_out_dir, rng_for, scaled_count
+from ._common import us_to_text, us_to_timestamps, write_labels, write_rows_to
 
 #: Flows at scale 1 and the attack share (the paper's DrDoS_NTP subset is attack-heavy).
 N_FLOWS = 228_000
@@ -369,27 +360,13 @@ def generate_cic(out_dir: Path | str, scale: float = 1.0, seed: int = 0) -> Synt
                 keep[k].append(f[k].to_numpy())
     c = {k: np.concatenate(v) for k, v in keep.items()}
 
-    labels = pd.DataFrame(
-        {
-            "timestamp": us_to_timestamps(t0),
-            "src": c["src"].astype(str),
-            "dst": c["dst"].astype(str),
-            "src_port": c["sport"].astype("int32"),
-            "dst_port": c["dport"].astype("int32"),
-            "protocol": c["proto"].astype("int16"),
-            "label": np.where(attack, "attack", "benign"),
-        }
-    )
+    labels = flow_labels(us_to_timestamps(t0), c["src"], c["dst"], c["sport"], c["dport"], c["proto"], attack)
     dup = int(labels.duplicated(["timestamp", "src", "dst", "src_port", "dst_port", "protocol"]).sum())
     if dup:  # impossible by construction (strictly increasing times per class, disjoint sources)
         raise RuntimeError(f"cic generator produced {dup} duplicate flow keys")
     labels_path = write_labels(labels, out / "cic_labels.parquet")
-    n_attack = int(attack.sum())
     summary = {
-        "n_flows": n,
-        "n_attack": n_attack,
-        "n_benign": n - n_attack,
-        "attack_fraction": n_attack / n,
+        **attack_summary(attack),
         "n_infinity": int(np.isinf(c["pkts_s"]).sum()),
         "source_port_mean": float(c["sport"].mean()),
         "source_port_quartiles": [float(q) for q in np.quantile(c["sport"], [0.25, 0.5, 0.75])],

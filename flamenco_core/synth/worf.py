@@ -18,17 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ._common import (
-    SynthResult,
-    check_scale,
-    prepare_out_dir,
-    rng_for,
-    scaled_count,
-    us_to_text,
-    us_to_timestamps,
-    write_labels,
-    write_rows,
-)
+from ._common import SynthResult, attack_summary, check_scale, flow_labels, prepare_out_dir, rng_for, scaled_count
+from ._common import us_to_text, us_to_timestamps, write_labels, write_rows
 
 N_FLOWS = 300_000
 ATTACK_FRACTION = 0.5
@@ -190,24 +181,11 @@ def generate_worf(out_dir: Path | str, scale: float = 1.0, seed: int = 0) -> Syn
     path = out / "worf_nfdump.csv"
     write_rows(path, _ROW, cols, head=[HEADER], tail=summary_lines)
 
-    labels = pd.DataFrame(
-        {
-            "timestamp": us_to_timestamps((ts_ms // 1000) * 10**6),
-            "src": f.sa.to_numpy().astype(str),
-            "dst": f.da.to_numpy().astype(str),
-            "src_port": f.sp.to_numpy().astype("int32"),
-            "dst_port": f.dp.to_numpy().astype("int32"),
-            "protocol": np.where(f.pr.to_numpy() == "TCP", 6, 17).astype("int16"),
-            "label": np.where(f.attack.to_numpy(), "attack", "benign"),
-        }
-    )
+    labels = flow_labels(us_to_timestamps((ts_ms // 1000) * 10**6), f.sa.to_numpy(), f.da.to_numpy(), f.sp.to_numpy(),
+                         f.dp.to_numpy(), np.where(f.pr.to_numpy() == "TCP", 6, 17), f.attack.to_numpy())
     labels_path = write_labels(labels, out / "worf_labels.parquet")
-    n_attack = int(f.attack.sum())
     summary = {
-        "n_flows": flows,
-        "n_attack": n_attack,
-        "n_benign": flows - n_attack,
-        "attack_fraction": n_attack / flows,
+        **attack_summary(f.attack.to_numpy()),
         "port_123_share": float((f.sp == 123).mean()),
         "udp_share": float((f.pr == "UDP").mean()),
         "packets": pkt,
