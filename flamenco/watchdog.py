@@ -15,7 +15,6 @@ from __future__ import annotations
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,8 @@ OWNER_ENV = "FLAMENCO_OWNER"
 POLL_S = 0.5
 GRACE_S = 5.0
 
-_bound: dict[int, subprocess.Popen] = {}
+#: owner PID -> watchdog PID
+_bound: dict[int, int] = {}
 
 
 def bind_to_this_process() -> str | None:
@@ -39,10 +39,12 @@ def bind_to_this_process() -> str | None:
     token = f"{pid}-{secrets.token_hex(6)}"
     os.environ[OWNER_ENV] = token
     # Own session and no inherited pipes: a terminal's Ctrl-C does not kill the watchdog before it has
-    # cleaned up, and a caller reading our stdout does not wait on the watchdog for EOF.
-    _bound[pid] = subprocess.Popen([sys.executable, "-S", __file__, str(pid), token], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                   close_fds=True, env={k: v for k, v in os.environ.items() if k != OWNER_ENV})
+    # cleaned up, and a caller reading our stdout does not wait on the watchdog for EOF. posix_spawn, not
+    # Popen: the watchdog outlives us by design, and a Popen object still running at exit warns that it leaks.
+    env = {k: v for k, v in os.environ.items() if k != OWNER_ENV}
+    devnull = [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    _bound[pid] = os.posix_spawn(sys.executable, [sys.executable, "-S", __file__, str(pid), token], env,
+                                 file_actions=devnull, setsid=True)
     return token
 
 
