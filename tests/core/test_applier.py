@@ -14,6 +14,9 @@ import pytest
 from snorkel.labeling import LabelingFunction, PandasLFApplier, labeling_function
 from typer.testing import CliRunner
 
+import builders
+from builders import EXAMPLE_PACK as EXAMPLE
+from builders import lf
 from flamenco.cli_lf import lf_app
 from flamenco_core.labeling import (
     ABSTAIN,
@@ -26,8 +29,6 @@ from flamenco_core.labeling import (
     vectorized_lf,
 )
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "conf" / "lf_packs" / "example_cic_ntp_group_a.yaml"
 
 
 def flows_frame(n: int = 4000, seed: int = 7) -> pd.DataFrame:
@@ -57,12 +58,8 @@ def flows_frame(n: int = 4000, seed: int = 7) -> pd.DataFrame:
     return df
 
 
-def pack_dict(*lfs, classes=("benign", "attack"), universal=("src_port", "dst_port", "protocol")):
-    return {"pack": "t", "version": 1, "classes": list(classes), "universal_features": list(universal), "lfs": list(lfs)}
-
-
-def lf(name, label, *conds):
-    return {"name": name, "label": label, "when": [dict(feature=f, op=o, value=v) for f, o, v in conds]}
+def pack_dict(*lfs, **kw):
+    return builders.pack_dict(*lfs, name="t", **kw)
 
 
 # Each condition with an independent reference threshold written against pandas (describe semantics,

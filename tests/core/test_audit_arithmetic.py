@@ -12,7 +12,6 @@ from __future__ import annotations
 import random
 import time
 from fractions import Fraction
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,14 +21,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from builders import LF_PACKS, pack_dict
+from builders import lf as lf_spec
 from flamenco.cli_lf import lf_app
 from flamenco_core.labeling import LFPack, SpecError, audit_pack, parse_expression
 from flamenco_core.labeling.audit import check_scaling
 from flamenco_core.labeling.collaborate import CollaborationRefused, collaborate, narrow_windows
 from flamenco_core.labeling.spec import DEFAULT_LIMITS, PackLimits
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKS = sorted((ROOT / "conf" / "lf_packs").glob("*.yaml"))
+PACKS = sorted(LF_PACKS.glob("*.yaml"))
 UNIVERSAL = ("src_port", "dst_port", "protocol")
 #: finding kinds that say "this threshold is a raw value"
 LITERAL_KINDS = {"literal_threshold", "literal_offset", "disguised_literal"}
@@ -45,10 +45,7 @@ DISGUISED = [
 
 
 def one_lf_pack(*conds, name="h", universal=UNIVERSAL, pack="probe"):
-    return LFPack.from_dict({
-        "pack": pack, "version": 1, "group": "X", "classes": ["benign", "attack"], "universal_features": list(universal),
-        "lfs": [{"name": name, "label": "attack", "when": [dict(feature=f, op=o, value=v) for f, o, v in conds]}],
-    })
+    return LFPack.from_dict(pack_dict(lf_spec(name, "attack", *conds), name=pack, group="X", universal=universal))
 
 
 def local_flows(n: int = 366, seed: int = 3) -> pd.DataFrame:

@@ -5,7 +5,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from builders import EXAMPLE_PACK as EXAMPLE
+from builders import ROOT
 from flamenco.cli_explain import explain_cmd
 from flamenco_core.explain import (
     REPORT_MODE,
@@ -36,9 +37,7 @@ from flamenco_core.labeling import ABSTAIN, LFPack, apply_lfs, compute_stats
 from flamenco_core.labeling.analysis import combination_f1
 from flamenco_core.preprocess.feature_selection import feature_importance
 
-ROOT = Path(__file__).resolve().parents[2]
 IN_CI = os.environ.get("CI") == "true"
-EXAMPLE = ROOT / "conf" / "lf_packs" / "example_cic_ntp_group_a.yaml"
 
 # The paper's CIC NTP LFs (issue 5), written as a pack.
 CIC = LFPack.from_dict({

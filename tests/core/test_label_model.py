@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from builders import lf_votes
 from flamenco_core.labeling.label_model import (
     MajorityVote,
     SnorkelLabelModel,
@@ -31,14 +32,7 @@ def synthetic_L(n=6000, accs=(0.9, 0.8, 0.75, 0.7, 0.65), cov=0.6, k=2, seed=0, 
     otherwise a uniformly drawn wrong class."""
     rng = np.random.default_rng(seed)
     y = rng.choice(k, size=n, p=balance)
-    m = len(accs)
-    L = np.full((n, m), -1, np.int8)
-    for j, a in enumerate(accs):
-        fire = rng.random(n) < cov
-        right = rng.random(n) < a
-        wrong = (y + rng.integers(1, k, n)) % k
-        L[fire, j] = np.where(right, y, wrong)[fire]
-    return L, y
+    return lf_votes(rng, y, accs, cov, k), y
 
 
 def snorkel_fit(L, k=2, **kw):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from builders import lf_votes
 from flamenco_core.labeling.constants import ABSTAIN
 from flamenco_core.labeling.label_models import KINDS, REGISTRY, CrowdKitLabelModel, fit_all, make
 
@@ -19,15 +20,7 @@ def _truth(n: int, seed: int) -> np.ndarray:
 def _workers(y: np.ndarray, accuracies, coverage: float, seed: int) -> np.ndarray:
     """LFs that vote on a ``coverage`` share of rows, right with their accuracy, else a uniformly drawn
     wrong class: Dawid-Skene's generative model, so every model should recover ``y``."""
-    rng = np.random.default_rng(seed)
-    n = len(y)
-    L = np.full((n, len(accuracies)), ABSTAIN, dtype=np.int8)
-    for j, a in enumerate(accuracies):
-        votes = rng.random(n) < coverage
-        right = rng.random(n) < a
-        wrong = (y + rng.integers(1, K, size=n)) % K
-        L[:, j] = np.where(votes, np.where(right, y, wrong), ABSTAIN)
-    return L
+    return lf_votes(np.random.default_rng(seed), y, accuracies, coverage, K)
 
 
 def _one_class_lfs(y: np.ndarray, seed: int) -> np.ndarray:

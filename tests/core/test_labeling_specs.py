@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -12,6 +11,9 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+import builders
+from builders import EXAMPLE_PACK as EXAMPLE
+from builders import lf
 from flamenco_core.labeling import (
     ABSTAIN,
     LFPack,
@@ -26,16 +28,9 @@ from flamenco_core.labeling import (
 )
 from flamenco_core.labeling.expr import MAX_LENGTH, canonical_stat, significant_digits
 
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "conf" / "lf_packs" / "example_cic_ntp_group_a.yaml"
 
-
-def pack_dict(*lfs, universal=("src_port", "dst_port", "protocol"), classes=("benign", "attack"), name="p"):
-    return {"pack": name, "version": 1, "group": "T", "classes": list(classes), "universal_features": list(universal), "lfs": list(lfs)}
-
-
-def lf(name, label, *conds, **meta):
-    return {"name": name, "label": label, "when": [dict(feature=f, op=o, value=v) for f, o, v in conds], **meta}
+def pack_dict(*lfs, **kw):
+    return builders.pack_dict(*lfs, group="T", **kw)
 
 
 # ---------------------------------------------------------------------------------------------- packs
