@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Union
 
@@ -14,6 +13,7 @@ from .constants import ABSTAIN, LABEL_DTYPE
 from .expr import Expression, SpecError, parse_expression
 from .spec import LFPack
 from .stats import DataStatistics, MissingStatistic, Statistics
+from .threads import run_each
 
 #: Rows per block: masks of this many rows stay in L2 cache, which beats whole-column numpy passes.
 DEFAULT_BLOCK_ROWS = 65_536
@@ -159,12 +159,7 @@ class CompiledPack:
             stop = min(n_rows, start + block_rows)
             self._label_block(columns, resolved, start, stop, L)
 
-        if n_jobs and n_jobs > 1 and len(starts) > 1:
-            with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-                list(pool.map(run, starts))
-        else:
-            for s in starts:
-                run(s)
+        run_each(run, starts, n_jobs)
         return L
 
     def _label_block(self, columns, resolved, start: int, stop: int, L: np.ndarray) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -11,6 +10,7 @@ import pandas as pd
 from .apply_meta import ApplyMeta, vote_counts
 from .constants import ABSTAIN, LABEL_DTYPE
 from .spec import LFPack
+from .threads import run_each
 
 class VectorizedLF:
     """A labeling function over a whole DataFrame: ``f(df) -> int array`` (one vote per row).
@@ -74,12 +74,7 @@ def apply_python(lfs: list[Any], df: pd.DataFrame, *, n_jobs: int, return_meta: 
         j, lf = item
         L[:, j] = _check_votes(lf.name, lf(df), n)
 
-    if n_jobs and n_jobs > 1 and len(vec) > 1:
-        with ThreadPoolExecutor(max_workers=n_jobs) as pool:
-            list(pool.map(run_vec, vec))
-    else:
-        for item in vec:
-            run_vec(item)
+    run_each(run_vec, vec, n_jobs)
     if row_lfs:
         # Row-wise LFs are arbitrary Python over a pandas row: Snorkel's own applier runs them, so they
         # see exactly the data point they were written for.
