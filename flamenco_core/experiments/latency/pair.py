@@ -51,26 +51,13 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     pool, pool_source, val_idx, test_idx, train_idx, unlabeled = (prep.pool, prep.pool_source, prep.val_idx, prep.test_idx,
                                                                    prep.train_idx, prep.unlabeled)
 
-    # The pair level: LFs on relative features only, learned from every subset's labeled rows. Subsets
-    # whose own labeled rows are too few or one-class borrow it.
-    pair_learner, pair_reason = None, ""
-    ok_pair, why = learnable(pool.loc[val_idx], config)
-    if ok_pair:
-        pair_learner, pair_reason = learn_level("pair", work.loc[val_idx].assign(label=pool.loc[val_idx]),
-                                           work.loc[train_idx], pair_features(config), config, len(work))
-    else:
-        pair_reason = f"pair level: {why}"
-    if pair_learner is None and borrowed is not None:
-        # relative features transfer across pairs: LFs learned on the source's pooled labeled rows
-        pair_learner = borrowed if isinstance(borrowed, SourceLevel) else SourceLevel.from_dict(borrowed)
-        pair_reason += f"; LFs learned on {pair_learner.pairs} pairs of the same source"
-    pair_pred = None
-    if pair_learner is not None:
-        pair_pred = pd.DataFrame(dict(zip(("label", "probability", "label_source"), pair_learner.predict(work))),
-                                 index=work.index)
+    # The pair level: LFs on relative features only, learned from every subset's labeled rows, for
+    # subsets whose own labeled rows are too few or one-class. Learned on first need: when every subset
+    # learns its own, the pair level's Snuba run and end-model search would be thrown away.
+    pair = _PairLevel(work, pool, val_idx, train_idx, borrowed, config)
     # The labeled good rows bound normal behaviour: far beyond that bound is noise whatever the learned
     # LFs say (they learned their cuts from the labeled noise, which may not show every kind of noise).
-    envelope = envelope_labels(work, pool, config) if config.envelope_guard or pair_learner is None else None
+    envelope = envelope_labels(work, pool, config)
 
     labels = empty.copy()
     predicted = pd.Series(pd.NA, index=df.index, dtype="string")
@@ -78,8 +65,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     base_cols: dict[str, pd.Series] = {}
     for i in range(len(split.subsets)):
         rows = work[work["subset"] == i]
-        r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair_learner, pair_pred, pair_reason,
-                             pool_source, config, envelope)
+        r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair, pool_source, config, envelope)
         results.append(r)
         labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
         predicted.loc[lab.index] = lab["label"].astype("string")
@@ -99,7 +85,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         labels.loc[given, "label"] = df.loc[given, "label"].astype(str)
         labels.loc[given, "label_source"] = "user"
         labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
-    extra = {"pool_source": pool_source, "pair_reason": pair_reason,
+    extra = {"pool_source": pool_source, "pair_reason": pair.reason,
              "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled))}
     if truth is not None:
         outside = (pool.reindex(df.index).isna() & truth.notna()).to_numpy()
@@ -126,8 +112,8 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     return res
 
 
-def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair_learner, pair_pred,
-                pair_reason: str, pool_source: str, config: LatencyConfig, envelope) -> tuple[SubsetResult, pd.DataFrame]:
+def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair: "_PairLevel",
+                pool_source: str, config: LatencyConfig, envelope) -> tuple[SubsetResult, pd.DataFrame]:
     """Label one modality subset at the best level its labeled rows support."""
     res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
     out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
@@ -159,8 +145,9 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         if learner.reason:
             res.reason = learner.reason
         describe_subset(res, learner, rows.loc[tr])
-    elif pair_learner is not None:
-        mine = pair_pred.loc[rows.index]
+    elif pair.learner is not None:
+        pair_learner = pair.learner
+        mine = pair.pred.loc[rows.index]
         lab, p, src = guard_labels(mine["label"].to_numpy(), mine["probability"].to_numpy(), mine["label_source"].to_numpy(),
                              envelope, rows, res, config)
         res.model, res.level = pair_learner.kind, pair_learner.level
@@ -175,7 +162,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         p = lab.astype(float)
         src = np.full(len(rows), "envelope", dtype=object)
         res.model, res.level, res.outcome = "envelope", "envelope", "fallback"
-        res.reason = f"no level could learn ({why}; {pair_reason}): noise where {envelope[1]}"
+        res.reason = f"no level could learn ({why}; {pair.reason}): noise where {envelope[1]}"
     out["label"] = np.array(CLASSES)[np.asarray(lab, dtype=int)]
     out["probability"] = np.asarray(p, dtype="float64")
     out["label_source"] = np.asarray(src, dtype=object)
@@ -194,6 +181,43 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
             if not col.isna().all():
                 res.baselines[m] = class_scores(y_true, col.astype("float64").to_numpy())
     return res, out
+
+
+class _PairLevel:
+    """The pair level of one pair, learned on first use (``learner``): LFs on the pair's relative features
+    from every subset's labeled rows, or the source level's when the pair's own cannot teach them."""
+
+    def __init__(self, work: pd.DataFrame, pool: pd.Series, val_idx, train_idx, borrowed, config: LatencyConfig):
+        self._args = (work, pool, val_idx, train_idx, borrowed, config)
+        self._done = False
+        self._learner = None
+        self.pred: Optional[pd.DataFrame] = None
+        ok, why = learnable(pool.loc[val_idx], config)
+        # Until it is needed, the report says why it was not learned.
+        self.reason = "pair level not needed: every subset learned its own LFs" if ok else f"pair level: {why}"
+        self._learnable = ok
+        if not ok and borrowed is None:
+            self._done = True  # nothing to learn and nothing to borrow
+
+    @property
+    def learner(self):
+        if not self._done:
+            self._learn()
+        return self._learner
+
+    def _learn(self) -> None:
+        work, pool, val_idx, train_idx, borrowed, config = self._args
+        self._done = True
+        if self._learnable:
+            self._learner, self.reason = learn_level("pair", work.loc[val_idx].assign(label=pool.loc[val_idx]),
+                                                     work.loc[train_idx], pair_features(config), config, len(work))
+        if self._learner is None and borrowed is not None:
+            # relative features transfer across pairs: LFs learned on the source's pooled labeled rows
+            self._learner = borrowed if isinstance(borrowed, SourceLevel) else SourceLevel.from_dict(borrowed)
+            self.reason += f"; LFs learned on {self._learner.pairs} pairs of the same source"
+        if self._learner is not None:
+            self.pred = pd.DataFrame(dict(zip(("label", "probability", "label_source"), self._learner.predict(work))),
+                                     index=work.index)
 
 
 def _threshold(rtt: np.ndarray, config: LatencyConfig) -> dict[str, Any]:
