@@ -107,13 +107,16 @@ def open_maybe_compressed(path: str | Path) -> io.BufferedIOBase:
     return open(p, "rb")
 
 
-def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False, typed=None) -> Iterator[tuple[int, dict]]:
+def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False, typed=None,
+                      blocks: bool = False) -> Iterator[tuple[int, dict]]:
     """Yield ``(record_no, obj)`` from a JSON-lines file or a JSON array, compressed or not.
 
     A line that is not valid JSON (or not an object) is quarantined as one input record. A JSON array is
     detected by its first non-blank byte; its elements are numbered from 1. ``fast=True`` reads JSON lines
     with :func:`iter_json_lines_fast` (``typed``: its msgspec struct type) and yields ``(record_no, obj,
-    line)``; ``line`` is None for an array element (decoded by ``json`` already).
+    line)``; ``line`` is None for an array element (decoded by ``json`` already). ``blocks=True`` (with
+    ``fast``) yields lists of those triples instead, as :func:`iter_json_line_blocks` does: the caller files
+    each :class:`LineProblem` in its place.
     """
     with open_maybe_compressed(path) as fh:
         head = fh.peek(64)[:64] if hasattr(fh, "peek") else b""
@@ -125,15 +128,20 @@ def iter_json_records(path: str | Path, ctx: ReadContext, *, fast: bool = False,
                 # line by line quarantines that line instead of losing every valid line after it.
                 data = None
             if isinstance(data, list):
-                for i, obj in enumerate(data, 1):
-                    if isinstance(obj, dict):
-                        yield (i, obj, None) if fast else (i, obj)
-                    else:
-                        ctx.count_input()
-                        ctx.quarantine(i, f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200])
+                objs = [obj if isinstance(obj, dict) else LineProblem(
+                    f"array element is {type(obj).__name__}, not an object", json.dumps(obj)[:200]) for obj in data]
+                del data
+                block = (list(range(1, len(objs) + 1)), objs, [None] * len(objs))
+                if blocks:
+                    yield block
+                    return
+                for i, obj, _ in _filed(block, ctx):
+                    yield (i, obj, None) if fast else (i, obj)
                 return
     with open_maybe_compressed(path) as fh:
-        if fast:
+        if blocks:
+            yield from iter_json_line_blocks(fh, typed)
+        elif fast:
             yield from iter_json_lines_fast(fh, ctx, typed)
         else:
             yield from iter_json_lines(fh, ctx)
@@ -159,23 +167,82 @@ def iter_json_lines(stream, ctx: ReadContext) -> Iterator[tuple[int, dict]]:
         yield lineno, obj
 
 
-#: Bytes read at a time by :func:`iter_json_lines_fast`.
+#: Bytes read at a time by :func:`iter_json_line_blocks`.
 _LINE_BLOCK = 1 << 22
 
 
-def iter_json_lines_fast(stream, ctx: ReadContext, typed=None) -> Iterator[tuple[int, Any, bytes]]:
-    """:func:`iter_json_lines` with msgspec: ``(line_no, obj, line)`` for the same lines, the same quarantine.
+class LineProblem:
+    """A line (or array element) that is no JSON object, travelling in its block until the walker files it:
+    one input record, quarantined with ``reason`` and ``raw`` (so quarantine entries keep line order)."""
 
-    Lines are cut from 4 MB blocks (one ``split`` per block instead of one ``readline`` per line).
-    ``typed`` (a ``msgspec.Struct`` type) is tried first: a line that fits it is yielded as that struct,
-    built in C without a dict (the caller's fast path). Any other line is decoded as a plain object, by
-    msgspec, which gives what ``json.loads`` gives whenever it accepts a line (exact big integers, last
-    duplicate key wins); a line msgspec refuses goes to ``json.loads``, the reference, which accepts what
-    msgspec does not (``NaN``, lone surrogates, UTF-16) and words the error messages."""
+    __slots__ = ("reason", "raw")
+
+    def __init__(self, reason: str, raw: str | bytes):
+        self.reason = reason
+        self.raw = raw
+
+    def file(self, ctx: ReadContext, record: int) -> None:
+        """Count and quarantine the line as record ``record`` of ``ctx``'s file."""
+        ctx.count_input()
+        ctx.quarantine(record, self.reason, self.raw)
+
+
+def _filed(block, ctx: ReadContext):
+    """The ``(line_no, obj, line)`` of a block, filing each :class:`LineProblem` where it stands."""
+    for no, obj, line in zip(*block):
+        if type(obj) is LineProblem:
+            obj.file(ctx, no)
+        else:
+            yield no, obj, line
+
+
+#: Lines decoded by one ``map`` call; a run holding a line of another shape is decoded line by line.
+_DECODE_RUN = 256
+
+
+def _decode_line(line: bytes, fast, plain, ends: bool):
+    """One line as ``fast`` (the typed decoder) or ``plain`` gives it, else as ``json.loads`` does; a
+    :class:`LineProblem` when it is no JSON object; None for a blank line. ``ends``: a newline followed the
+    line in the file (the reference's raw text keeps it, as binary iteration does)."""
+    import msgspec
+
+    if fast is not None:
+        try:
+            return fast(line)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            pass  # not the common record's shape: the general decode below applies the reference's rules
+    try:
+        obj = plain(line)
+    except (msgspec.DecodeError, RecursionError):
+        if not line.strip():
+            return None
+        raw = line + b"\n" if ends else line
+        try:
+            obj = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            return LineProblem(f"invalid JSON: {str(exc)[:200]}", raw)
+    if type(obj) is not dict:
+        return LineProblem(f"line is a JSON {type(obj).__name__}, not an object", line + b"\n" if ends else line)
+    return obj
+
+
+def iter_json_line_blocks(stream, typed=None) -> Iterator[tuple[list[int], list[Any], list[bytes]]]:
+    """The lines of a binary JSON-lines stream as blocks ``(line numbers, objects, lines)``, three parallel
+    lists per 4 MB read (not one list of tuples: a block of tuples kept the garbage collector busy).
+
+    Blank lines are left out (they are no records). ``typed`` (a ``msgspec.Struct`` type) is tried first: a
+    line that fits it comes as that struct, built in C without a dict (the caller's fast path). Any other
+    line is decoded as a plain object, by msgspec, which gives what ``json.loads`` gives whenever it accepts
+    a line (exact big integers, last duplicate key wins); a line msgspec refuses goes to ``json.loads``, the
+    reference, which accepts what msgspec does not (``NaN``, lone surrogates, UTF-16) and words the error
+    messages. A line that is still no JSON object comes as a :class:`LineProblem` for the caller to file.
+    Whole blocks, not single lines, cross the generator boundary: per line that hop cost as much as the
+    decode."""
     import msgspec
 
     plain = msgspec.json.Decoder().decode
     fast = msgspec.json.Decoder(typed).decode if typed is not None else None
+    errors = (msgspec.ValidationError, msgspec.DecodeError)
     lineno = 0
     tail = b""
     while True:
@@ -187,35 +254,39 @@ def iter_json_lines_fast(stream, ctx: ReadContext, typed=None) -> Iterator[tuple
             lines = (tail + block).split(b"\n")
             tail = lines.pop()
         last = len(lines) - 1
-        for i, line in enumerate(lines):
-            lineno += 1
+        nos: list[int] = []
+        objs: list = []
+        kept: list[bytes] = []
+        for lo in range(0, len(lines), _DECODE_RUN):
+            run = lines[lo:lo + _DECODE_RUN]
             if fast is not None:
                 try:
-                    yield lineno, fast(line), line
+                    # the common case: every line of the run fits ``typed``, decoded in one C-level loop
+                    objs.extend(map(fast, run))
+                    nos.extend(range(lineno + 1, lineno + 1 + len(run)))
+                    kept.extend(run)
+                    lineno += len(run)
                     continue
-                except (msgspec.ValidationError, msgspec.DecodeError):
-                    pass  # not the common record's shape: the general decode below applies the reference's rules
-            try:
-                obj = plain(line)
-            except (msgspec.DecodeError, RecursionError):
-                if not line.strip():
-                    continue
-                # the reference's raw text keeps the line's newline (binary iteration does)
-                raw = line + b"\n" if (block or i < last) else line
-                try:
-                    obj = json.loads(raw)
-                except (ValueError, RecursionError) as exc:
-                    ctx.count_input()
-                    ctx.quarantine(lineno, f"invalid JSON: {str(exc)[:200]}", raw)
-                    continue
-            if type(obj) is not dict:
-                ctx.count_input()
-                raw = line + b"\n" if (block or i < last) else line
-                ctx.quarantine(lineno, f"line is a JSON {type(obj).__name__}, not an object", raw)
-                continue
-            yield lineno, obj, line
+                except errors:
+                    del objs[len(kept):]  # the run's decoded prefix: decoded again below
+            for i, line in enumerate(run, lo):
+                lineno += 1
+                obj = _decode_line(line, fast, plain, bool(block) or i < last)
+                if obj is not None:
+                    objs.append(obj)
+                    nos.append(lineno)
+                    kept.append(line)
+        if objs:
+            yield nos, objs, kept
         if not block:
             return
+
+
+def iter_json_lines_fast(stream, ctx: ReadContext, typed=None) -> Iterator[tuple[int, Any, bytes]]:
+    """:func:`iter_json_lines` with msgspec: ``(line_no, obj, line)`` for the same lines, the same quarantine
+    (:func:`iter_json_line_blocks`, one line at a time)."""
+    for block in iter_json_line_blocks(stream, typed):
+        yield from _filed(block, ctx)
 
 
 def reference_object(line: bytes):

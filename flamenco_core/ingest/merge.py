@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -92,20 +93,36 @@ def bucket_bounds(sample: np.ndarray, total: int, bucket_rows: int) -> np.ndarra
     return np.concatenate((np.unique(cuts), last))
 
 
+def _key_hash(table: pa.Table, key: list[str]) -> np.ndarray:
+    """One uint64 per row mixing the ``key`` columns' values: equal rows get equal hashes (``-0.0`` is
+    hashed as ``0.0`` and a missing value as one value, as pandas compares them); unequal rows rarely do."""
+    h = np.zeros(table.num_rows, dtype=np.uint64)
+    for name in key:
+        col = table[name]
+        if pa.types.is_timestamp(col.type):
+            col = col.cast(pa.int64())
+        if col.null_count:
+            col = pc.fill_null(col, 0)
+        v = col.to_numpy()
+        if v.dtype.kind == "f":
+            v = (v + 0.0).view(np.uint64)  # -0.0 + 0.0 is 0.0
+        h = (h * np.uint64(0x100000001B3)) ^ v.astype(np.uint64, copy=False)
+    return h
+
+
 def _dedupe_sort(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     """Drop exact duplicates (all columns but the internal ones; first by ``__seq`` kept), then sort by
-    ``(timestamp, __seq)``. Returns the table and the ``__file_idx`` of every dropped row.
+    ``(timestamp, __seq)``. ``table`` holds its rows in ``__seq`` order. Returns the table and the
+    ``__file_idx`` of every dropped row.
 
     Duplicates are found by pandas' ``DataFrame.duplicated``, the reference's own rule (``-0.0`` equals
-    ``0.0``, missing values equal each other); pandas 3 keeps the strings in Arrow, so a bucket costs a
-    few bytes per row more than its table, and it was faster than Arrow's hash group-by here."""
+    ``0.0``, missing values equal each other), but only among candidate rows: those whose hash of a few
+    numeric key columns repeats (cheap to hash, unlike the addresses and, in a wide flows table, ~80 float
+    columns more)."""
     cols = [c for c in table.column_names if c not in INTERNAL]
-    # Only rows whose key columns repeat can be duplicates: find those on a few numeric columns (cheap to
-    # hash, unlike the addresses), then compare every column on them alone (a wide flows table has ~80
-    # float columns more).
     key = [c for c in ("timestamp", "rtt_ms", "src_port", "dst_port") if c in cols]
     dup = np.zeros(table.num_rows, dtype=bool)
-    cand = table.select(key).to_pandas().duplicated(keep=False).to_numpy()
+    cand = pd.Series(_key_hash(table, key)).duplicated(keep=False).to_numpy()
     if cand.any():
         idx = np.flatnonzero(cand)
         sub = table.select(cols).take(pa.array(idx)).to_pandas()
@@ -114,9 +131,14 @@ def _dedupe_sort(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
     if dup.any():
         dropped = table[FILE_COL].to_numpy()[dup]
         table = table.filter(pa.array(~dup))
-    order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), (SEQ_COL, "ascending")])
-    idx = order.to_numpy()
-    if len(idx) and not (idx[1:] > idx[:-1]).all():  # a dump in time order needs no reshuffle
+    ts = _ts_int(table["timestamp"])
+    if len(ts) and not (ts[1:] >= ts[:-1]).all():  # a dump in time order needs no reshuffle
+        seq = table[SEQ_COL].to_numpy()
+        if (seq[1:] > seq[:-1]).all():
+            # rows in __seq order: a stable sort by time alone is the sort by (timestamp, __seq)
+            order = pa.array(np.argsort(ts, kind="stable"))
+        else:
+            order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), (SEQ_COL, "ascending")])
         table = table.take(order)
     return table, dropped
 

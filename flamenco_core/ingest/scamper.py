@@ -48,7 +48,7 @@ from typing import IO, Any, Iterable, Iterator
 
 import pandas as pd
 
-from .atlas import LatencyBatch, as_int, as_rtt, readable_records
+from .latency_rows import LatencyBatch, as_int, as_rtt, raw_text, readable_records
 from .base import IngestError, ReadContext, iter_json_lines, iter_json_records, open_maybe_compressed, register
 
 SOURCE = "ark"
@@ -72,11 +72,6 @@ def _tx_values(items: Any) -> list[int]:
     return [t for it in items if isinstance(it, dict) and (t := _tv_us(it.get("tx"))) is not None]
 
 
-def _raw(obj: Any) -> str:
-    # Built only when quarantining; the quarantine keeps 500 characters.
-    return repr(obj)[:500]
-
-
 class _Record:
     """One scamper measurement being turned into rows: its header fields plus the shared accounting."""
 
@@ -93,7 +88,7 @@ class _Record:
         self.measurement = f"{self.obj['type']}:{self.src}>{self.dst}@{t // 1_000_000}.{t % 1_000_000:06d}"
 
     def quarantine(self, reason: str, field: str) -> None:
-        self.ctx.quarantine(self.no, reason, _raw(self.obj), field=field)
+        self.ctx.quarantine(self.no, reason, raw_text(self.obj), field=field)
 
     def reply(
         self,
@@ -264,7 +259,7 @@ def parse_scamper_records(
             continue
         if not isinstance(rtype, str) or not rtype:
             ctx.count_input()
-            ctx.quarantine(no, "missing or non-string type", _raw(obj), field="type")
+            ctx.quarantine(no, "missing or non-string type", raw_text(obj), field="type")
             continue
         handler = _HANDLERS.get(rtype)
         if handler is None:
@@ -274,7 +269,7 @@ def parse_scamper_records(
         bad = next((f for f in ("src", "dst") if not isinstance(obj.get(f), str) or not obj[f]), None)
         if bad is not None:
             ctx.count_input()
-            ctx.quarantine(no, f"missing or invalid {bad}", _raw(obj), field=bad)
+            ctx.quarantine(no, f"missing or invalid {bad}", raw_text(obj), field=bad)
             continue
         handler(_Record(no, obj, ctx, batch, all_hops))
         yield from batch.full_frames()
