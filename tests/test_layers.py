@@ -25,8 +25,6 @@ PRIVATE_IMPORTS = {
 MAX_LINES = 500
 #: Library files still over MAX_LINES, each with the reason; the list only shrinks.
 LONG_FILES = {
-    "flamenco_core/ingest/nfdump.py": "the ingest readers are being reworked for speed (issue 14)",
-    "flamenco_core/ingest/tabular.py": "the ingest readers are being reworked for speed (issue 14)",
 }
 
 

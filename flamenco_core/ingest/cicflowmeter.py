@@ -35,22 +35,17 @@ import pandas as pd
 
 from .base import IngestError, ReadContext, open_maybe_compressed, register
 from .schema import FLOW_KEY_FIELDS, KIND_KEY, snake_case, to_flows_table
-from .tabular import (
+from .column_values import (
     NA_STRINGS,
-    LineSource,
-    TextBlock,
     RowProblems,
     add_int_problems,
     add_timestamp_problems,
-    delimited_records,
-    open_text,
-    parse_header,
-    read_delimited,
     to_float,
     to_int,
     to_protocol,
     to_timestamp,
 )
+from .text_lines import LineSource, TextBlock, delimited_records, open_text, parse_header, read_delimited
 
 #: Columns that are not flow features: the pandas row index the dataset was saved with, the flow id
 #: (a text made of the 5-tuple) and the HTTP URL CIC-DDoS2019 adds. Matched on snake-cased names.

@@ -1,4 +1,4 @@
-"""Tabular readers (``csv``, ``parquet``) and the column-wise parsing helpers the text readers share.
+"""Tabular readers (``csv``, ``parquet``): column maps, the kind decision and the canonical frames.
 
 The ``csv`` and ``parquet`` readers hold either latency or flow rows, decided per file: after the
 column map is applied, a file with an ``rtt_ms`` column is latency data, any other file is flow data
@@ -31,480 +31,54 @@ Options (both formats):
 
 Text fields: CSV quoting is honoured per line, but a quoted field that spans lines is not supported
 (each line is one record).
+
+The helpers the text readers share live in :mod:`~flamenco_core.ingest.text_lines` (reading lines) and
+:mod:`~flamenco_core.ingest.column_values` (parsing values); their names stay importable from here.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
-import re
-from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
 
-from .base import IngestError, ReadContext, open_maybe_compressed, register
+from .base import IngestError, ReadContext, register
+from .column_values import (  # noqa: F401  (re-exported: the readers' helpers were importable from here)
+    EXTRA_TIMESTAMP_FORMATS,
+    NA_STRINGS,
+    NFDUMP_PROTOCOLS,
+    PROTOCOL_NUMBERS,
+    TS_MAX,
+    TS_MIN,
+    RowProblems,
+    add_int_problems,
+    add_timestamp_problems,
+    as_text,
+    to_float,
+    to_int,
+    to_protocol,
+    to_timestamp,
+    unix_seconds,
+)
 from .schema import snake_case
+from .text_lines import (  # noqa: F401  (re-exported, as above)
+    LineSource,
+    TextBlock,
+    delimited_records,
+    open_text,
+    parse_header,
+    read_delimited,
+)
 
 log = logging.getLogger(__name__)
-
-#: The strings pandas reads as missing; a numeric field holding one of them is NaN, not malformed.
-NA_STRINGS = (
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
-    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
-)  # fmt: skip
-_NA_LOWER = frozenset(s.lower() for s in NA_STRINGS)
 
 LATENCY_REQUIRED = ("timestamp", "src", "dst", "rtt_ms")
 LATENCY_OPTIONAL = ("source", "measurement", "hop_ttl", "label")
 FLOWS_REQUIRED = ("timestamp", "src", "dst", "src_port", "dst_port", "protocol")
-
-#: Protocol names as nfdump prints them (its ``protoList``, index = IANA number) ...
-NFDUMP_PROTOCOLS = (
-    "0", "ICMP", "IGMP", "GGP", "IPIP", "ST", "TCP", "CBT", "EGP", "IGP", "BBN", "NVPII", "PUP", "ARGUS",
-    "ENCOM", "XNET", "CHAOS", "UDP", "MUX", "DCN", "HMP", "PRM", "XNS", "Trnk1", "Trnk2", "Leaf1", "Leaf2",
-    "RDP", "IRTP", "ISO-4", "NETBK", "MFESP", "MEINP", "DCCP", "3PC", "IDPR", "XTP", "DDP", "IDPR", "TP++",
-    "IL", "IPv6", "SDRP", "Rte6", "Frag6", "IDRP", "RSVP", "GRE", "MHRP", "BNA", "ESP", "AH", "INLSP",
-    "SWIPE", "NARP", "MOBIL", "TLSP", "SKIP", "ICMP6", "NOHE6", "OPTS6", "HOST", "CFTP", "NET", "SATNT",
-    "KLAN", "RVD", "IPPC", "FS", "SATM", "VISA", "IPCV", "CPNX", "CPHB", "WSN", "PVP", "BSATM", "SUNND",
-    "WBMON", "WBEXP", "ISOIP", "VMTP", "SVMTP", "VINES", "TTP", "NSIGP", "DGP", "TCF", "EIGRP", "OSPF",
-    "S-RPC", "LARP", "MTP", "AX.25", "OS", "MICP", "SCCSP", "ETHIP", "ENCAP", "99", "GMTP", "IFMP", "PNNI",
-    "PIM", "ARIS", "SCPS", "QNX", "A/N", "IPcmp", "SNP", "CpqPP", "IPXIP", "VRRP", "PGM", "0hop", "L2TP",
-    "DDX", "IATP", "STP", "SRP", "UTI", "SMP", "SM", "PTP", "ISIS4", "FIRE", "CRTP", "CRUDP", "128", "IPLT",
-    "SPS", "PIPE", "SCTP", "FC", "134", "MHEAD", "UDP-L", "MPLS",
-)  # fmt: skip
-#: ... plus the IANA keywords other tools print. Keys are upper-case; the first name wins, as in nfdump.
-PROTOCOL_NUMBERS: dict[str, int] = {}
-for _num, _name in enumerate(NFDUMP_PROTOCOLS):
-    PROTOCOL_NUMBERS.setdefault(_name.upper(), _num)
-for _name, _num in {"HOPOPT": 0, "IPV4": 4, "IPV6-ICMP": 58, "ICMPV6": 58, "IPV6-FRAG": 44,
-                    "IPV6-ROUTE": 43, "IPV6-NONXT": 59, "IPV6-OPTS": 60, "UDPLITE": 136, "OSPFIGP": 89}.items():
-    PROTOCOL_NUMBERS.setdefault(_name, _num)
-
-
-# --------------------------------------------------------------------------------------------------
-# Reading lines
-
-
-def open_text(path: str | Path) -> io.TextIOWrapper:
-    """Open a (possibly gzip/bzip2-compressed) text file; undecodable bytes become U+FFFD rather than
-    aborting the file, a UTF-8 BOM is dropped and every line ending reads as ``\\n``."""
-    return io.TextIOWrapper(open_maybe_compressed(path), encoding="utf-8-sig", errors="replace", newline=None)
-
-
-class TextBlock:
-    """Consecutive lines of a file, kept as one string (``text``, lines joined by ``\\n``) so that they
-    can be scanned with numpy and handed to a parser without splitting; block line ``i`` is file line
-    ``first_no + i``."""
-
-    def __init__(self, text: str, first_no: int, n: int):
-        self.text = text
-        self.first_no = first_no
-        self.n = n
-        self._lines: list[str] | None = None
-
-    @property
-    def lines(self) -> list[str]:
-        """The block's lines (split on first use: the fast paths never need them)."""
-        if self._lines is None:
-            self._lines = self.text.split("\n")
-        return self._lines
-
-    def series(self, mask: np.ndarray | None = None) -> pd.Series:
-        """The lines (where ``mask``) as an object Series indexed by file line number."""
-        s = pd.Series(self.lines, index=np.arange(self.first_no, self.first_no + self.n), dtype=object)
-        return s if mask is None else s[mask]
-
-    def select_text(self, mask: np.ndarray) -> str:
-        """The lines where ``mask``, joined by ``\\n`` (the block text itself when all are selected)."""
-        if mask.all():
-            return self.text
-        return "\n".join(np.asarray(self.lines, dtype=object)[mask].tolist())
-
-    def scan(self, sep: str = ",") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Per line: number of fields, whether it holds a quote, whether it is blank.
-
-        Separators are counted on the encoded bytes (UTF-8 never puts an ASCII byte inside a multi-byte
-        character), so a block costs a few numpy passes; only lines with quotes are re-counted with the
-        csv module, and only separator-free lines are checked for being whitespace."""
-        if len(sep) != 1 or ord(sep) > 127:
-            fields = np.array([x.count(sep) for x in self.lines], dtype=np.int64) + 1
-            quoted = np.array(['"' in x for x in self.lines], dtype=bool)
-            blank = np.array([not x.strip() for x in self.lines], dtype=bool)
-        else:
-            buf = np.frombuffer(self.text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-            ends = np.append(np.flatnonzero(buf == 10), len(buf))
-            starts = np.concatenate(([0], ends[:-1] + 1))
-
-            def per_line(byte: int) -> np.ndarray:
-                pos = np.flatnonzero(buf == byte)
-                # searching the few line ends among the many separator positions keeps this O(n log m)
-                return np.diff(np.concatenate(([0], np.searchsorted(pos, ends))))
-
-            fields = per_line(ord(sep)) + 1
-            quoted = per_line(34) > 0 if '"' in self.text else np.zeros(self.n, dtype=bool)
-            blank = (ends - starts) == 0
-            maybe = ~blank & (fields == 1)
-            if maybe.any():
-                blank[maybe] = [self.lines[i].isspace() for i in np.flatnonzero(maybe)]
-        if quoted.any():
-            fields[quoted] = [_csv_field_count(self.lines[i], sep) for i in np.flatnonzero(quoted)]
-        return fields, quoted, blank
-
-
-class LineSource:
-    """Numbered lines of a text file, read in blocks (bounded memory).
-
-    :meth:`header` returns the first non-blank line; :meth:`blocks` then yields the following lines in
-    :class:`TextBlock` s of at most ``n_lines`` lines."""
-
-    def __init__(self, fh: io.TextIOBase):
-        self._fh = fh
-        self._next_no = 1
-
-    def header(self) -> tuple[int, str] | None:
-        """``(line number, text)`` of the first non-blank line, or None for a file without one."""
-        for line in self._fh:
-            no = self._next_no
-            self._next_no += 1
-            text = line.rstrip("\n")
-            if text.strip():
-                return no, text
-        return None
-
-    def blocks(self, n_lines: int) -> Iterator[TextBlock]:
-        """The remaining lines, ``n_lines`` at a time."""
-        n_lines = max(1, int(n_lines))
-        while True:
-            items = list(islice(self._fh, n_lines))
-            if not items:
-                return
-            # universal-newline mode turned every line ending into "\n", so "\n" separates exactly the
-            # file's lines (str.splitlines would also split on \x0b, \x1c, U+2028, ...)
-            text = "".join(items)
-            del items
-            if text.endswith("\n"):
-                text = text[:-1]
-            n = text.count("\n") + 1
-            block = TextBlock(text, self._next_no, n)
-            self._next_no += n
-            yield block
-
-
-def parse_header(line: str, sep: str = ",") -> list[str]:
-    """Split a header line with CSV quoting rules (the names are kept as written, spaces included)."""
-    try:
-        return next(csv.reader([line], delimiter=sep))
-    except (csv.Error, StopIteration) as exc:
-        raise IngestError(f"cannot parse header line {line[:200]!r}: {exc}") from exc
-
-
-def _csv_field_count(line: str, sep: str) -> int:
-    try:
-        return len(next(csv.reader([line], delimiter=sep, strict=True)))
-    except (csv.Error, StopIteration):
-        return -1
-
-
-def delimited_records(
-    block: TextBlock, n_fields: int, ctx: ReadContext, sep: str = ",", limit: int | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Count the block's records (non-blank lines, the first ``limit`` lines only when given), quarantine
-    those without ``n_fields`` fields, and return ``(positions of the good lines, quoted mask)``.
-
-    A truncated line or one with an extra field is caught whether or not it is the last of the file."""
-    fields, quoted, blank = block.scan(sep)
-    records = ~blank
-    if limit is not None:
-        records[limit:] = False
-    ctx.count_input(int(records.sum()))
-    wrong = records & (fields != n_fields)
-    for i in np.flatnonzero(wrong):
-        found = "an unparsable quoted field" if fields[i] < 0 else str(int(fields[i]))
-        ctx.quarantine(block.first_no + int(i), f"expected {n_fields} fields, found {found}", block.lines[i])
-    return np.flatnonzero(records & ~wrong), quoted
-
-
-def read_delimited(
-    block: TextBlock,
-    rows: np.ndarray,
-    quoted: np.ndarray,
-    n_fields: int,
-    usecols: list[int],
-    str_cols: Iterable[int],
-    sep: str = ",",
-) -> pd.DataFrame:
-    """Parse the block lines at positions ``rows`` (all with ``n_fields`` fields) into a frame with
-    columns ``usecols`` (field positions) and a 0..len(rows)-1 index.
-
-    Columns in ``str_cols`` stay text (empty string when empty); the others are parsed by pandas'
-    C parser, which gives float/int columns when every value is a number or a missing-value marker and
-    an object column otherwise (for :func:`to_float` to find the culprits). Lines with quotes, and any
-    block the C parser would misalign, go through the csv module instead."""
-    str_cols = set(str_cols) & set(usecols)
-    take = np.zeros(block.n, dtype=bool)
-    take[rows] = True
-    plain = take & ~quoted
-    q = take & quoted
-    parts = []
-    if plain.any():
-        n_plain = int(plain.sum())
-        try:
-            df = pd.read_csv(
-                io.StringIO(block.select_text(plain)),
-                sep=sep,
-                header=None,
-                names=list(range(n_fields)),
-                usecols=usecols,
-                dtype={c: str for c in str_cols},
-                keep_default_na=False,
-                na_values={c: list(NA_STRINGS) for c in usecols if c not in str_cols},
-                quoting=csv.QUOTE_NONE,
-                skip_blank_lines=False,
-                engine="c",
-                low_memory=False,
-            )
-            if len(df) != n_plain:
-                raise ValueError("row count mismatch")
-            df.index = np.flatnonzero(plain)
-        except (ValueError, pd.errors.ParserError, csv.Error):
-            df = _python_rows(block, np.flatnonzero(plain), usecols, sep, csv.QUOTE_NONE)
-        parts.append(df)
-    if q.any():
-        parts.append(_python_rows(block, np.flatnonzero(q), usecols, sep, csv.QUOTE_MINIMAL))
-    df = parts[0] if len(parts) == 1 else pd.concat(parts).sort_index()
-    return df.reset_index(drop=True)
-
-
-def _python_rows(block: TextBlock, pos: np.ndarray, usecols: list[int], sep: str, quoting: int) -> pd.DataFrame:
-    rows = []
-    for i in pos:
-        try:
-            fields = next(csv.reader([block.lines[i]], delimiter=sep, quoting=quoting))
-        except (csv.Error, StopIteration):
-            fields = []
-        rows.append([fields[k] if k < len(fields) else "" for k in usecols])
-    return pd.DataFrame(rows, index=pos, columns=usecols, dtype=object)
-
-
-# --------------------------------------------------------------------------------------------------
-# Column-wise value parsing: every function returns values plus a boolean "malformed" mask, so that a
-# chunk is validated with vectorised operations and only the bad rows are touched one by one.
-
-
-class RowProblems:
-    """Collects malformed values column by column; :meth:`quarantine` files one entry per bad row
-    (naming its first bad field, the reason listing all of them)."""
-
-    def __init__(self, n: int):
-        self.bad = np.zeros(n, dtype=bool)
-        self._items: list[tuple[np.ndarray, str, str, np.ndarray]] = []
-
-    def add(self, mask: np.ndarray, field: str, what: str, raw_values) -> None:
-        """Record that rows ``mask`` hold ``what`` (e.g. "unparsable number") in ``field``; ``raw_values``
-        (positional) are the values as read, quoted in the reason."""
-        mask = np.asarray(mask, dtype=bool)
-        if mask.any():
-            self.bad |= mask
-            if isinstance(raw_values, pd.Series):
-                raw_values = _text(raw_values)
-            self._items.append((mask, field, what, np.asarray(raw_values, dtype=object)))
-
-    def quarantine(self, ctx: ReadContext, record_nos: np.ndarray, raw_of: Callable[[int], str]) -> None:
-        """File the bad rows; ``raw_of(i)`` gives the original text of row position ``i``."""
-        for i in np.flatnonzero(self.bad):
-            probs = [(field, what, vals[i]) for mask, field, what, vals in self._items if mask[i]]
-            reason = "; ".join(
-                f"{what} in field {field!r}" if what.startswith("missing") else f"{what} {_short(v)} in field {field!r}"
-                for field, what, v in probs
-            )
-            ctx.quarantine(int(record_nos[i]), reason, raw_of(int(i)), field=probs[0][0])
-
-
-def _short(v) -> str:
-    text = repr(v) if isinstance(v, str) else repr(str(v))
-    return text if len(text) <= 60 else text[:57] + "...'"
-
-
-def _text(col: pd.Series) -> pd.Series:
-    return col.astype(object).where(col.notna(), "").astype(str)
-
-
-def to_float(col: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Values as float64 and a mask of malformed entries: a text that is not a number. Empty fields and
-    missing-value markers (``NaN``, ``NA``, ``null``, ...) become NaN and ``Infinity``/``inf`` become
-    inf; neither is malformed (the driver drops them with reasons)."""
-    if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-        return np.array(col.to_numpy(dtype="float64", na_value=np.nan)), np.zeros(len(col), dtype=bool)
-    num = pd.to_numeric(col, errors="coerce")
-    values = np.array(num.to_numpy(dtype="float64", na_value=np.nan))
-    nan = np.isnan(values)
-    bad = np.zeros(len(col), dtype=bool)
-    if nan.any():
-        sub = col[nan]
-        marker = sub.isna().to_numpy() | _text(sub).str.strip().str.lower().isin(_NA_LOWER).to_numpy()
-        bad[nan] = ~marker
-    return values, bad
-
-
-def to_int(col: pd.Series, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integers in ``[lo, hi]`` as int64 plus two masks: missing (empty/NA) and malformed (a text, a
-    fraction or out of range). Values at masked positions are 0."""
-    values, bad = to_float(col)
-    missing = np.isnan(values) & ~bad
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(values) & (values == np.floor(values)) & (values >= lo) & (values <= hi)
-    bad = ~ok & ~missing
-    return np.where(ok, values, 0).astype("int64"), missing, bad
-
-
-def to_protocol(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IANA protocol numbers from numbers or names (``TCP``, ``udp``, ``ICMP6``, ``ipv6-icmp``, ...);
-    masks as :func:`to_int`."""
-    if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
-        text = _text(col).str.strip()
-        named = text.str.upper().map(PROTOCOL_NUMBERS)
-        has_name = named.notna().to_numpy()
-        if has_name.any():
-            col = text.where(~has_name, named.astype("Int64").astype(str))
-    return to_int(col, 0, 255)
-
-
-#: strftime formats tried, after pandas' ISO 8601 parser and its format guess, for timestamps that
-#: CICFlowMeter versions print (CIC-IDS2017, CSE-CIC-IDS2018).
-EXTRA_TIMESTAMP_FORMATS = (
-    "%d/%m/%Y %I:%M:%S %p",
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%m/%d/%Y %I:%M:%S %p",
-    "%m/%d/%Y %H:%M:%S",
-    "%m/%d/%Y %H:%M",
-)
-_TZ_SUFFIX = re.compile(r"(?:Z|[+-]\d\d:?\d\d)$", re.IGNORECASE)
-
-
-def to_timestamp(
-    col: pd.Series,
-    tz: str | None = None,
-    fmt: str | None = None,
-    unit: str = "s",
-    dayfirst: bool = False,
-) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """UTC timestamps (``datetime64[us, UTC]``) plus masks missing / malformed.
-
-    Numbers (or numeric strings) are unix time in ``unit``; strings are ISO 8601, ``fmt`` if given, else
-    a format guessed from the first string that is not ISO (see :data:`EXTRA_TIMESTAMP_FORMATS`).
-    Naive values are local time in ``tz`` (default UTC); a local time that does not exist or is
-    ambiguous (DST change) counts as malformed."""
-    tz = tz or "UTC"
-    n = len(col)
-    if isinstance(col.dtype, pd.DatetimeTZDtype) or pd.api.types.is_datetime64_dtype(col):
-        missing = col.isna().to_numpy()
-        acc = _utc_values(col, tz)
-        return _finish(acc, col.index, missing)
-    if pd.api.types.is_numeric_dtype(col) and not pd.api.types.is_bool_dtype(col):
-        values = col.to_numpy(dtype="float64", na_value=np.nan)
-        missing = np.isnan(values)
-        acc = _from_unix(values, unit)
-        return _finish(acc, col.index, missing)
-
-    text = _text(col).str.strip()
-    missing = text.str.lower().isin(_NA_LOWER).to_numpy()
-    acc = np.full(n, np.datetime64("NaT"), dtype="datetime64[us]")
-    todo = ~missing
-    if todo.any():
-        if tz.upper() == "UTC":
-            # naive and offset-carrying strings in one pass: both are read as UTC
-            got = pd.to_datetime(text, format=fmt or "ISO8601", utc=True, errors="coerce")
-            acc[todo] = _utc_values(got, "UTC")[todo]
-        else:
-            aware = todo & text.str.contains(_TZ_SUFFIX).to_numpy()
-            if aware.any():
-                got = pd.to_datetime(text[aware], format=fmt or "ISO8601", utc=True, errors="coerce")
-                acc[aware] = _utc_values(got, "UTC")
-            naive = todo & ~aware
-            if naive.any():
-                acc[naive] = _utc_values(pd.to_datetime(text[naive], format=fmt or "ISO8601", errors="coerce"), tz)
-        todo &= np.isnat(acc)
-    if fmt is None and todo.any():
-        num = pd.to_numeric(text[todo], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-        sel = np.flatnonzero(todo)[~np.isnan(num)]
-        if len(sel):
-            acc[sel] = _from_unix(num[~np.isnan(num)], unit)
-            todo[sel] = False
-    if fmt is None and todo.any():
-        from pandas.tseries.api import guess_datetime_format
-
-        guessed = guess_datetime_format(text[todo].iloc[0], dayfirst=dayfirst)
-        extra = [f for f in EXTRA_TIMESTAMP_FORMATS if f.startswith("%d") == dayfirst]
-        extra += [f for f in EXTRA_TIMESTAMP_FORMATS if f not in extra]
-        for f in ([guessed] if guessed else []) + extra:
-            if not todo.any():
-                break
-            sel = np.flatnonzero(todo)
-            got = _utc_values(pd.to_datetime(text.iloc[sel], format=f, errors="coerce"), tz)
-            ok = ~np.isnat(got)
-            acc[sel[ok]] = got[ok]
-            todo[sel[ok]] = False
-    return _finish(acc, col.index, missing)
-
-
-def _from_unix(values: np.ndarray, unit: str) -> np.ndarray:
-    got = pd.to_datetime(pd.Series(values), unit=unit, utc=True, errors="coerce")
-    return _utc_values(got, "UTC")
-
-
-def _utc_values(dt: pd.Series, tz: str) -> np.ndarray:
-    """Naive UTC ``datetime64[us]`` values of a datetime series (naive values are local time in ``tz``)."""
-    dt = pd.to_datetime(dt, errors="coerce")
-    if not isinstance(dt.dtype, pd.DatetimeTZDtype):
-        if tz.upper() != "UTC":
-            dt = dt.dt.tz_localize(tz, ambiguous="NaT", nonexistent="NaT")
-        else:
-            dt = dt.dt.tz_localize("UTC")
-    return dt.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-
-
-#: Timestamps outside pandas' nanosecond range (years 1677-2262) count as malformed: they are no
-#: measurement times (``-1`` read as ISO year -1) and would overflow code that works in nanoseconds.
-TS_MIN = np.datetime64(pd.Timestamp.min.ceil("us").to_datetime64(), "us")
-TS_MAX = np.datetime64(pd.Timestamp.max.floor("us").to_datetime64(), "us")
-
-
-def _finish(acc: np.ndarray, index, missing: np.ndarray) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    out_of_range = ~np.isnat(acc) & ((acc < TS_MIN) | (acc > TS_MAX))
-    if out_of_range.any():
-        acc = acc.copy()
-        acc[out_of_range] = np.datetime64("NaT")
-    return pd.Series(acc, index=index).dt.tz_localize("UTC"), missing, np.isnat(acc) & ~missing
-
-
-def unix_seconds(ts: pd.Series) -> np.ndarray:
-    """Unix time in seconds (float, NaN for NaT) of a tz-aware timestamp series."""
-    us = ts.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[us]")
-    out = us.astype("int64") / 1e6
-    out[np.isnat(us)] = np.nan
-    return out
-
-
-def add_timestamp_problems(problems: RowProblems, field: str, col: pd.Series, missing, bad) -> None:
-    """Add the masks of :func:`to_timestamp` (a record without a time is malformed too)."""
-    problems.add(missing, field, "missing timestamp", col)
-    problems.add(bad, field, "unparsable timestamp", col)
-
-
-def add_int_problems(problems: RowProblems, field: str, col: pd.Series, missing, bad, what: str) -> None:
-    """Add the masks of :func:`to_int`/:func:`to_protocol` for a key column (port, protocol)."""
-    problems.add(missing, field, f"missing {what}", col)
-    problems.add(bad, field, f"unparsable {what}", col)
-
-
-# --------------------------------------------------------------------------------------------------
-# The tabular readers
 
 
 def load_column_map(path: str | Path) -> tuple[dict[str, str], str | None]:
@@ -665,15 +239,15 @@ class _TabularBuilder:
         ts, missing, bad = to_timestamp(df[c["timestamp"]], self.tz, self.fmt, self.unit, self.dayfirst)
         add_timestamp_problems(pr, str(c["timestamp"]), df[c["timestamp"]], missing, bad)
         out["timestamp"] = ts.array
-        out["src"] = _text(df[c["src"]]).str.strip().to_numpy()
-        out["dst"] = _text(df[c["dst"]]).str.strip().to_numpy()
+        out["src"] = as_text(df[c["src"]]).str.strip().to_numpy()
+        out["dst"] = as_text(df[c["dst"]]).str.strip().to_numpy()
         if self.kind == "latency":
             rtt, rbad = to_float(df[c["rtt_ms"]])
             pr.add(rbad, str(c["rtt_ms"]), "unparsable number", df[c["rtt_ms"]])
             out["rtt_ms"] = rtt
-            out["source"] = _text(df[c["source"]]).to_numpy() if "source" in c else np.full(n, self.source, dtype=object)
+            out["source"] = as_text(df[c["source"]]).to_numpy() if "source" in c else np.full(n, self.source, dtype=object)
             out["measurement"] = (
-                _text(df[c["measurement"]]).to_numpy() if "measurement" in c else np.full(n, self.measurement, dtype=object)
+                as_text(df[c["measurement"]]).to_numpy() if "measurement" in c else np.full(n, self.measurement, dtype=object)
             )
             if "hop_ttl" in c:
                 ttl, tmiss, tbad = to_int(df[c["hop_ttl"]], 0, 255)
@@ -697,7 +271,7 @@ class _TabularBuilder:
                 out[snake] = vals
         if "label" in c:
             lab = df[c["label"]]
-            out["label"] = _text(lab).str.strip().where(lab.notna(), None).to_numpy()
+            out["label"] = as_text(lab).str.strip().where(lab.notna(), None).to_numpy()
         frame = pd.DataFrame(out)
         if pr.bad.any():
             pr.quarantine(self.ctx, record_nos, raw_of)
