@@ -1,17 +1,8 @@
 """The root of the errors a user can act on, and the exit codes they map to.
 
-Every expected failure (unusable input, a pack that does not fit the data, an output folder in use, a
-usage mistake) raises a :class:`FlamencoError` whose message is one line saying what happened, which
-file, and what to do. The command line prints that line and exits with the error's ``exit_code``; the
-codes are the outcome policy of the README ("Exit codes and outcomes"):
-
-- 0: the run produced what it was asked for (partial results are counted in the summary);
-- 1 (:data:`EXIT_UNUSABLE`): nothing usable came out, or the input is unusable;
-- 2 (:data:`EXIT_USAGE`): a usage error (arguments, a pack or config that does not fit);
-- 3 (:data:`EXIT_IN_USE`): the output folder is in use by another run.
-
-Pure: standard library only.
-"""
+Every expected failure raises a :class:`FlamencoError` whose message is one line (what happened, which
+file, what to do); the command line prints it and exits with its ``exit_code``: 1 unusable, 2 usage, 3
+output folder in use (README, "Exit codes and outcomes"). Pure: standard library only."""
 
 from __future__ import annotations
 

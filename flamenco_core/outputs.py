@@ -1,25 +1,8 @@
 """Atomic, locked outputs: a killed or failing run never leaves a file that looks complete.
 
-Every output is written under a temporary name in its own folder (``.NAME.tmp-PID-RANDOM``: hidden, so
-Parquet datasets and folder scans skip it), flushed to disk, and renamed over the final name only when
-complete. A rename within one file system is atomic, so readers see the old file or the new one, never
-a torn one. A folder is locked for a run with :class:`OutputLock`; a second writer gets
-:class:`OutputInUse` instead of interleaving its files with the first one's.
-
-API (stable; pipelines use it for every file they write):
-
-- :func:`atomic_path` - a context manager yielding a temporary path beside ``path``; on success it is
-  fsynced and renamed over ``path``, on error removed.
-- :func:`atomic_write_text`, :func:`atomic_write_bytes`, :func:`atomic_write_parquet` - one-call writers.
-- :class:`AtomicOutputs` - several files of one result (data, quarantine, report) written to temporary
-  names and committed together, the report last; the old report is removed before anything is
-  replaced, so a kill mid-commit leaves no report that describes files it did not write.
-- :class:`OutputLock` / :class:`OutputInUse` - an exclusive ``fcntl`` lock on ``FOLDER/.flamenco.lock``;
-  the kernel drops it when the holder dies (even on SIGKILL), so a crash never leaves a folder locked.
-- :func:`sweep_temporaries` - removes temporaries left by dead processes (taking a lock does it).
-
-Pure: standard library only (pyarrow/pandas are imported by :func:`atomic_write_parquet` when called).
-"""
+Pipelines write every file through :func:`atomic_path`, the ``atomic_write_*`` helpers or
+:class:`AtomicOutputs` (the report last), and lock their folder with :class:`OutputLock`. How and why:
+docs/outputs.md. Pure: standard library only (pyarrow/pandas imported by :func:`atomic_write_parquet`)."""
 
 from __future__ import annotations
 

@@ -1,18 +1,8 @@
 """The site flow: runs on a site's own work pool, read by the site's own worker, answers with aggregates.
 
-``site_flow`` receives the request (the packs as YAML *text*, the dataset's *name*, the label model and
-seed); the catalog comes from the worker's environment (``FLAMENCO_SITE_CONFIG``, set by
-``flamenco site serve``), never from the request, so a coordinator cannot name a file. The answer is a
-:class:`~flamenco_core.federation.models.SiteAggregate`, published as a Prefect artifact of type
-:data:`AGGREGATE_ARTIFACT` on the flow run: the only thing the coordinator reads back. The flow never
-raises (a failed state's message would travel to the server); failures are ``failed`` answers naming the
-exception type only.
-
-:func:`serve_site` is ``flamenco site serve``: create the site's work pool (a process pool whose job
-template takes no ``command`` or ``env`` from a flow run, so a request cannot change what runs or which
-catalog is read), deploy this flow to it from the project folder (``flamenco-site/<site>``), and run a
-process worker in this process until it is stopped.
-"""
+The catalog comes from the worker's environment, never from the request; the answer is a Prefect artifact
+(:data:`AGGREGATE_ARTIFACT`) and the flow never raises. :func:`serve_site` is ``flamenco site serve``. See
+docs/federation.md (top)."""
 
 from __future__ import annotations
 

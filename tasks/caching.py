@@ -1,20 +1,8 @@
 """Caching of preprocessing tasks: re-running on unchanged input reuses the results.
 
-A cached task's key covers everything its result depends on:
-
-- its inputs (Prefect's ``INPUTS``: every argument, so another ``out_dir`` or option is another key);
-- the **content** of its input files (:class:`InputFiles`): arguments are paths, and a path alone would
-  hit the cache after the file was rewritten with new data;
-- the task's source (``TASK_SOURCE``) and the source of the core modules it calls (:class:`CoreSource`),
-  since a task only wraps a core function: a fix in a reader must invalidate ingest results.
-
-Results and cache keys persist in a project-local store, ``$FLAMENCO_HOME/cache/{results,keys}``
-(``./.flamenco`` by default), so they survive the process and are shared by every worker on the machine.
-
-Preprocessing results are paths to files the task wrote. A cache hit whose files were deleted since would
-hand back dangling paths, so flows call cached tasks through :func:`call_cached`, which checks the
-outputs and recomputes (``refresh_cache``) when any is missing.
-"""
+The key covers the task's inputs, its input files' content and the source of the task and of the core
+modules it calls; flows call cached tasks through :func:`call_cached`, which recomputes when an output is
+gone. See docs/orchestration.md, section "Failure isolation and reruns"."""
 
 from __future__ import annotations
 

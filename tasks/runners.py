@@ -1,18 +1,7 @@
-"""Task runners: where a flow's mapped tasks run.
+"""Task runners: where a flow's mapped tasks run (``threads``, ``processes`` or ``dask``).
 
-``--runner {threads,processes,dask}`` (and ``runner:`` in a config file) picks one:
-
-- ``threads``: Prefect's ``ThreadPoolTaskRunner``. The default: cheapest to start, but Python code holding
-  the GIL (most per-pair work) does not run in parallel.
-- ``processes``: Prefect's ``ProcessPoolTaskRunner`` (spawned worker processes): real parallelism on one
-  machine; each worker pays the imports once.
-- ``dask``: ``prefect_dask.DaskTaskRunner`` on a local cluster (one single-threaded worker process per
-  worker, loopback only, no dashboard) or, given ``address`` (``tcp://host:8786``), on an existing Dask
-  scheduler, which is how work scales out past one machine.
-
-Prefect subflows keep their own task runner, so a flow that fans out in a subflow takes the runner as a
-parameter and applies it there with :func:`with_runner`.
-"""
+A subflow keeps its own runner, so a flow that fans out in one applies it with :func:`with_runner`. See
+docs/orchestration.md, section "Runners: threads, processes, Dask"."""
 
 from __future__ import annotations
 

@@ -1,29 +1,8 @@
 """The one place that talks to MLflow.
 
-Runs are created through :class:`mlflow.MlflowClient`, never the fluent API: MLflow's active run is
-thread-local, and Prefect runs mapped tasks in worker threads, so children are created by id with the
-``mlflow.parentRunId`` tag (what ``start_run(parent_run_id=...)`` sets) and work from any thread.
-
-**Run identity.** Every run carries a deterministic key in the tag :data:`RUN_KEY_TAG`, and
-:func:`start_run` looks the key up before creating anything: a task retry, a flow-run retry or a rerun on
-the same input finds the run it created before and logs into it, so retries never duplicate runs. The key
-is what the run *is*: by default a hash of the experiment, run name, parent run, params and tags; pipelines
-pass :func:`run_key` of the flow name, the inputs' content hashes and the parameters. Two workers racing to
-create the same key both create, see each other, and the later one deletes its copy.
-
-**Naming and tags** (see ``docs/orchestration.md``): experiments are named ``flamenco-<pipeline>`` unless
-the user names one; a parent run is ``<pipeline>-<dataset>[-<detail>]`` (:func:`run_name`), a child run is
-named after its item (SD pair, pack or LF combination). Tags: :func:`standard_tags` (dataset, pipeline,
-LF pack, group, combination) under the ``flamenco.`` prefix; ``flamenco compare`` reads them.
-
-**What the UI shows** (issue 15): experiments and parent runs carry a description (MLflow's
-``mlflow.note.content`` tag, shown on their pages); an LF combination's child run is named by the A/B/C
-legend ("A+B", :mod:`flamenco_core.report.legend`) with the full combination in :data:`TAG_COMBINATION` and
-its description; headline metrics use the same keys on parents and children (:data:`FLOW_HEADLINE`,
-:func:`latency_metrics`); a list param too long to read in a table goes to a JSON artifact under
-``params/`` and the param says so (:func:`_clean_params`); a parent run gets its comparison table
-(:func:`log_table`, shown in MLflow's artifact view) and chart.
-"""
+Runs are created by id through :class:`mlflow.MlflowClient` (the fluent API's active run is thread-local)
+and found again by their key (:data:`RUN_KEY_TAG`), so retries never duplicate them. Naming, tags and why:
+docs/orchestration.md, sections "Failure isolation and reruns" and "MLflow naming scheme"."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
 """Snuba's synthesizer: candidate heuristics, their abstain band, and decision-tree paths.
 
-A candidate is a small model fitted on the labeled rows of one feature subset. Its probability ``p`` of
-the positive class becomes a vote through an abstain band ``beta`` around the decision centre ``b``:
-positive when ``p >= b + beta``, negative when ``p <= b - beta``, abstain otherwise. ``beta`` is chosen
-per candidate from a grid to maximize F1 on the whole labeled set, where an abstain counts as an error
-(it is never a correct prediction), so a candidate cannot buy precision by refusing to vote.
-
-Only decision trees can become declarative LF specs: a root-to-leaf path is an AND of threshold
-conditions, and a threshold can be written as a percentile of the local data. Logistic regression votes
-on a weighted sum of features and k-nearest neighbours on distances to the labeled points themselves;
-neither is a conjunction of per-feature thresholds, and the kNN model *is* its labeled data, which a
-shareable, auditable pack must not carry. They are kept as candidate generators for comparison.
-"""
+Only decision trees become LF specs; logistic regression and kNN candidates are kept for comparison.
+See docs/autolf.md (the loop, steps 1-2, and "Logistic regression and kNN")."""
 
 from __future__ import annotations
 

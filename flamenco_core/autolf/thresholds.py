@@ -1,23 +1,8 @@
 """Learned thresholds written as percentiles of the local data.
 
-A decision tree learns raw cut points (``rtt_ms <= 61.337``). A shared LF pack must not carry raw values
-of its owner's data (issue 3), so each cut point ``t`` on feature ``f`` is rewritten as the percentile of
-``f`` in the training data where ``t`` falls (``rtt_ms <= p97.31``). When the pack is applied to the
-training data, the applier re-resolves ``p97.31`` to a number; that number must split the training data
-exactly where ``t`` did, or the LF would cast different votes from the heuristic that was selected.
-
-How the percentile is chosen. With ``n`` sorted finite training values ``s`` and linear interpolation (the
-applier's :func:`~flamenco_core.labeling.stats.stats_of_values`), percentile ``q`` resolves to the value at
-position ``q/100 * (n-1)``. If ``k`` values are ``<= t``, any position in ``[first index of s[k-1], k)``
-resolves to a number in ``[s[k-1], s[k])``, which splits the data exactly as ``t`` does. We aim at the
-middle of that range (far from both ends, so float rounding cannot tip it), round to ``decimals``, and
-fall back to more decimals only when the rounded value misses the range (large ``n``: a 0.01-percentile
-step is ``n/10,000`` rows). Every choice is re-resolved with the applier's own statistics code and the
-rows it would vote differently on are counted (``drift_rows``); the caller reports any drift.
-
-Cut points below every training value or above every one cannot be reached by interpolation; they
-become exact comparisons with ``min``/``max`` (``x < min`` never holds, ``x >= min`` always does).
-"""
+A tree's raw cut point becomes the percentile of the training data where it falls, chosen so that the
+applier re-resolves it to a split of the training data identical to the tree's (``drift_rows`` counts the
+rows where it would not). How the percentile is chosen: docs/autolf.md, section ``thresholds.py``."""
 
 from __future__ import annotations
 

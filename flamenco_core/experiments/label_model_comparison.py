@@ -1,37 +1,8 @@
 """Label models compared on one LF pack and one dataset, for k >= 2 classes (issue 13).
 
-:func:`prepare` reads the ground truth (a class map over the raw label column, or the pack's class names
-in it), splits the labeled rows as the flow-records pipeline does (stratified test 20%, validation 20% of
-the rest, seeded, each split in time order), takes every threshold's statistics from the training split
-and applies the pack to every split. :func:`compare` then fits each label model of
-:mod:`flamenco_core.labeling.label_models` on the training votes and scores it on the test split:
-
-- **per-class F1**, **macro F1** over all classes, **macro F1 over the covered classes** (those at least
-  one LF votes for on the training split: a class no LF can name is reported, not averaged in),
-  **weighted F1**, accuracy;
-- **coverage** (test rows at least one LF votes on) and **fit time**, and the fallback when there was one.
-
-A label model labels the rows its LFs vote on; a row no LF votes on is *inconclusive* for every model
-(Snorkel's and DS's priors would otherwise name a class without evidence), and inconclusive rows count
-as the ``abstain`` policy of :mod:`flamenco_core.labeling.analysis` says (default ``"negative"``: the
-first class, e.g. benign).
-
-Beside the label models, on the same test rows:
-
-- ``majority_class``: the most frequent class of the training split, everywhere;
-- ``isolation_forest``: scikit-learn's Isolation Forest on the training split's features; an inlier is the
-  first class (benign), an outlier the most frequent other class of the training split (an anomaly
-  detector cannot name the attack);
-- ``simplest_rule``: the pack's literal-only LFs (ports and protocol: the rules an operator writes first),
-  majority vote;
-- ``end_classifier`` (optional): a random forest (:class:`~flamenco_core.models.forest.TimeSeriesForest`)
-  trained on the training rows the LFs cover, with the soft labels of the label model that scored best on
-  the **validation** split (never chosen on test), scored on every test row.
-
-Outputs are plain data (:class:`Comparison`): a table per model, per-class F1, confusion matrices and a
-raw-label table (raw label x predicted class) on test; :func:`write_outputs` writes them (CSV, Markdown,
-JSON, confusion-matrix PNGs).
-"""
+:func:`prepare` splits the labeled rows and applies the pack, :func:`compare` fits each label model and
+the baselines and scores them on the test split, :func:`write_outputs` writes the tables and plots. What
+is scored and how: docs/cic2019_multiclass.md, section "The comparison"."""
 
 from __future__ import annotations
 

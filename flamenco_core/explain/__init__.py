@@ -1,23 +1,7 @@
 """Interpretability trees: an LF combination as a decision tree, rendered, traversed per data point.
 
-Public contract::
-
-    from flamenco_core.explain import build_tree, render_dot, render_png, render_text
-    tree = build_tree(pack, stats=profile, importance={"src_port": 0.6, "average_packet_size": 0.4})
-    pred = tree.predict(df)                       # class indices, -1 = inconclusive
-    steps, label, index = tree.path({"src_port": 8888, "average_packet_size": 80})
-    tree.to_json("tree.json"); Tree.from_json("tree.json")   # what `flamenco explain --tree` loads
-
-Two modes (details in ``docs/explain.md``): ``"paper"``, the paper's importance-ordered
-first-match tree, which can disagree with the LFs where they conflict; and ``"faithful"``, whose
-predictions equal the combination's decision (majority vote of the voting LFs, ties and no vote
-inconclusive, as LF F1 defines it) on every row. **Reports use the faithful mode** (``REPORT_MODE``,
-the default of :func:`build_tree`); :func:`compare_modes` gives both trees and their prediction
-difference to the LFs so a report can show what the paper's construction would have changed.
-
-Matplotlib and Graphviz are not imported here: DOT is written as text and images come from the ``dot``
-binary (Debian package graphviz).
-"""
+Reports use the ``"faithful"`` mode (``REPORT_MODE``); the paper's mode, the public calls and an example:
+docs/explain.md."""
 
 from .build import as_pack, build_tree, compare_modes, lf_decision, stump_tree
 from .render import condition_text, dot_binary, format_number, render_dot, render_image, render_png, render_text

@@ -1,23 +1,8 @@
 """The coordinator's side: combine the sites' aggregates into per-site and pooled analysis.
 
-Every suppressed count is known to lie in an interval (``fewer_than_k``: ``[0, k-1]``; its complement:
-``[total-k+1, total]``; secondary or under a suppressed total: ``[0, total]``), so every derived number
-is reported exactly when its counts were released and as a ``[low, high]`` range otherwise, never guessed.
-Pooled counts are sums of the sites' intervals. Metrics follow :mod:`flamenco_core.labeling.analysis`:
-coverage, overlap and conflict are fractions of the rows; LF F1 treats an abstain as a prediction of the
-negative class (``abstain="negative"``), binary tasks score the positive class (the pack's second class),
-k > 2 the macro average; empirical accuracy is correct / voted.
-
-**Which LFs generalise** (:func:`generalisation`), over the sites that answered:
-
-- ``generalises``: at every site the LF covers at least ``min_coverage`` of the rows (the lower end of
-  its range), coverages differ by at most ``max_ratio`` between sites, and wherever there is ground truth
-  its accuracy's lower end is at least ``min_accuracy``;
-- ``site_specific``: it covers at least ``min_coverage`` somewhere and less (upper end) elsewhere, or its
-  coverages differ by more than ``max_ratio``, or its accuracy's upper end is below ``min_accuracy`` at a
-  site with ground truth;
-- ``unknown``: fewer than two sites answered, or the ranges leave it open.
-"""
+Every metric is exact where its counts were released and a ``[low, high]`` range where some were
+suppressed; :func:`generalisation` says which LFs generalise. Definitions: docs/federation.md, section
+"What comes back"."""
 
 from __future__ import annotations
 

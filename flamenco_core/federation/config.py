@@ -1,28 +1,8 @@
 """A site's catalog and policy: ``conf/site.yaml``.
 
-The catalog maps dataset *names* to local files; a request names a dataset, never a path, so the
-coordinator learns nothing about the site's file system and cannot make the worker read another file.
-The policy decides what may leave the site (see ``docs/federation.md``)::
-
-    site: site-a                      # also the deployment name: flamenco-site/site-a
-    work_pool: flamenco-site-a        # default: flamenco-site-<site>
-    datasets:
-      cic:
-        path: data/cic.parquet        # relative to this file; Parquet file/folder or CSV
-        ground_truth:                 # optional: the column and its values -> the pack's classes
-          column: label
-          classes: {BENIGN: benign, DrDoS_NTP: attack}
-    policy:
-      min_group_size: 20              # k: no count describes fewer than k rows (nor its complement)
-      min_rows: 100                   # refuse datasets smaller than this
-      allowed_statistics: null        # null: any; else e.g. [mean, std, median, p75, iqr]
-      allow_findings: []              # LF (or pack) names whose audit findings are accepted
-      min_window_share: 0.01          # narrowest LF window, share of the feature's spread
-      noise: {epsilon: 1.0, seed: 7}  # optional Laplace noise on every released count
-      max_pack_bytes: 1000000         # PackLimits of a request's packs
-      max_lfs: 1000
-      max_packs: 8
-"""
+The catalog maps dataset *names* to local files (a request names a dataset, never a path); the policy
+decides what may leave the site. Format and fields: docs/federation.md, section "The site's catalog and
+policy"."""
 
 from __future__ import annotations
 

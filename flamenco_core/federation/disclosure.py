@@ -1,27 +1,7 @@
 """What a site's policy lets out of a count: k-anonymity with complementary and secondary suppression,
-then optional Laplace noise.
+then optional Laplace noise (seeded by what is counted, so asking again gives the same draw).
 
-Rules (k = ``min_group_size``):
-
-- a count ``c`` of rows out of a released total ``T`` is released only if ``k <= c <= T - k``: fewer
-  than k rows would describe those rows, and a count within k of its total reveals the few rows outside
-  it (``T - c``), so both are suppressed. Zero is a count like any other: releasing "0" but suppressing
-  "3" would tell a probe which of the two it is;
-- in a group of counts that add up to a released total (one row of a confusion matrix, the class counts),
-  one suppressed cell could be recovered by subtraction, so the smallest released cell of that group is
-  suppressed as well (*secondary* suppression);
-- a count out of a suppressed total is suppressed (``total_suppressed``);
-- released counts then get Laplace noise of scale ``1/epsilon`` when the policy asks for it (rounded,
-  clipped to ``[0, T]``). The noise of a count is drawn from a generator seeded by the policy's seed, the
-  dataset and *what is counted* (``key``: e.g. an LF's content hash and the field), so the same quantity
-  gets the same noise in every answer: asking again, renaming the LF, or asking for it inside another
-  pack or the combination does not give fresh draws to average away.
-
-Limits, on purpose in plain words: suppression protects each count and each sum it is part of, not every
-difference between counts of *different* LFs; the site refuses requests whose conditions cut a feature
-into a cell of 1..k-1 rows (:func:`flamenco_core.federation.site.small_cells`), and noise is the answer
-for the rest (docs/federation.md).
-"""
+The rules and their limits: docs/federation.md, section "The site's catalog and policy"."""
 
 from __future__ import annotations
 

@@ -1,19 +1,8 @@
 """The site's side of a request: parse the packs, check them against the policy and the data, count.
 
-:func:`answer` is the whole of it and always returns a :class:`SiteAggregate`: ``ok`` with counts,
-``refused`` with reasons built from the request's own content (pack, LF, feature, statistic names), or
-``failed`` with the exception's *type name* only (an exception message can quote a data value, e.g. an
-unexpected label). Order of the checks, cheapest and least data-dependent first:
-
-1. the request: number of packs, bytes per pack, LFs per pack (:class:`PackLimits`), YAML parsed with
-   ``yaml.safe_load`` and validated (no tags, no code: a pack is data);
-2. the policy on the packs alone: label model allowed, statistics allowed, the privacy audit
-   (:func:`~flamenco_core.labeling.audit.audit_pack`; findings refused unless the policy allows the LF);
-3. the data: the dataset's size, the packs' features present and numeric, LF windows not narrower than
-   ``min_window_share`` of a feature's spread (:func:`~flamenco_core.labeling.collaborate.narrow_windows`),
-   and no small cells (:func:`small_cells`);
-4. counting, every count through the policy's :class:`~flamenco_core.federation.disclosure.Discloser`.
-"""
+:func:`answer` always returns a :class:`SiteAggregate`: ``ok`` with counts, ``refused`` with reasons built
+from the request's own names, or ``failed`` with the exception's type name only. The checks and their
+order: docs/federation.md, section "The site's catalog and policy"."""
 
 from __future__ import annotations
 

@@ -1,22 +1,8 @@
 """Applying LFs: declarative packs (vectorized), vectorized Python LFs and Snorkel LabelingFunctions.
 
-The result is always Snorkel's label matrix: ``int8``, rows x LFs in pack/list order, ``ABSTAIN``
-(-1) where an LF does not vote, class index otherwise. For packs it is identical to running
-equivalent Snorkel ``LabelingFunction``s through ``PandasLFApplier`` (tested), at numpy speed:
-
-* each statistic is computed once per feature (percentiles of a feature in one pass), each threshold
-  expression evaluated once, before any data is touched (:mod:`.compiled`);
-* data is processed in row blocks that fit in cache; within a block each distinct condition
-  (feature, op, threshold) is computed once and shared between the LFs that use it;
-* no Python loop runs per row; blocks may run on threads (numpy releases the GIL).
-
-Semantics of a condition: a NaN feature value (or a NaN threshold, e.g. ``std`` of one value) makes it
-false, so the LF abstains; for ``!=`` too, although IEEE would call ``NaN != t`` true: missing data
-should never cast a vote.
-
-Data larger than memory: :func:`apply_lfs_parquet` (:mod:`.parquet_apply`). Python LFs:
-:mod:`.python_lfs`. The names of those modules are re-exported here.
-"""
+The result is always Snorkel's label matrix (``int8``, rows x LFs, ``ABSTAIN`` where an LF does not vote);
+a NaN feature or threshold makes a condition false. How it is fast, and the Parquet and Python-LF paths:
+docs/labeling.md, section ``applier.py``."""
 
 from __future__ import annotations
 

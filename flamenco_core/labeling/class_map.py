@@ -1,25 +1,7 @@
 """Class maps: which pack class each raw label of a dataset's label column stands for.
 
-Datasets name their ground truth their own way (CIC-DDoS2019 writes ``DrDoS_MSSQL`` on one day and
-``MSSQL`` on the next for the same attack); a pack names its classes once. A class map is a small YAML
-file (data, loaded with ``yaml.safe_load`` only) that bridges the two::
-
-    class_map: cic2019
-    description: ...
-    column: label                 # the raw label column
-    classes: [benign, dns, ...]   # optional: the pack classes this map targets (checked against the pack)
-    map:                          # raw label -> class; several raw labels may map to one class
-      BENIGN: benign
-      DrDoS_DNS: dns
-      DrDoS_MSSQL: large_reflection
-      MSSQL: large_reflection
-    default: null                 # class of raw labels not listed; null: they are unknown ...
-    unknown: drop                 # ... and their rows leave the evaluation (counted), or `fail`
-
-Raw labels are compared with surrounding whitespace stripped and case-insensitively, as
-:func:`~flamenco_core.preprocess.ground_truth.labels_from_column` does; :meth:`ClassMap.ground_truth`
-gives the flow-records ``ground_truth`` settings that apply the map there.
-"""
+A class map is a small YAML file (``yaml.safe_load`` only); the format: docs/labeling.md, section
+``class_map.py``."""
 
 from __future__ import annotations
 

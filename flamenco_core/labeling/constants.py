@@ -1,26 +1,5 @@
-"""Label conventions.
-
-Inside Flamenco, labels follow Snorkel: a class is its position in the pack's ``classes`` list
-(``0 .. k-1``) and an LF that does not vote emits :data:`ABSTAIN` (``-1``). Class *names* live only at
-the edges (YAML packs, reports, CLI output).
-
-The paper (and the data-programming papers it builds on) writes binary votes as ``{1, -1, 0}``:
-``+1`` for the event of interest, ``-1`` for the ordinary case and ``0`` for "no vote". Flamenco's
-packs list the ordinary class first and the event of interest second (``[good, noise]`` for latency,
-``[benign, attack]`` for flows), so by default:
-
-=================  ==================  =====================
-paper              Flamenco / Snorkel  class name (examples)
-=================  ==================  =====================
-``+1``             ``1``               noise, attack
-``-1``             ``0``               good, benign
-``0`` (abstain)    ``-1`` (ABSTAIN)    (none)
-=================  ==================  =====================
-
-A pack that lists its classes the other way round passes ``positive_index=0`` to
-:func:`to_paper_votes` / :func:`from_paper_votes`. The mapping only exists for binary tasks; with
-``k > 2`` classes there is no paper form and the Snorkel ints are used throughout.
-"""
+"""Label conventions: Snorkel's class indices and ``ABSTAIN`` inside, the paper's ``{1, -1, 0}`` votes at
+the edge (binary tasks only). The mapping: docs/labeling.md, section ``constants.py``."""
 
 from __future__ import annotations
 

@@ -1,21 +1,8 @@
-"""The safe evaluator for threshold expressions in LF specs.
+"""The safe evaluator for threshold expressions in LF specs (``"q3 + 1.5*iqr"``).
 
-A threshold such as ``"q3 + 1.5*iqr"`` arrives from another group's YAML file, so it is treated as
-hostile input: a hand-written tokenizer and recursive-descent parser accept exactly this grammar and
-nothing else (no ``eval``, no ``compile``, no Python ``ast``)::
-
-    expr   := term (("+" | "-") term)*
-    term   := unary (("*" | "/") unary)*
-    unary  := ("-" | "+") unary | atom
-    atom   := NUMBER | STAT | STAT "(" FEATURE ")" | "(" expr ")"
-    STAT   := count | mean | std | min | max | median | q1 | q3 | iqr | pNN   (0 <= NN <= 100, e.g. p99.9)
-
-A bare ``STAT`` is the statistic of the condition's own feature; ``STAT(feature)`` reads another
-feature. Limits keep evaluation cheap and bounded: at most :data:`MAX_LENGTH` characters,
-:data:`MAX_TOKENS` tokens, :data:`MAX_DEPTH` nested parentheses/unary signs, numbers of magnitude at
-most :data:`MAX_NUMBER`. There is no power operator, so no huge exponents. Every refusal is a
-:class:`SpecError` that names the pack, the LF, the offending token and its position.
-"""
+A hand-written tokenizer and recursive-descent parser of a small grammar (no ``eval``, ``compile`` or
+``ast``), with limits on length, tokens, depth and numbers; every refusal is a :class:`SpecError`. The
+grammar: docs/labeling.md, section ``expr.py``."""
 
 from __future__ import annotations
 

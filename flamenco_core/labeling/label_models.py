@@ -1,51 +1,8 @@
 """A registry of label models behind one interface, for any number of classes k >= 2 and LFs m >= 1.
 
-Every model takes Snorkel's label matrix ``L`` (rows x LFs, ``ABSTAIN = -1``, classes ``0..k-1``) and has
-the interface of :class:`~flamenco_core.labeling.label_model.LabelModelBase`: ``fit(L)`` (returns
-``self``), ``predict_proba(L) -> (n, k)``, ``predict(L)`` (``-1`` on ties), ``name`` (the model that
-actually produced the labels), ``fallback_reason`` (``None`` unless the requested model had to be
-replaced) and ``describe()`` (what a run records). Build one with :func:`make`; :data:`KINDS` lists them:
-
-``majority``
-    Majority vote (:class:`~flamenco_core.labeling.label_model.MajorityVote`): no parameters to learn.
-``snorkel``
-    Snorkel's LabelModel (:class:`~flamenco_core.labeling.label_model.SnorkelLabelModel`, the existing
-    wrapper). Snorkel refuses fewer than 3 LFs: with 2 it falls back to majority vote, with 1 to the LF's
-    own votes (``name`` ``majority_vote`` / ``single_lf`` and the reason in ``fallback_reason``).
-``dawid_skene``, ``one_coin_ds``, ``mmsr``
-    crowd-kit's ``DawidSkene``, ``OneCoinDawidSkene`` and ``MMSR`` aggregators, the LFs as workers and
-    the rows as tasks; an abstain is no answer (dropped), as crowd-kit reads a missing worker response.
-
-How crowd-kit's models are adapted (:class:`CrowdKitLabelModel`):
-
-- **Fit** on the votes of ``L`` in crowd-kit's long format (``task``, ``worker``, ``label``). A fit on
-  more than ``max_fit_rows`` covered rows uses a seeded sample of them (recorded): crowd-kit works on
-  pandas frames one vote a row, which is fine for thousands of rows and slow for millions.
-- **Predict** on any ``L`` (not only the rows fitted: the test split too) with the fitted parameters, in
-  numpy. Dawid-Skene and one-coin DS: ``P(y=c | votes) ∝ prior[c] * prod_j E_j[vote_j, c]`` over the LFs
-  that voted (crowd-kit's E-step, with its fitted ``priors_`` and ``errors_``); MMSR: the vote weighted by
-  the fitted skills (crowd-kit's weighted majority vote; negative skills count 0). A row no LF voted on
-  gets the prior (DS) or the uniform distribution (MMSR).
-- A class no LF ever voted for gets probability 0 from the crowd-kit models: they only know the labels
-  they have seen. ``predict`` is ``-1`` on rows no LF voted on (their probabilities are the prior alone).
-
-Fallbacks (documented, recorded in ``fallback_reason`` and ``describe()``, never silent):
-
-- 1 LF, any crowd-kit model: the LF's own votes (``single_lf``): one worker's accuracy cannot be told
-  apart from the class balance.
-- Dawid-Skene when an LF votes a single class on the fitting matrix (every declarative LF does: "vote
-  ``ntp`` when ..."): with abstains dropped, such a worker's confusion matrix is normalized over the one
-  label it gives, so it is 1 whatever the true class and carries no information (DS would ignore the LF,
-  and with only such LFs return the prior on every row). DS then falls back to one-coin DS, which models a
-  single accuracy per LF and does learn from one-class LFs.
-- MMSR when no LF gets a positive skill: majority vote. MMSR estimates skills from how often LFs agree
-  beyond chance; LFs that each vote one class (and different classes) agree on no row, and the estimate
-  comes out 0 for all of them.
-- No vote at all in the fitting matrix, or votes for one class only, any crowd-kit model: majority vote
-  (there is no disagreement to weigh the LFs by; crowd-kit's MMSR would divide by zero).
-
-crowd-kit is imported when a crowd-kit model is fitted, not when this module is imported.
-"""
+Build one with :func:`make`; :data:`KINDS` lists them (``majority``, ``snorkel``, crowd-kit's
+``dawid_skene``, ``one_coin_ds``, ``mmsr``). How crowd-kit's models are adapted and when a model falls
+back: docs/labeling.md, section ``label_models.py``."""
 
 from __future__ import annotations
 

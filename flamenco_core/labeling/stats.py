@@ -1,22 +1,8 @@
 """Statistics of local data: the numbers that threshold expressions are evaluated against.
 
-Statistics follow pandas' ``describe()`` (and :func:`flamenco_core.preprocess.profile.profile`):
-``count`` of finite values, ``mean``, sample ``std`` (ddof=1), ``min``, ``max`` and linearly
-interpolated percentiles (``q1`` = p25, ``median`` = p50, ``q3`` = p75, ``pNN`` any percentile),
-plus ``iqr = q3 - q1``. Non-finite values (NaN, +-inf) are ignored, as the profile does, so statistics
-taken from data and from that data's profile agree.
-
-Two sources implement :class:`Statistics`:
-
-* :class:`DataStatistics` computes from columns of local data, each statistic once, percentiles of a
-  feature in one pass.
-* :class:`ProfileStatistics` reads a profile (a dict ``{feature: {stat: value}}``, a profile-shaped
-  DataFrame or CSV/JSON/YAML file). A percentile the profile does not hold cannot be computed: asking
-  for it raises :class:`MissingStatistic`.
-
-Both record what was read (:meth:`Statistics.used`) as a plain ``{feature: {stat: value}}`` dict, the
-form logged with every run.
-"""
+Computed from data (:class:`DataStatistics`) or read from a profile (:class:`ProfileStatistics`), as
+pandas' ``describe()`` defines them; both record what was read. Definitions: docs/labeling.md, section
+``stats.py``."""
 
 from __future__ import annotations
 

@@ -1,22 +1,7 @@
 """Labeling at dump scale: a Parquet dataset in, a label matrix and labels out, memory bounded by a batch.
 
-:func:`label_parquet` makes three passes, none of which holds the rows:
-
-1. apply the pack batch by batch (:func:`~flamenco_core.labeling.applier.apply_lfs_parquet`: statistics
-   from a profile, or from a first pass over the needed columns) and write the label matrix ``L`` as
-   Parquet, one int8 column per LF;
-2. read ``L`` back batch by batch and count its distinct vote patterns (a row of m votes in {-1..k-1} is
-   one base-(k+1) integer; ten binary LFs have at most 3^10 = 59,049 patterns);
-3. fit the label model on the patterns weighted by their counts, score each pattern once, and write the
-   labels (and class probabilities) for every row as Parquet, batch by batch, by looking the rows'
-   patterns up.
-
-The label model sees exactly what a fit on the whole matrix sees. Snorkel 0.10's ``LabelModel.fit`` takes
-no sample weights, but its fit depends on the rows only through the overlap matrix ``O = L_ind' L_ind / n``
-(and ``n`` itself, for the ``mu`` clamp): :class:`_PatternLabelModel` computes ``O`` from the patterns and
-their counts (exact: integer counts summed in float64), sets ``n`` to the row count and the coverages
-(used only by ``get_weights``) to the weighted ones. Majority vote needs no fit.
-"""
+:func:`label_parquet` makes three passes (apply, count vote patterns, label); the label model is fitted on
+the patterns and their counts, which is exact. See docs/labeling.md, section ``stream.py``."""
 
 from __future__ import annotations
 

@@ -1,17 +1,7 @@
 """RIPE-Atlas-like latency: ping results, one JSON object per line, modern firmware (fw 5020) keys.
 
-25 SD pairs (5 probes x 5 anchors, one anchoring-style measurement per anchor, a ping every 240 s),
-100-450 ping results per pair at scale 1, 3 packets per result. Mostly unimodal; 8 pairs get a small
-secondary peak (a few % of the results, well under 10% of the main peak's height). Some packets and some
-whole results time out (``{"x": "*"}``; ``avg``/``min``/``max`` are ``-1`` when nothing came back).
-Noise: spikes on single replies and bursts over consecutive results, as for Ark.
-
-Label key: the reader emits one row per *received* reply, all with the result's ``timestamp``, so the
-labels carry ``reply``, the index of the reply among the received replies of its result (0, 1, 2; a
-timeout does not advance it), and ``packet``, its position in ``result`` including timeouts. ``src`` is
-the probe's address (``from`` and ``src_addr`` are equal: the probes are not behind NAT) and ``dst`` is
-``dst_addr`` (equal to ``dst_name``).
-"""
+Structure, noise, timeouts and the label key (``reply``, ``packet``): docs/synth.md, sections "Atlas-like
+latency" and "Label files and join_labels"."""
 
 from __future__ import annotations
 

@@ -1,26 +1,7 @@
 """Scenario families of RTT series with ground truth, for the latency robustness benchmark (issue 10).
 
-Written independently of the other generators in this package (it imports only numpy and pandas), so
-that a pipeline tuned on one generator is tried on series it was never shaped after.
-
-The model of a series, one SD pair at a time:
-
-* **route**: the path switches among 1-3 route modes, each with its own base RTT (a propagation floor).
-  A mode holds for a *dwell* of tens to thousands of probes, then the path moves to another mode.
-* **load**: an optional multiplicative factor on the base (a slow diurnal congestion cycle, or a lasting
-  level shift from one time on).
-* **jitter**: a small queueing term on top of the level, right-skewed like real queueing delay, with a
-  standard deviation of a few % of the level (or, for ``heavy_tail_no_noise``, capped lognormal
-  milliseconds).
-* **noise**: a *transient large positive delay*, isolated or in bursts of consecutive probes. Each noise
-  probe adds at least ``max(MIN_SPIKE_MS, MIN_SPIKE_SIGMAS x jitter sd, MIN_SPIKE_FRAC x level)`` to the
-  level, so no noise point is indistinguishable from a good one by construction. Every other change
-  (route switches, level shifts, congestion, jitter) is *good*.
-
-The user's labels (``label``) equal the truth on a contiguous labeled period of each pair (the last 35%
-unless the family says otherwise) and are NA elsewhere. Per-pair facts a test may want (modes, levels,
-labeled span, shift position) are in ``df.attrs["scenario"]``.
-"""
+Written apart from the other generators (numpy and pandas only). The model of a series and the labels:
+docs/synth.md, section "Scenario families"."""
 
 from __future__ import annotations
 
