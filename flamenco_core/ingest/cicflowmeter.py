@@ -27,16 +27,16 @@ format; default ISO 8601, e.g. ``2018-12-01 09:17:11.183810``, or guessed for ot
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import pandas as pd
 
-from .base import IngestError, ReadContext, open_maybe_compressed, register
-from .schema import FLOW_KEY_FIELDS, KIND_KEY, snake_case, to_flows_table
+from .base import IngestError, ReadContext, register
+from .schema import snake_case
 from .column_values import (
-    NA_STRINGS,
     RowProblems,
     add_int_problems,
     add_timestamp_problems,
@@ -45,7 +45,7 @@ from .column_values import (
     to_protocol,
     to_timestamp,
 )
-from .text_lines import LineSource, TextBlock, delimited_records, open_text, parse_header, read_delimited
+from .text_lines import LineSource, delimited_records, open_text, parse_header, read_delimited
 
 #: Columns that are not flow features: the pandas row index the dataset was saved with, the flow id
 #: (a text made of the 5-tuple) and the HTTP URL CIC-DDoS2019 adds. Matched on snake-cased names.
@@ -113,53 +113,83 @@ def read_cicflowmeter(path: str | Path, ctx: ReadContext, **options) -> Iterator
     With ``arrow=True`` (the ingest driver asks for it) the fast path yields canonical Arrow tables."""
     engine = options.get("engine", "fast")
     if engine == "fast":
-        yield from _read_fast(path, ctx, **options)
+        from .cicflowmeter_fast import read_fast  # here, not at the top: that module imports this one
+
+        yield from read_fast(path, ctx, **options)
         return
     options.pop("arrow", None)  # the reference path yields frames
     if engine != "reference":
         raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
-    tz = options.get("tz")
-    fmt = options.get("timestamp_format")
-    # CICFlowMeter prints dd/MM/yyyy (CIC-IDS2017's "5/7/2017 8:59" is 5 July), so day first by default
-    dayfirst = bool(options.get("dayfirst", True))
     with open_text(path) as fh:
         src = LineSource(fh)
         head = src.header()
         if head is None:
             raise IngestError(f"{path}: empty file, no CICFlowMeter header")
-        header = parse_header(head[1])
-        try:
-            keys, features, _ = cic_columns(header, tuple(options.get("exclude_columns") or ()))
-        except IngestError as exc:
-            raise IngestError(f"{path}: {exc}") from None
-        names = {k: header[i].strip() for k, i in keys.items()}
-        names.update({name: header[i].strip() for i, name in features})
-        ctx.display_names.update(names)
-        ctx.template = pd.DataFrame({
-            **{k: pd.Series(dtype="object") for k in REQUIRED},
-            **{name: pd.Series(dtype="float64") for _, name in features},
-            **({"label": pd.Series(dtype="object")} if "label" in keys else {}),
-        })
-        n_fields = len(header)
-        usecols = sorted([*keys.values(), *(i for i, _ in features)])
-        str_cols = [keys[k] for k in ("timestamp", "src", "dst", "label") if k in keys]
-
+        lay = cic_layout(path, head[1], ctx, options)
         for block in src.blocks(ctx.batch_rows):
-            rows, quoted = delimited_records(block, n_fields, ctx)
+            rows, quoted = delimited_records(block, lay.n_fields, ctx)
             if not len(rows):
                 continue
-            df = read_delimited(block, rows, quoted, n_fields, usecols, str_cols)
-            frame = _build(df, keys, features, header, tz, fmt, dayfirst, ctx, block, rows)
+            df = read_delimited(block, rows, quoted, lay.n_fields, lay.usecols, lay.str_cols)
+            frame = build_flows(df, lay, ctx, block, rows)
             del df
             if frame is not None:
                 yield frame
 
 
-def _build(df, keys, features, header, tz, fmt, dayfirst, ctx, block, rows) -> pd.DataFrame | None:
+@dataclass
+class CicLayout:
+    """Where a CICFlowMeter file's columns are (:func:`cic_columns`) and how its values are read."""
+
+    header: list[str]
+    keys: dict[str, int]
+    features: list[tuple[int, str]]
+    tz: str | None
+    fmt: str | None
+    dayfirst: bool
+
+    @property
+    def n_fields(self) -> int:
+        return len(self.header)
+
+    @property
+    def usecols(self) -> list[int]:
+        return sorted([*self.keys.values(), *(i for i, _ in self.features)])
+
+    @property
+    def str_cols(self) -> list[int]:
+        return [self.keys[k] for k in ("timestamp", "src", "dst", "label") if k in self.keys]
+
+
+def cic_layout(path: str | Path, header_line: str, ctx: ReadContext, options: dict) -> CicLayout:
+    """The layout of a file with this header line; fills ``ctx.display_names`` and ``ctx.template``.
+    Raises :class:`IngestError` naming the file when a key column is missing."""
+    header = parse_header(header_line)
+    try:
+        keys, features, _ = cic_columns(header, tuple(options.get("exclude_columns") or ()))
+    except IngestError as exc:
+        raise IngestError(f"{path}: {exc}") from None
+    names = {k: header[i].strip() for k, i in keys.items()}
+    names.update({name: header[i].strip() for i, name in features})
+    ctx.display_names.update(names)
+    ctx.template = pd.DataFrame({
+        **{k: pd.Series(dtype="object") for k in REQUIRED},
+        **{name: pd.Series(dtype="float64") for _, name in features},
+        **({"label": pd.Series(dtype="object")} if "label" in keys else {}),
+    })
+    # CICFlowMeter prints dd/MM/yyyy (CIC-IDS2017's "5/7/2017 8:59" is 5 July), so day first by default
+    return CicLayout(header, keys, features, options.get("tz"), options.get("timestamp_format"),
+                     bool(options.get("dayfirst", True)))
+
+
+def build_flows(df: pd.DataFrame, lay: CicLayout, ctx: ReadContext, block, rows: np.ndarray) -> pd.DataFrame | None:
+    """Canonical flow rows of ``df`` (the parsed fields of ``block``'s lines at ``rows``); a row with a
+    malformed key or feature value is quarantined with its line instead."""
+    keys, features, header = lay.keys, lay.features, lay.header
     n = len(df)
     pr = RowProblems(n)
     ts_col = df[keys["timestamp"]]
-    ts, missing, bad = to_timestamp(ts_col, tz, fmt, dayfirst=dayfirst)
+    ts, missing, bad = to_timestamp(ts_col, lay.tz, lay.fmt, dayfirst=lay.dayfirst)
     add_timestamp_problems(pr, header[keys["timestamp"]].strip(), ts_col, missing, bad)
     key_cols: dict[str, object] = {
         "timestamp": ts.array,
@@ -192,261 +222,5 @@ def _build(df, keys, features, header, tz, fmt, dayfirst, ctx, block, rows) -> p
     return frame if len(frame) else None
 
 
-# --------------------------------------------------------------------------------------------------
-# Fast path: pyarrow's CSV reader over byte blocks, the reference path for any block it cannot take whole.
-
-#: Bytes parsed at a time by the fast path (bounded memory: a block, its Arrow table and its frame).
-FAST_BLOCK_BYTES = 8 << 20
-
-
-class _Bail(Exception):
-    """Raised inside the fast path when a block holds a malformed value: the reference path redoes it."""
-
-
-class _NoLines:
-    """Stands in for the block in :func:`_build` on the fast path: quarantining needs the line, and a
-    block with anything to quarantine goes through the reference path instead."""
-
-    first_no = 0
-
-    @property
-    def lines(self):
-        raise _Bail
-
-
-class _BailContext(ReadContext):
-    def quarantine(self, *args, **kwargs) -> None:
-        raise _Bail
-
-
-def _normalized_chunks(fh, size: int) -> Iterator[bytes]:
-    """The file's bytes with universal newlines (``\\r\\n`` and a lone ``\\r`` become ``\\n``), as the
-    reference's text mode reads them, so that lines are counted alike."""
-    while True:
-        chunk = fh.read(size)
-        if not chunk:
-            return
-        if chunk.endswith(b"\r"):
-            chunk += fh.read(1)  # keep a "\r\n" pair in one chunk
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        yield chunk
-
-
-def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterator[tuple[bytes, int, int, bool]]:
-    """``(bytes, first line number, lines, ends a reference block)`` for the lines after the header, cut at
-    ``block_bytes`` and at every ``batch_rows`` lines (where the reference's blocks end, so quarantine
-    entries can be filed in the reference's order). Each block's bytes end with ``\\n``."""
-    buf = b""
-    no = first_no
-    into = 0  # lines already given out of the current reference block
-    chunks = _normalized_chunks(fh, block_bytes)
-    eof = False
-    while True:
-        while not eof and (len(buf) < block_bytes or buf.count(b"\n") == 0):
-            chunk = next(chunks, None)
-            if chunk is None:
-                eof = True
-            else:
-                buf += chunk
-        if not buf:
-            return
-        if eof and not buf.endswith(b"\n"):
-            buf += b"\n"  # the last line without a newline is still a line
-        room = batch_rows - into
-        cut = buf.rfind(b"\n", 0, block_bytes)
-        if cut < 0:  # one line longer than a block: take it whole
-            cut = buf.find(b"\n")
-        head = buf[: cut + 1]
-        n = head.count(b"\n")
-        if n > room:  # the reference's block ends inside: cut at its last line
-            nl = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
-            head = buf[: int(nl[room - 1]) + 1]
-            n = room
-        buf = buf[len(head):]
-        into += n
-        ends = into == batch_rows or (eof and not buf)
-        yield head, no, n, ends
-        no += n
-        if into == batch_rows:
-            into = 0
-
-
-def _read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options) -> Iterator[pd.DataFrame]:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-
-    tz = options.get("tz")
-    fmt = options.get("timestamp_format")
-    dayfirst = bool(options.get("dayfirst", True))
-    with open_maybe_compressed(path) as fh:
-        # The header: the first non-blank line, read as the reference's text mode reads it.
-        no = 0
-        header_line = None
-        pending = b""
-        while header_line is None:
-            raw = fh.readline()
-            if not raw:
-                break
-            if raw.endswith(b"\r") or b"\r" in raw[:-1]:
-                # a "\r" line break inside the header region: leave the file to the reference reader
-                yield from read_cicflowmeter(path, ctx, **{**options, "engine": "reference"})
-                return
-            no += 1
-            text = raw.decode("utf-8", "replace")
-            if no == 1 and text.startswith("\ufeff"):
-                text = text[1:]
-            text = text.rstrip("\n").rstrip("\r")
-            if text.strip():
-                header_line = text
-        del pending
-        if header_line is None:
-            raise IngestError(f"{path}: empty file, no CICFlowMeter header")
-        header = parse_header(header_line)
-        try:
-            keys, features, _ = cic_columns(header, tuple(options.get("exclude_columns") or ()))
-        except IngestError as exc:
-            raise IngestError(f"{path}: {exc}") from None
-        names = {k: header[i].strip() for k, i in keys.items()}
-        names.update({name: header[i].strip() for i, name in features})
-        ctx.display_names.update(names)
-        ctx.template = pd.DataFrame({
-            **{k: pd.Series(dtype="object") for k in REQUIRED},
-            **{name: pd.Series(dtype="float64") for _, name in features},
-            **({"label": pd.Series(dtype="object")} if "label" in keys else {}),
-        })
-        n_fields = len(header)
-        usecols = sorted([*keys.values(), *(i for i, _ in features)])
-        str_cols = [keys[k] for k in ("timestamp", "src", "dst", "label") if k in keys]
-        col_names = [f"c{i}" for i in range(n_fields)]
-        types = {f"c{i}": (pa.string() if i in str_cols else pa.float64()) for i in usecols}
-        convert = pacsv.ConvertOptions(
-            column_types=types, include_columns=[f"c{i}" for i in usecols], null_values=list(NA_STRINGS),
-            strings_can_be_null=False, quoted_strings_can_be_null=False)
-
-        # Quarantine entries of the current reference block, filed as the reference files them: wrong
-        # field counts first, then bad values, each in line order.
-        q_fields: list = []
-        q_values: list = []
-        for data, first_no, n_lines, ends in _line_blocks(fh, no + 1, ctx.batch_rows, FAST_BLOCK_BYTES):
-            frame = None
-            if n_lines and b'"' not in data:
-                frame = _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, features, header,
-                                    tz, fmt, dayfirst, ctx, arrow)
-            if frame is None:
-                frame = _reference_block(data, first_no, n_lines, n_fields, usecols, str_cols, keys, features,
-                                         header, tz, fmt, dayfirst, ctx, q_fields, q_values)
-            if ends:
-                ctx.quarantined.extend(q_fields)
-                ctx.quarantined.extend(q_values)
-                q_fields, q_values = [], []
-            if frame is None:
-                continue
-            if arrow and isinstance(frame, pd.DataFrame):  # a block the reference path read
-                frame = to_flows_table(frame) if len(frame) else None
-            if frame is not None and len(frame):
-                yield frame
-        ctx.quarantined.extend(q_fields)
-        ctx.quarantined.extend(q_values)
-
-
-def _fast_block(data, n_lines, pacsv, col_names, convert, usecols, keys, features, header, tz, fmt, dayfirst,
-                ctx, arrow=False) -> pd.DataFrame | None:
-    """The block's frame from pyarrow's parser, or None when the reference path must read it (a line
-    with the wrong field count, a text where a number belongs, a blank-looking line, any value
-    :func:`_build` would quarantine)."""
-    import pyarrow as pa
-
-    invalid = []
-
-    def on_invalid(row):
-        invalid.append(row)
-        return "skip"
-
-    empty = 0  # lines with no byte at all (pyarrow skips them; they are no records either)
-    if data.startswith(b"\n") or b"\n\n" in data:
-        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-        empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())
-    try:
-        table = pacsv.read_csv(
-            pa.py_buffer(data),
-            # threads parse the block's 1 MB pieces in parallel; rows keep their order
-            read_options=pacsv.ReadOptions(column_names=col_names, use_threads=True),
-            parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False, invalid_row_handler=on_invalid),
-            convert_options=convert,
-        )
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
-        return None
-    if invalid or table.num_rows != n_lines - empty:
-        return None
-    if arrow:
-        out = _arrow_frame(table, keys, features, tz, fmt, dayfirst)
-        if out is not None:
-            ctx.count_input(table.num_rows)
-        return out
-    df = pd.DataFrame({i: table.column(f"c{i}").to_pandas() for i in usecols})
-    del table
-    probe = _BailContext(ctx.file)
-    try:
-        frame = _build(df, keys, features, header, tz, fmt, dayfirst, probe, _NoLines(), np.arange(len(df)))
-    except _Bail:
-        return None
-    ctx.count_input(len(df))
-    return frame
-
-
-def _reference_block(data, first_no, n_lines, n_fields, usecols, str_cols, keys, features, header, tz, fmt,
-                     dayfirst, ctx, q_fields, q_values) -> pd.DataFrame | None:
-    """The reference path for one block; its quarantine entries go to ``q_fields`` / ``q_values``."""
-    text = data.decode("utf-8", "replace")[:-1]
-    block = TextBlock(text, first_no, n_lines)
-    a = ReadContext(ctx.file)
-    rows, quoted = delimited_records(block, n_fields, a)
-    ctx.count_input(a.input_records)
-    q_fields.extend(a.quarantined)
-    if not len(rows):
-        return None
-    df = read_delimited(block, rows, quoted, n_fields, usecols, str_cols)
-    b = ReadContext(ctx.file)
-    frame = _build(df, keys, features, header, tz, fmt, dayfirst, b, block, rows)
-    q_values.extend(b.quarantined)
-    return frame
-
-
 #: The ingest driver passes ``arrow=True`` to readers that say they accept it.
 read_cicflowmeter.accepts_arrow = True
-
-
-def _arrow_frame(table, keys, features, tz, fmt, dayfirst):
-    """The canonical flows table (as :func:`~flamenco_core.ingest.schema.to_flows_table` of :func:`_build`'s
-    frame) straight from pyarrow's columns: the ~80 float features are used as parsed, only the key
-    columns are checked. None when any key value would be quarantined (the reference path then redoes
-    the block and files it)."""
-    import pyarrow as pa
-
-    n = table.num_rows
-    ts_text = table.column(f"c{keys['timestamp']}").to_pandas()
-    ts, missing, bad = to_timestamp(ts_text, tz, fmt, dayfirst=dayfirst)
-    if missing.any() or bad.any():
-        return None
-    arrays = {"timestamp": pa.array(ts.to_numpy(dtype="datetime64[us]"), FLOW_KEY_FIELDS[0].type)}
-    for key in ("src", "dst"):
-        # Python's strip, as the reference: its idea of whitespace differs from Arrow's at the edges
-        arrays[key] = pa.array(table.column(f"c{keys[key]}").to_pandas().str.strip().to_numpy(), pa.string())
-    for key, hi, typ in (("src_port", 65535, pa.int32()), ("dst_port", 65535, pa.int32()), ("protocol", 255, pa.int16())):
-        v = table.column(f"c{keys[key]}").to_numpy(zero_copy_only=False)  # float64, null -> NaN
-        with np.errstate(invalid="ignore"):
-            ok = (v == np.floor(v)) & (v >= 0) & (v <= hi)  # NaN (missing) fails too
-        if not ok.all():
-            return None
-        arrays[key] = pa.array(v.astype(np.int64), pa.int64()).cast(typ)
-    fields = list(FLOW_KEY_FIELDS)
-    for i, name in features:
-        arrays[name] = table.column(f"c{i}").combine_chunks() if n else pa.array([], pa.float64())
-        fields.append(pa.field(name, pa.float64()))
-    if "label" in keys:
-        lab = table.column(f"c{keys['label']}").to_pandas().str.strip()
-        arrays["label"] = pa.array(lab.where(lab != "", None).to_numpy(), pa.string())
-        fields.append(pa.field("label", pa.string()))
-    schema = pa.schema(fields, metadata={KIND_KEY: b"flows", b"flamenco.display_names": b"{}"})
-    return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=schema)

@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flamenco_core.ingest import cicflowmeter, merge
+from flamenco_core.ingest import cicflowmeter_fast, merge
 from flamenco_core.ingest.clean import dedupe_and_sort
 from flamenco_core.ingest.pipeline import ingest
 
@@ -146,11 +146,36 @@ def test_cicflowmeter_fallbacks_and_block_cuts(tmp_path, monkeypatch):
     path = tmp_path / "flows.csv"
     path.write_bytes(("\ufeff" + "\r\n".join(lines) + "\r\n").encode())
     # small byte blocks and reference blocks: cuts fall inside and between reference blocks
-    monkeypatch.setattr(cicflowmeter, "FAST_BLOCK_BYTES", 3000)
+    monkeypatch.setattr(cicflowmeter_fast, "FAST_BLOCK_BYTES", 3000)
     fast = _assert_same([path], "cicflowmeter", tmp_path / "small", batch_rows=64)
     assert fast[2]["quarantined"] >= 5 and fast[2]["dropped"].get("duplicate") == 1
-    monkeypatch.setattr(cicflowmeter, "FAST_BLOCK_BYTES", 1 << 20)
+    monkeypatch.setattr(cicflowmeter_fast, "FAST_BLOCK_BYTES", 1 << 20)
     _assert_same([path], "cicflowmeter", tmp_path / "big")
+
+
+@pytest.mark.parametrize("options", [{}, {"tz": "Europe/Berlin"}, {"timestamp_format": "%Y-%m-%d %H:%M:%S.%f"}])
+def test_cicflowmeter_fast_timestamps_and_texts_equal_reference(tmp_path, monkeypatch, options):
+    """The fast path reads plain ISO timestamps and clean texts with Arrow; every other value (another
+    time format, a zone, a date pandas cannot hold, spaces Python strips) the reference's way."""
+    lines = _cic_text(300, 1)
+    odd = {
+        20: ("2018-12-01 09:00:20.000020", "2018-12-01T09:00:20"),  # ISO with a T, no fraction
+        40: ("2018-12-01 09:00:40.000040", "2018-12-01 09:00:40.1234567"),  # 7 fraction digits
+        60: ("2018-12-01 09:01:00.000060", "1/12/2018 09:01"),  # CIC-IDS2017's day-first format
+        80: ("2018-12-01 09:01:20.000080", "0001-01-01 00:00:00"),  # outside pandas' range
+        100: ("2018-12-01 09:01:40.000100", "2018-12-01 24:00:00"),  # no such hour
+        120: ("2018-12-01 09:02:00.000120", "2019-02-29 00:00:00"),  # no such day
+        140: ("172.16.0.0", "\u00a0172.16.0.0"),  # a no-break space Python strips
+        160: ("192.168.50.1", " 192.168.50.1\t"),
+        180: ("BENIGN", " BENIGN "),
+        200: ("BENIGN", ""),  # an empty label is missing
+    }
+    for i, (old, new) in odd.items():
+        lines[i + 1] = lines[i + 1].replace(old, new)
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(cicflowmeter_fast, "FAST_BLOCK_BYTES", 4000)  # each oddity in its own block
+    _assert_same([path], "cicflowmeter", tmp_path / "out", options=options, batch_rows=100)
 
 
 def _arrow(frame: pd.DataFrame) -> pa.Table:

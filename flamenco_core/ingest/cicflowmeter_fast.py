@@ -1,0 +1,295 @@
+"""The fast path of the CICFlowMeter reader: pyarrow's CSV parser over byte blocks, straight to Arrow.
+
+The file's bytes are cut into blocks of whole lines (:func:`_line_blocks`), never across a block of the
+reference reader, so that quarantine entries can be filed in the reference's order. A block pyarrow parses
+whole, with every key value valid, becomes the canonical flows table column by column (:func:`_arrow_frame`);
+any other block (quotes, a wrong field count, a text where a number belongs, a bad key value) is read by the
+reference path (:func:`~flamenco_core.ingest.cicflowmeter.build_flows`), which quarantines what it must. Both
+paths give the same rows, drops and quarantine, in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .base import IngestError, ReadContext, open_maybe_compressed
+from .cicflowmeter import CicLayout, build_flows, cic_layout, read_cicflowmeter
+from .column_values import NA_STRINGS, TS_MAX, TS_MIN, to_timestamp
+from .schema import FLOW_KEY_FIELDS, KIND_KEY, to_flows_table
+from .text_lines import TextBlock, delimited_records, read_delimited
+
+#: Bytes parsed at a time (bounded memory: a block, its Arrow table and its frame).
+FAST_BLOCK_BYTES = 8 << 20
+#: pyarrow parses a block's pieces on threads only where there are cores to spare: on two (shared)
+#: cores the threads' hand-offs cost more than they gain.
+_THREADS = (os.cpu_count() or 1) > 2
+#: A timestamp pyarrow's ISO 8601 cast reads exactly as pandas' ISO 8601 parser does.
+_PLAIN_ISO = r"^\d{4}-\d\d-\d\d[ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?$"
+#: A text whose first or last character may be whitespace to Python's ``strip`` (anything but printable
+#: ASCII other than the space): only such texts need the reference's strip.
+_EDGE = r"^[^!-~]|[^!-~]$"
+
+
+class _Bail(Exception):
+    """Raised inside the fast path when a block holds a malformed value: the reference path redoes it."""
+
+
+class _NoLines:
+    """Stands in for the block in :func:`build_flows` on the fast path: quarantining needs the line, and a
+    block with anything to quarantine goes through the reference path instead."""
+
+    first_no = 0
+
+    @property
+    def lines(self):
+        raise _Bail
+
+
+class _BailContext(ReadContext):
+    def quarantine(self, *args, **kwargs) -> None:
+        raise _Bail
+
+
+def _normalized_chunks(fh, size: int) -> Iterator[bytes]:
+    """The file's bytes with universal newlines (``\\r\\n`` and a lone ``\\r`` become ``\\n``), as the
+    reference's text mode reads them, so that lines are counted alike."""
+    while True:
+        chunk = fh.read(size)
+        if not chunk:
+            return
+        if chunk.endswith(b"\r"):
+            chunk += fh.read(1)  # keep a "\r\n" pair in one chunk
+        if b"\r" in chunk:
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        yield chunk
+
+
+def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterator[tuple[bytes, int, int, bool]]:
+    """``(bytes, first line number, lines, ends a reference block)`` for the lines after the header, cut at
+    ``block_bytes`` and at every ``batch_rows`` lines (where the reference's blocks end, so quarantine
+    entries can be filed in the reference's order). Each block's bytes end with ``\\n``."""
+    buf = b""
+    no = first_no
+    into = 0  # lines already given out of the current reference block
+    chunks = _normalized_chunks(fh, block_bytes)
+    eof = False
+    while True:
+        while not eof and (len(buf) < block_bytes or b"\n" not in buf):
+            chunk = next(chunks, None)
+            if chunk is None:
+                eof = True
+            else:
+                buf += chunk
+        if not buf:
+            return
+        if eof and not buf.endswith(b"\n"):
+            buf += b"\n"  # the last line without a newline is still a line
+        room = batch_rows - into
+        cut = buf.rfind(b"\n", 0, block_bytes)
+        if cut < 0:  # one line longer than a block: take it whole
+            cut = buf.find(b"\n")
+        head = buf[: cut + 1]
+        n = head.count(b"\n")
+        if n > room:  # the reference's block ends inside: cut at its last line
+            nl = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
+            head = buf[: int(nl[room - 1]) + 1]
+            n = room
+        buf = buf[len(head):]
+        into += n
+        ends = into == batch_rows or (eof and not buf)
+        yield head, no, n, ends
+        no += n
+        if into == batch_rows:
+            into = 0
+
+
+def _header_line(fh) -> tuple[int, str | None] | None:
+    """``(line number, text)`` of the first non-blank line, read as the reference's text mode reads it
+    (``text`` None at the end of the file); None when a ``\\r`` line break comes first, which is left to
+    the reference reader."""
+    no = 0
+    while True:
+        raw = fh.readline()
+        if not raw:
+            return no, None
+        if raw.endswith(b"\r") or b"\r" in raw[:-1]:
+            return None
+        no += 1
+        text = raw.decode("utf-8", "replace")
+        if no == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        text = text.rstrip("\n").rstrip("\r")
+        if text.strip():
+            return no, text
+
+
+def read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options) -> Iterator[pd.DataFrame | pa.Table]:
+    """:func:`~flamenco_core.ingest.cicflowmeter.read_cicflowmeter` with ``engine="fast"`` (module
+    docstring); canonical Arrow tables when ``arrow``, else frames."""
+    with open_maybe_compressed(path) as fh:
+        found = _header_line(fh)
+        if found is None:
+            yield from read_cicflowmeter(path, ctx, **{**options, "engine": "reference"})
+            return
+        no, header_line = found
+        if header_line is None:
+            raise IngestError(f"{path}: empty file, no CICFlowMeter header")
+        lay = cic_layout(path, header_line, ctx, options)
+        usecols = lay.usecols
+        str_cols = set(lay.str_cols)
+        col_names = [f"c{i}" for i in range(lay.n_fields)]
+        types = {f"c{i}": (pa.string() if i in str_cols else pa.float64()) for i in usecols}
+        convert = pacsv.ConvertOptions(
+            column_types=types, include_columns=[f"c{i}" for i in usecols], null_values=list(NA_STRINGS),
+            strings_can_be_null=False, quoted_strings_can_be_null=False)
+
+        # Quarantine entries of the current reference block, filed as the reference files them: wrong
+        # field counts first, then bad values, each in line order.
+        q_fields: list = []
+        q_values: list = []
+        for data, first_no, n_lines, ends in _line_blocks(fh, no + 1, ctx.batch_rows, FAST_BLOCK_BYTES):
+            frame = None
+            if n_lines and b'"' not in data:
+                frame = _fast_block(data, n_lines, col_names, convert, lay, ctx, arrow)
+            if frame is None:
+                frame = _reference_block(data, first_no, n_lines, lay, ctx, q_fields, q_values)
+            if ends:
+                ctx.quarantined.extend(q_fields)
+                ctx.quarantined.extend(q_values)
+                q_fields, q_values = [], []
+            if frame is None:
+                continue
+            if arrow and isinstance(frame, pd.DataFrame):  # a block the reference path read
+                frame = to_flows_table(frame) if len(frame) else None
+            if frame is not None and len(frame):
+                yield frame
+        ctx.quarantined.extend(q_fields)
+        ctx.quarantined.extend(q_values)
+
+
+def _fast_block(data: bytes, n_lines: int, col_names: list[str], convert, lay: CicLayout, ctx: ReadContext,
+                arrow: bool = False) -> pd.DataFrame | pa.Table | None:
+    """The block's rows from pyarrow's parser, or None when the reference path must read it (a line with
+    the wrong field count, a text where a number belongs, a blank-looking line, any value
+    :func:`build_flows` would quarantine)."""
+    invalid = []
+
+    def on_invalid(row):
+        invalid.append(row)
+        return "skip"
+
+    empty = 0  # lines with no byte at all (pyarrow skips them; they are no records either)
+    if data.startswith(b"\n") or b"\n\n" in data:
+        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())
+    try:
+        table = pacsv.read_csv(
+            pa.py_buffer(data),
+            read_options=pacsv.ReadOptions(column_names=col_names, use_threads=_THREADS),
+            parse_options=pacsv.ParseOptions(quote_char=False, newlines_in_values=False, invalid_row_handler=on_invalid),
+            convert_options=convert,
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
+        return None
+    if invalid or table.num_rows != n_lines - empty:
+        return None
+    if arrow:
+        out = _arrow_frame(table, lay)
+        if out is not None:
+            ctx.count_input(table.num_rows)
+        return out
+    df = pd.DataFrame({i: table.column(f"c{i}").to_pandas() for i in lay.usecols})
+    del table
+    try:
+        frame = build_flows(df, lay, _BailContext(ctx.file), _NoLines(), np.arange(len(df)))
+    except _Bail:
+        return None
+    ctx.count_input(len(df))
+    return frame
+
+
+def _reference_block(data: bytes, first_no: int, n_lines: int, lay: CicLayout, ctx: ReadContext,
+                     q_fields: list, q_values: list) -> pd.DataFrame | None:
+    """The reference path for one block; its quarantine entries go to ``q_fields`` / ``q_values``."""
+    text = data.decode("utf-8", "replace")[:-1]
+    block = TextBlock(text, first_no, n_lines)
+    a = ReadContext(ctx.file)
+    rows, quoted = delimited_records(block, lay.n_fields, a)
+    ctx.count_input(a.input_records)
+    q_fields.extend(a.quarantined)
+    if not len(rows):
+        return None
+    df = read_delimited(block, rows, quoted, lay.n_fields, lay.usecols, lay.str_cols)
+    b = ReadContext(ctx.file)
+    frame = build_flows(df, lay, b, block, rows)
+    q_values.extend(b.quarantined)
+    return frame
+
+
+def _timestamps(col: pa.ChunkedArray, lay: CicLayout) -> pa.Array | None:
+    """The timestamp column as ``timestamp[us, UTC]``, or None when a value is missing or malformed.
+
+    Plain ISO 8601 texts in UTC (the common CIC-DDoS2019 case) are cast by Arrow, which reads them exactly
+    as pandas' ISO 8601 parser does (checked by :data:`_PLAIN_ISO`, then the range pandas can hold); any
+    other column goes through the reference's :func:`~flamenco_core.ingest.column_values.to_timestamp`."""
+    typ = FLOW_KEY_FIELDS[0].type
+    if (lay.tz or "UTC").upper() == "UTC" and lay.fmt is None and len(col) and pc.all(
+            pc.match_substring_regex(col, _PLAIN_ISO)).as_py():
+        try:
+            us = pc.cast(col, pa.timestamp("us")).cast(pa.int64()).to_numpy().view("datetime64[us]")
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            us = None
+        if us is not None and not ((us < TS_MIN) | (us > TS_MAX)).any():
+            return pa.array(us, typ)
+    ts, missing, bad = to_timestamp(col.to_pandas(), lay.tz, lay.fmt, dayfirst=lay.dayfirst)
+    if missing.any() or bad.any():
+        return None
+    return pa.array(ts.to_numpy(dtype="datetime64[us]"), typ)
+
+
+def _stripped(col: pa.ChunkedArray) -> pa.Array:
+    """``col`` with Python's ``strip`` applied (as the reference): Arrow's idea of whitespace differs from
+    Python's at the edges, so only a column with a possibly-blank edge character goes through Python."""
+    if not pc.any(pc.match_substring_regex(col, _EDGE)).as_py():
+        return col.combine_chunks()
+    return pa.array(col.to_pandas().str.strip().to_numpy(), pa.string())
+
+
+def _arrow_frame(table: pa.Table, lay: CicLayout) -> pa.Table | None:
+    """The canonical flows table (as :func:`~flamenco_core.ingest.schema.to_flows_table` of
+    :func:`build_flows`'s frame) straight from pyarrow's columns: the ~80 float features are used as parsed,
+    only the key columns are checked. None when any key value would be quarantined (the reference path
+    then redoes the block and files it)."""
+    keys = lay.keys
+    n = table.num_rows
+    ts = _timestamps(table.column(f"c{keys['timestamp']}"), lay)
+    if ts is None:
+        return None
+    arrays = {"timestamp": ts}
+    for key in ("src", "dst"):
+        arrays[key] = _stripped(table.column(f"c{keys[key]}"))
+    for key, hi, typ in (("src_port", 65535, pa.int32()), ("dst_port", 65535, pa.int32()), ("protocol", 255, pa.int16())):
+        v = table.column(f"c{keys[key]}").to_numpy(zero_copy_only=False)  # float64, null -> NaN
+        with np.errstate(invalid="ignore"):
+            ok = (v == np.floor(v)) & (v >= 0) & (v <= hi)  # NaN (missing) fails too
+        if not ok.all():
+            return None
+        arrays[key] = pa.array(v.astype(np.int64), pa.int64()).cast(typ)
+    fields = list(FLOW_KEY_FIELDS)
+    for i, name in lay.features:
+        arrays[name] = table.column(f"c{i}").combine_chunks() if n else pa.array([], pa.float64())
+        fields.append(pa.field(name, pa.float64()))
+    if "label" in keys:
+        lab = _stripped(table.column(f"c{keys['label']}"))
+        arrays["label"] = pc.if_else(pc.equal(lab, ""), pa.scalar(None, pa.string()), lab)
+        fields.append(pa.field("label", pa.string()))
+    schema = pa.schema(fields, metadata={KIND_KEY: b"flows", b"flamenco.display_names": b"{}"})
+    return pa.Table.from_arrays([arrays[f.name] for f in fields], schema=schema)
