@@ -24,6 +24,15 @@ _CHI2_QUANTILE = 0.975
 _JITTER = 1e-3
 #: The Minimum Covariance Determinant is fitted on at most this many rows (a seeded subsample beyond).
 MCD_MAX_ROWS = 10_000
+#: LOF is fitted on at most this many rows (a seeded subsample beyond; the other rows are scored against
+#: it as new points): its neighbour search grows faster than the rows.
+LOF_MAX_ROWS = 50_000
+# kd-trees find the same neighbours as brute force; up to this many columns (the latency path's
+# correlated window and deviation features) they are several times faster at 30k+ rows, beyond it
+# scikit-learn's own choice (brute force) is kept.
+_KD_TREE_MAX_FEATURES = 20
+# Rows scored per block when LOF scores rows outside its fit: bounds the neighbour arrays' memory.
+_LOF_CHUNK = 65_536
 
 
 class _Singular(Exception):
@@ -51,12 +60,28 @@ def _check_contamination(c, method):
     return c
 
 
-def _lof(X, contamination, seed, n_neighbors: int = 20):
+def _lof(X, contamination, seed, n_neighbors: int = 20, _notes=None):
     from sklearn.neighbors import LocalOutlierFactor
 
-    m = LocalOutlierFactor(n_neighbors=min(n_neighbors, len(X) - 1), contamination=contamination)
-    pred = m.fit_predict(X)
-    return (pred == -1), -m.negative_outlier_factor_
+    algorithm = "kd_tree" if X.shape[1] <= _KD_TREE_MAX_FEATURES else "auto"
+    if len(X) <= LOF_MAX_ROWS:
+        m = LocalOutlierFactor(n_neighbors=min(n_neighbors, len(X) - 1), contamination=contamination, algorithm=algorithm)
+        pred = m.fit_predict(X)
+        return (pred == -1), -m.negative_outlier_factor_
+    # The fit rows keep their LOF within the sample (as fit_predict would give them); every other row is
+    # scored as a new point against the sample, in blocks, with the same offset.
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), LOF_MAX_ROWS, replace=False))
+    m = LocalOutlierFactor(n_neighbors=n_neighbors, contamination=contamination, algorithm=algorithm, novelty=True)
+    m.fit(X[rows])
+    nof = np.empty(len(X))
+    nof[rows] = m.negative_outlier_factor_
+    rest = np.setdiff1d(np.arange(len(X)), rows, assume_unique=True)
+    for lo in range(0, len(rest), _LOF_CHUNK):
+        part = rest[lo:lo + _LOF_CHUNK]
+        nof[part] = m.score_samples(X[part])
+    if _notes is not None:
+        _notes.append(f"LOF fitted on a seeded subsample of {LOF_MAX_ROWS} of {len(X)} rows; the others scored against it")
+    return nof < m.offset_, -nof
 
 
 def _isolation_forest(X, contamination, seed, n_estimators: int = 100):
@@ -100,6 +125,7 @@ def _mcd(X, seed, cache: dict | None, notes: list | None):
             rows = np.sort(np.random.default_rng(seed).choice(len(X), MCD_MAX_ROWS, replace=False))
             fit_x, sub = X[rows], True
         try:
+            _collinear(fit_x)
             hit = (_fit_cov(lambda: MinCovDet(random_state=seed), fit_x), sub)
         except _Singular as e:
             hit = e
@@ -112,6 +138,20 @@ def _mcd(X, seed, cache: dict | None, notes: list | None):
     if hit[1] and notes is not None:
         notes.append(f"MCD fitted on a seeded subsample of {MCD_MAX_ROWS} of {len(X)} rows")
     return hit
+
+
+def _collinear(X) -> None:
+    """Raise :class:`_Singular` when the columns of ``X`` are exactly dependent (a column repeated, or the
+    empirical covariance singular to rounding): every subset of rows, MCD's support included, is then
+    singular too, so the fit could only fail, after its full cost."""
+    if X.shape[1] < 2:
+        return
+    if np.unique(X, axis=1).shape[1] < X.shape[1]:
+        raise _Singular("singular covariance: repeated columns")
+    eig = np.linalg.eigvalsh(np.atleast_2d(np.cov(X, rowvar=False)))
+    # far below _check_cov's 1e-12: only what rounding leaves of an exact dependence
+    if eig.min() <= 1e-15 * max(eig.max(), 1e-300):
+        raise _Singular("singular covariance: collinear columns")
 
 
 def _elliptic_envelope(X, contamination, seed, _cache=None, _notes=None):
@@ -189,6 +229,8 @@ def detect(X, method: str, contamination="auto", seed: int = 0, *, mcd_cache: di
     fn = BASELINES[method]
     if method in _COVARIANCE:
         kwargs = {**kwargs, "_cache": mcd_cache if mcd_cache is not None else {}, "_notes": notes}
+    elif method == "lof":
+        kwargs = {**kwargs, "_notes": notes}
     fallback = bool(notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -92,3 +92,49 @@ def test_large_input_is_fitted_on_a_seeded_subsample(monkeypatch):
     monkeypatch.setattr(baselines, "MCD_MAX_ROWS", 10_000)
     full = run_baselines(X, ["robust_covariance"], 0.1, 7)
     assert (a["robust_covariance"] == full["robust_covariance"]).mean() > 0.97
+
+
+def test_exactly_dependent_columns_skip_the_doomed_fit(monkeypatch):
+    # A repeated column makes every subset's covariance singular: only the jittered fit runs, and its
+    # labels are those of the fit after a failed plain one.
+    calls = []
+    real = MinCovDet.fit
+
+    def counting(self, X, y=None):
+        calls.append(len(X))
+        return real(self, X, y)
+
+    monkeypatch.setattr(MinCovDet, "fit", counting)
+    X = _data(300, 2, 3)
+    X = np.c_[X, X[:, 0]]
+    df = run_baselines(X, ["elliptic_envelope", "robust_covariance"], "auto", 0)
+    assert calls == [300]
+    assert "repeated columns" in df.attrs["outcomes"]["robust_covariance"]["reason"]
+    assert df.attrs["outcomes"]["robust_covariance"]["outcome"] == "fallback"
+    rng = np.random.default_rng(0)
+    Xs = _standardized(X)
+    jittered = Xs + rng.normal(scale=baselines._JITTER, size=Xs.shape)
+    d2 = real(MinCovDet(random_state=0), jittered).mahalanobis(jittered)
+    np.testing.assert_array_equal(df["robust_covariance"].to_numpy(dtype=bool), d2 > chi2.ppf(0.975, df=3))
+
+
+def test_lof_kd_tree_matches_brute_force():
+    from sklearn.neighbors import LocalOutlierFactor
+
+    X = _data(2000, 5, 5)
+    Xs = _standardized(X)
+    want = LocalOutlierFactor(n_neighbors=20, algorithm="brute").fit_predict(Xs) == -1
+    np.testing.assert_array_equal(run_baselines(X, ["lof"])["lof"].to_numpy(dtype=bool), want)
+
+
+def test_lof_beyond_its_cap_fits_a_seeded_subsample(monkeypatch):
+    from sklearn.neighbors import LocalOutlierFactor
+
+    monkeypatch.setattr(baselines, "LOF_MAX_ROWS", 1000)  # half the rows, like 50k of a 110k Ark pair
+    monkeypatch.setattr(baselines, "_LOF_CHUNK", 300)  # several blocks
+    X = _data(2000, 3, 6)
+    a = run_baselines(X, ["lof"], "auto", 3)
+    assert a.equals(run_baselines(X, ["lof"], "auto", 3))  # seeded
+    assert "subsample of 1000 of 2000 rows" in a.attrs["outcomes"]["lof"]["reason"]
+    full = LocalOutlierFactor(n_neighbors=20).fit_predict(_standardized(X)) == -1
+    assert (a["lof"].to_numpy(dtype=bool) == full).mean() > 0.97
