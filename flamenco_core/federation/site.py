@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import pandas as pd
 
+from flamenco_core.errors import UsageError
 from flamenco_core.federation.config import GroundTruth, SitePolicy
 from flamenco_core.federation.disclosure import Discloser
 from flamenco_core.federation.models import (
@@ -29,8 +30,8 @@ from flamenco_core.federation.models import (
 ABSTAIN_COLUMN = "abstain"
 
 
-class Refused(Exception):
-    """The request does not pass the site's policy; ``reasons`` say why."""
+class Refused(UsageError):
+    """The request does not pass the site's policy; ``reasons`` say why (exit 2)."""
 
     def __init__(self, reasons: list[Reason]) -> None:
         super().__init__("; ".join(r.message for r in reasons[:3]))

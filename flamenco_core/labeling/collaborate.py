@@ -11,6 +11,7 @@ from typing import Any, Iterable, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from flamenco_core.errors import UsageError
 from flamenco_core.labeling.analysis import (
     DEFAULT_ABSTAIN,
     combination_f1,
@@ -28,8 +29,8 @@ DEFAULT_MIN_ROWS = 10
 DEFAULT_MIN_WINDOW_SHARE = 0.01
 
 
-class CollaborationRefused(ValueError):
-    """A pack did not pass the privacy audit (or the data is too small to report on)."""
+class CollaborationRefused(UsageError, ValueError):
+    """A pack did not pass the privacy audit (or the data is too small to report on); exit 2."""
 
     def __init__(self, message: str, findings: Optional[dict[str, list]] = None) -> None:
         super().__init__(message)

@@ -15,6 +15,8 @@ from typing import Iterable, Mapping, Optional, Union
 import numpy as np
 import pandas as pd
 
+from flamenco_core.errors import UsageError
+
 from .expr import BASE_STATS, canonical_stat, percentile_of
 
 #: The statistics a profile holds and :func:`compute_stats` returns when not told otherwise.
@@ -23,8 +25,8 @@ DEFAULT_STATS = ("count", "mean", "std", "min", "q1", "median", "q3", "max")
 _PCT_COL = re.compile(r"(\d{1,3}(?:\.\d+)?)%")
 
 
-class MissingStatistic(KeyError):
-    """A statistic a source cannot supply (feature absent, or a percentile not in a profile)."""
+class MissingStatistic(UsageError, KeyError):
+    """A statistic a source cannot supply (feature absent, or a percentile not in a profile); exit 2."""
 
     def __init__(self, feature: str, stat: str, reason: str) -> None:
         self.feature, self.stat, self.reason = feature, stat, reason

@@ -231,6 +231,15 @@ def test_profile_stats_replace_data_stats():
     assert not np.array_equal(L_profile, apply_lfs(pack, test))  # test-split stats differ
 
 
+def test_a_missing_statistic_is_a_usage_error_and_still_a_key_error():
+    from flamenco_core.errors import EXIT_USAGE, FlamencoError
+    from flamenco_core.labeling.stats import MissingStatistic, ProfileStatistics
+
+    assert issubclass(MissingStatistic, FlamencoError) and MissingStatistic.exit_code == EXIT_USAGE
+    with pytest.raises(KeyError, match="p99 of 'bytes'"):
+        ProfileStatistics({"bytes": {"mean": 1.0}}).get("bytes", "p99")
+
+
 def test_profile_dataframe_from_preprocess(tmp_path):
     from flamenco_core.preprocess.profile import profile
 

@@ -212,6 +212,13 @@ def test_audit_refuses_leaky_pack_unless_allowed(tmp_path, local_and_labeled):
     assert report["packs"][1]["audit"]["allowed_kinds"] == ["literal_threshold"]
 
 
+def test_a_refused_collaboration_is_a_usage_error_and_still_a_value_error():
+    from flamenco_core.errors import EXIT_USAGE, FlamencoError
+
+    assert issubclass(CollaborationRefused, FlamencoError) and issubclass(CollaborationRefused, ValueError)
+    assert CollaborationRefused.exit_code == EXIT_USAGE
+
+
 def test_bad_inputs(tmp_path, local_and_labeled):
     df, labeled = local_and_labeled
     bad = labeled.copy()

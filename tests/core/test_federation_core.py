@@ -120,6 +120,13 @@ def test_an_unknown_dataset_is_refused_and_an_error_names_its_type_only():
     assert "203.0.113.9" not in agg.model_dump_json()
 
 
+def test_a_refused_request_is_a_usage_error():
+    from flamenco_core.errors import EXIT_USAGE, FlamencoError
+    from flamenco_core.federation.site import Refused
+
+    assert issubclass(Refused, FlamencoError) and Refused.exit_code == EXIT_USAGE
+
+
 def test_small_cells_refuse_differencing_on_one_value_not_wide_gaps():
     df = _flows()
     df.loc[:2, "src_port"] = 31337
