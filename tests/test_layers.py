@@ -150,3 +150,55 @@ def test_the_private_import_list_only_names_modules_that_need_it():
         private = [n for _, module, names in _imports(ROOT / path, ROOT) if module.split(".")[0] in LAYERS
                    for n in names if n.startswith("_") and not n.startswith("__")]
         assert reason and private, f"{path} imports no private name now: drop it"
+
+
+#: A repeated block: this many consecutive code lines (blank and comment lines, docstrings and function
+#: signatures skipped: an API may repeat its keyword arguments; whitespace stripped) standing the same in two
+#: places of the library, with enough text not to be punctuation alone.
+REPEAT_LINES = 8
+REPEAT_MIN_CHARS = 160
+
+
+def _repeated_blocks(root: Path = ROOT, layer: str = "flamenco_core") -> list[str]:
+    """``a.py:10 ~ b.py:40`` for each pair of places sharing a block of :data:`REPEAT_LINES` lines."""
+    first: dict[tuple[str, ...], tuple[str, int]] = {}
+    found: dict[tuple[str, str], str] = {}
+    for path in _files(layer, root):
+        rel = path.relative_to(root).as_posix()
+        text = path.read_text()
+        skip = _signature_and_docstring_lines(ast.parse(text))
+        code = [(i, s.strip()) for i, s in enumerate(text.splitlines(), 1) if i not in skip]
+        code = [(i, s) for i, s in code if s and not s.startswith("#")]
+        for k in range(len(code) - REPEAT_LINES + 1):
+            block = tuple(s for _, s in code[k:k + REPEAT_LINES])
+            if sum(map(len, block)) < REPEAT_MIN_CHARS:
+                continue
+            here = (rel, code[k][0])
+            there = first.setdefault(block, here)
+            if there != here and (there[0], rel) not in found:
+                found[(there[0], rel)] = f"{there[0]}:{there[1]} ~ {rel}:{here[1]}"
+    return sorted(found.values())
+
+
+def _signature_and_docstring_lines(tree: ast.AST) -> set[int]:
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)) and node.body:
+            first = node.body[0]
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                skip.update(range(node.lineno, first.lineno))
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                skip.update(range(first.lineno, first.end_lineno + 1))
+    return skip
+
+
+def test_no_block_is_written_twice_in_the_library():
+    assert _repeated_blocks() == []
+
+
+def test_the_repeat_checker_sees_a_copied_block(tmp_path):
+    block = "\n".join(f"value_{i} = compute_something_long(argument_{i}, other_{i})" for i in range(REPEAT_LINES))
+    (tmp_path / "flamenco_core").mkdir()
+    (tmp_path / "flamenco_core" / "a.py").write_text(block + "\n")
+    (tmp_path / "flamenco_core" / "b.py").write_text("x = 1\n\n" + block.replace("\n", "\n# a comment\n") + "\n")
+    assert _repeated_blocks(tmp_path) == ["flamenco_core/a.py:1 ~ flamenco_core/b.py:3"]

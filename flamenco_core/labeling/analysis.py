@@ -233,14 +233,25 @@ def lf_f1(
     """LF F1 of each LF on gold labels ``Y`` (index: LF names; columns Coverage, Evaluated, Precision,
     Recall, F1). ``abstain``, ``pos_label``, ``negative_label`` and ``average`` are defined in the
     module docstring; the choices made are in ``attrs["f1_definition"]``."""
+    L, Y, names, k, pos, neg, average = _gold_args(L, Y, names, classes, pos_label, abstain, negative_label, average)
+    out = _score(L, Y, k, pos, neg, abstain, average)
+    out.index = names
+    return _described(out, k, classes, pos, neg, abstain, average)
+
+
+def _gold_args(L, Y, names, classes, pos_label, abstain, negative_label, average):
+    """The checked label matrix, gold labels and LF names, the cardinality and the resolved F1 arguments."""
     L = check_label_matrix(L)
     names = _names(L, names)
     k = _cardinality(L, np.asarray(Y), classes)
     check_label_matrix(L, k)
     Y = _check_gold(Y, L.shape[0], k)
     pos, neg, average = resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
-    out = _score(L, Y, k, pos, neg, abstain, average)
-    out.index = names
+    return L, Y, names, k, pos, neg, average
+
+
+def _described(out: pd.DataFrame, k, classes, pos, neg, abstain, average) -> pd.DataFrame:
+    """``out`` with the F1 definition and the class names in its ``attrs``."""
     out.attrs["f1_definition"] = f1_definition(k, classes, pos, neg, abstain, average)
     out.attrs["classes"] = list(classes) if classes is not None else None
     return out
@@ -281,12 +292,7 @@ def combination_f1(
     """LF F1 of combinations of LFs (each a tuple of LF indices or names): the decision is the majority
     vote of the combination's LFs, ties inconclusive. Index: the LF names joined by " + "; columns LFs
     (count), Coverage, Ties, Evaluated, Precision, Recall, F1."""
-    L = check_label_matrix(L)
-    names = _names(L, names)
-    k = _cardinality(L, np.asarray(Y), classes)
-    check_label_matrix(L, k)
-    Y = _check_gold(Y, L.shape[0], k)
-    pos, neg, average = resolve_f1_args(k, classes, pos_label, abstain, negative_label, average)
+    L, Y, names, k, pos, neg, average = _gold_args(L, Y, names, classes, pos_label, abstain, negative_label, average)
     col_sets = [_combo_columns(c, names) for c in combos]
     n = L.shape[0]
     P = np.empty((n, len(col_sets)), dtype=np.int64)
@@ -299,9 +305,7 @@ def combination_f1(
     out.insert(0, "LFs", [len(c) for c in col_sets])
     out.insert(2, "Ties", ties)
     out.index = [" + ".join(names[j] for j in cols) for cols in col_sets]
-    out.attrs["f1_definition"] = f1_definition(k, classes, pos, neg, abstain, average)
-    out.attrs["classes"] = list(classes) if classes is not None else None
-    return out
+    return _described(out, k, classes, pos, neg, abstain, average)
 
 
 # ----------------------------------------------------------------------------------------------------
