@@ -6,15 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact
 
-from flamenco_core.errors import NoUsableData
-from flamenco_core.ingest.pipeline import NoRows, no_rows_message
 from tasks import tracking
 from tasks.caching import call_cached
-from tasks.common import collect_mapped, error_text, fail_parent_run_task, finish_parent_run_task, start_parent_run_task
+from tasks.common import close_failed_parent_run, collect_mapped, error_text, finish_parent_run_task, start_parent_run_task
 from tasks.ingest import ingest_task, split_pairs_task
-from tasks.latency import attach_labels_task, latency_pair_task, source_level_task, write_latency_outputs_task
+from tasks.latency import (
+    attach_labels_task,
+    check_latency_input,
+    latency_pair_task,
+    publish_summary_task,
+    source_level_task,
+    summarize_run_task,
+    write_latency_outputs_task,
+)
 from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-latency"
@@ -76,9 +81,6 @@ def latency_flow(
 
 
 def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth, run_name, runner, workers, scheduler) -> dict:
-    from flamenco_core.experiments.latency.outputs import no_pair_reason, run_summary, usable
-    from tasks.runners import fan_out
-
     # Where pairs run is not what the run is: the runner stays out of the params and the run identity.
     params = {"format": fmt, "sources": [str(s) for s in sources], "labels": labels or "", "truth": truth or "",
               "config": cfg.model_dump(mode="json", exclude={"runner"})}
@@ -89,65 +91,40 @@ def _latency_run(sources, fmt, out: Path, cfg, labels, config, experiment, truth
         experiment, run_name or f"latency-{fmt}-{out.name}", params=params,
         tags={"flamenco.pipeline": "latency", "flamenco.format": fmt, "flamenco.dataset": out.name}, key=key,
     )
+    # Whatever ends the run early (unusable input, no usable pair, a broken fan-out, an interrupt), the parent
+    # run ends FAILED with the reason in flamenco.error: a run left RUNNING says nothing.
     try:
-        report, _ = call_cached(ingest_task, sources, fmt, str(out / "ingest"), outputs=lambda r: [r["data_path"]])
-        if report["kind"] != "latency":
-            raise ValueError(f"{fmt} data is {report['kind']}, not latency: use `flamenco run flows`")
-        if not report.get("rows"):
-            raise NoRows(no_rows_message(report))
-        labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"), truth)
-        split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,
-                               outputs=lambda r: [p["path"] for p in r["pairs"]])
-    except Exception as exc:
-        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
+        return _latency_pipeline(sources, fmt, out, cfg, labels, experiment, truth, parent, runner, workers, scheduler)
+    except BaseException as exc:
+        close_failed_parent_run(parent, exc)
         raise
+
+
+def _latency_pipeline(sources, fmt, out: Path, cfg, labels, experiment, truth, parent, runner, workers, scheduler) -> dict:
+    from tasks.runners import fan_out
+
+    settings = cfg.model_dump(mode="json", exclude={"runner"})
+    report, _ = call_cached(ingest_task, sources, fmt, str(out / "ingest"), outputs=lambda r: [r["data_path"]])
+    check_latency_input(report)
+    labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"), truth)
+    split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,
+                           outputs=lambda r: [p["path"] for p in r["pairs"]])
     source = SOURCES.get(fmt, "csv")
-    try:
-        # LFs learned on every pair's labeled rows at once, for the pairs whose own labels cannot teach
-        borrowed = source_level_task(split["pairs"], cfg.model_dump(mode="json", exclude={"runner"}), source)
-    except Exception as exc:
-        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
-        raise
-    try:
-        outcomes, choice = fan_out(
-            latency_pairs_flow, split["pairs"], cfg.model_dump(mode="json", exclude={"runner"}), str(out / "per_pair"),
-            experiment, parent, source, borrowed.get("level"), runner=runner, workers=workers, scheduler=scheduler,
-            config={"runner": cfg.runner} if cfg.runner else None,
-        )
-    except Exception as exc:  # the fan-out itself broke (bad runner, unreachable scheduler): no pair ran
-        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
-        raise
-    done = [o for o in outcomes if o["status"] == "ok"]
-    failed = [{k: o[k] for k in ("pair", "rows", "error")} for o in outcomes if o["status"] != "ok"]
-    if not usable([d["report"] for d in done]):
-        reason = no_pair_reason(split, done, failed, cfg.min_points)
-        fail_parent_run_task(parent, reason)
-        raise NoUsableData(reason)
-    summary = run_summary([d["report"] for d in done], failed=failed, skipped=split["skipped"], borrowed=borrowed, context={
-        "labeled_rows": labeled["labeled_rows"], "truth_rows": labeled.get("truth_rows", 0),
-        "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",
-        "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
-        "parent_run_id": parent, "experiment": experiment, "runner": choice["kind"]})
-    try:
-        written = write_latency_outputs_task(str(out), labeled["path"], done, summary,
-                                             cfg.model_dump(mode="json", exclude={"runner"}), parent)
-    except Exception as exc:
-        fail_parent_run_task(parent, f"{type(exc).__name__}: {exc}")
-        raise
-    oc = summary["outcomes"]["pairs"]
-    create_markdown_artifact(
-        f"# Latency: pairs {', '.join(f'{k} {v}' for k, v in oc.items())}\n\n{written['markdown']}\n\n"
-        + "\n".join(f"- failed {f['pair']}: {f['error']}" for f in failed),
-        key="latency-summary",
+    # LFs learned on every pair's labeled rows at once, for the pairs whose own labels cannot teach
+    borrowed = source_level_task(split["pairs"], settings, source)
+    outcomes, choice = fan_out(
+        latency_pairs_flow, split["pairs"], settings, str(out / "per_pair"), experiment, parent, source,
+        borrowed.get("level"), runner=runner, workers=workers, scheduler=scheduler,
+        config={"runner": cfg.runner} if cfg.runner else None,
     )
-    avg = summary["average"]
-    finish_parent_run_task(
-        parent, summary,
-        {**tracking.latency_metrics(avg),  # the pairs' keys, so parent and children line up in MLflow
-         **{f"pairs_{k}": v for k, v in oc.items()},
-         **{f"subsets_{k}": v for k, v in summary["outcomes"]["subsets_by_level"].items()}},
-        "FINISHED",
-    )
+    context = {"labeled_rows": labeled["labeled_rows"], "truth_rows": labeled.get("truth_rows", 0),
+               "label_source_of_pool": "user" if labels or labeled["labeled_rows"] else "heuristic",
+               "ingest": {k: report[k] for k in ("input_records", "rows", "dropped", "quarantined")},
+               "parent_run_id": parent, "experiment": experiment, "runner": choice["kind"]}
+    run = summarize_run_task(split, outcomes, context, borrowed, cfg.min_points)
+    summary = run["summary"]
+    written = write_latency_outputs_task(str(out), labeled["path"], run["done"], summary, settings, parent)
+    finish_parent_run_task(parent, summary, publish_summary_task(summary, written["markdown"]), "FINISHED")
     summary["labels_path"] = written["labels_path"]
     summary["page"] = write_report_task(str(out), parent)  # index.html, and the comparison on the parent run
     return summary

@@ -15,9 +15,18 @@ from flamenco_core.experiments.latency import (
     needs_source_level,
     run_pair,
 )
-from flamenco_core.ingest.pipeline import file_sha256
+from flamenco_core.errors import NoUsableData
+from flamenco_core.ingest.pipeline import NoRows, file_sha256, no_rows_message
 from tasks import tracking
 from tasks.common import IO_RETRIES
+
+
+def check_latency_input(report: dict) -> None:
+    """Refuse an ingest that holds no latency rows, with what to do instead."""
+    if report["kind"] != "latency":
+        raise ValueError(f"{report.get('format')} data is {report['kind']}, not latency: use `flamenco run flows`")
+    if not report.get("rows"):
+        raise NoRows(no_rows_message(report))
 
 
 @task(name="attach-labels", **IO_RETRIES)
@@ -116,3 +125,34 @@ def write_latency_outputs_task(out_dir: str, labeled_path: str, done: list[dict]
     files = write_run_outputs(Path(out_dir), summary, labels)
     tracking.log_artifacts(parent_run_id, [files["csv"], files["md"], files["chart"]])
     return {"labels_path": str(files["labels"]), "markdown": files["markdown"]}
+
+
+@task(name="latency-summary")
+def summarize_run_task(split: dict, outcomes: list[dict], context: dict, borrowed: dict, min_points: int) -> dict:
+    """``{"summary": report.json's body, "done": the pairs that ran}`` from the fan-out's outcomes. Raises
+    :class:`~flamenco_core.errors.NoUsableData` with the reason and the fix when no pair produced labels."""
+    from flamenco_core.experiments.latency.outputs import no_pair_reason, run_summary, usable
+
+    done = [o for o in outcomes if o["status"] == "ok"]
+    failed = [{k: o[k] for k in ("pair", "rows", "error")} for o in outcomes if o["status"] != "ok"]
+    if not usable([d["report"] for d in done]):
+        raise NoUsableData(no_pair_reason(split, done, failed, min_points))
+    summary = run_summary([d["report"] for d in done], failed=failed, skipped=split["skipped"], borrowed=borrowed,
+                          context=context)
+    return {"summary": summary, "done": done}
+
+
+@task(name="latency-publish")
+def publish_summary_task(summary: dict, markdown: str) -> dict:
+    """The run's Markdown artifact (outcome counts, the comparison, the failed pairs); returns the parent
+    run's metrics: the pairs' keys (so parent and children line up in MLflow) and the outcome counts."""
+    from prefect.artifacts import create_markdown_artifact
+
+    oc = summary["outcomes"]["pairs"]
+    create_markdown_artifact(
+        f"# Latency: pairs {', '.join(f'{k} {v}' for k, v in oc.items())}\n\n{markdown}\n\n"
+        + "\n".join(f"- failed {f['pair']}: {f['error']}" for f in summary.get("failed") or []),
+        key="latency-summary",
+    )
+    return {**tracking.latency_metrics(summary["average"]), **{f"pairs_{k}": v for k, v in oc.items()},
+            **{f"subsets_{k}": v for k, v in summary["outcomes"]["subsets_by_level"].items()}}
