@@ -65,8 +65,10 @@ def _peak_mb() -> float:
 _IMPORTS = {
     "_atlas_baseline": (),
     "_cic_baseline": ("pandas",),
+    # every reader module: the driver imports them all on its first call
     "_ours": ("pandas", "pyarrow.parquet", "msgspec", "pyarrow.csv", "flamenco_core.ingest.pipeline",
-              "flamenco_core.ingest.atlas", "flamenco_core.ingest.cicflowmeter"),
+              "flamenco_core.ingest.atlas", "flamenco_core.ingest.cicflowmeter", "flamenco_core.ingest.cicflowmeter_fast",
+              "flamenco_core.ingest.nfdump", "flamenco_core.ingest.scamper", "flamenco_core.ingest.tabular"),
 }
 
 

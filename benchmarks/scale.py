@@ -17,7 +17,13 @@ Each measurement runs in a fresh process, so its peak RSS (VmHWM) is its own:
 Imports are made before either clock starts. Printed: rows/s, peak RSS per process, and the speed ratio
 (baseline seconds over ours, on the same file).
 
-Not covered here (issue 14's last bullet): running the latency flow over the dump on a Dask runner.
+Then the latency flow (``flows.latency.latency_flow``, Prefect, a Dask runner with 2 workers) over a
+**bounded sample** of the ingested Atlas dump: the ``--latency-pairs`` largest SD pairs (default 4; 0
+skips it), read from the canonical table by row groups and written as one Parquet input. The latency core
+costs about 1-5 s per pair, so the whole dump's pairs are out of reach here; the row reports that sample's
+rows/s, its wall time (Prefect's and Dask's start included) and the peak RSS of the flow's process and
+of its largest worker. The Ark-like dump's (monitor, target) pairs hold a few traces each, below any
+``min_points``, so it gets no latency row. Prefect and MLflow state go to a temporary ``FLAMENCO_HOME``.
 """
 
 from __future__ import annotations
@@ -53,17 +59,23 @@ def _addr(rng: np.random.Generator, n: int, net: int) -> list[str]:
 
 
 def gen_atlas(path: Path, gb: float, seed: int, status=None) -> int:
-    """An Atlas-like ping dump of about ``gb`` GB gzip; returns the number of results written."""
+    """An Atlas-like ping dump of about ``gb`` GB gzip; returns the number of results written.
+
+    Results come from 20,000 fixed (probe, target) pairs, as a day of Atlas measurements repeats each
+    probe's target every few minutes: ``--gb 1`` gives each pair ~300 results (~900 RTTs)."""
     rng = np.random.default_rng(seed)
     probes = _addr(rng, 5000, 10)
     targets = _addr(rng, 400, 192)
+    pair_probe = rng.integers(0, len(probes), 20_000)
+    pair_target = rng.integers(0, len(targets), 20_000)
     target_bytes = gb * 2**30
     t0 = 1_700_000_000
     n = 0
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) as fh:
         while raw.tell() < target_bytes:
-            p = rng.integers(0, len(probes), CHUNK)
-            d = rng.integers(0, len(targets), CHUNK)
+            pair = rng.integers(0, len(pair_probe), CHUNK)
+            p = pair_probe[pair]
+            d = pair_target[pair]
             base = rng.lognormal(3.0, 0.8, CHUNK)
             rtt = base[:, None] + rng.exponential(0.5, (CHUNK, 3))
             lost = rng.random((CHUNK, 3)) < 0.03
@@ -161,6 +173,76 @@ def _ours(path, fmt, out, progress):
     return report.rows
 
 
+def sample_pairs(data_path: Path, k: int, out_path: Path) -> tuple[int, int]:
+    """Write the ``k`` largest SD pairs of the canonical table ``data_path`` (ties by name) to ``out_path``;
+    returns ``(pairs, rows)``. Two passes by row groups: memory holds the pair counts and the sample."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(data_path)
+    counts = None
+    for b in pf.iter_batches(batch_size=1 << 20, columns=["src", "dst"]):
+        c = b.to_pandas().value_counts(["src", "dst"])
+        counts = c if counts is None else counts.add(c, fill_value=0)
+    top = counts.reset_index(name="rows").sort_values(["rows", "src", "dst"], ascending=[False, True, True]).head(k)
+    chosen = set(zip(top["src"], top["dst"]))
+    srcs, dsts = pa.array(sorted({a for a, _ in chosen})), pa.array(sorted({b for _, b in chosen}))
+    parts = []
+    for b in pf.iter_batches(batch_size=1 << 20):
+        b = b.filter(pc.and_(pc.is_in(b.column("src"), srcs), pc.is_in(b.column("dst"), dsts)))
+        df = b.to_pandas()
+        parts.append(df[[pair in chosen for pair in zip(df["src"], df["dst"])]])
+    sample = pd.concat(parts, ignore_index=True)
+    sample.to_parquet(out_path, index=False)
+    return len(chosen), len(sample)
+
+
+def _latency(sample, out, home, workers, config):
+    """The latency flow over ``sample`` on a Dask runner; returns ``(rows, extra)`` with the pairs scored
+    and the peak RSS (MB) of the largest process under this one (a Dask worker)."""
+    import os
+    import threading
+
+    import psutil
+
+    os.environ["FLAMENCO_HOME"] = home  # before Prefect is imported: its state goes there
+    peaks: dict[int, float] = {}
+    stop = threading.Event()
+
+    def watch():
+        # VmHWM is each process's own peak: the last reading before a worker exits is its peak
+        while not stop.wait(0.25):
+            for c in psutil.Process().children(recursive=True):
+                try:
+                    with open(f"/proc/{c.pid}/status") as fh:
+                        hwm = next((int(x.split()[1]) / 1024 for x in fh if x.startswith("VmHWM:")), 0.0)
+                except OSError:
+                    continue
+                peaks[c.pid] = max(peaks.get(c.pid, 0.0), hwm)
+
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    from flamenco_core.env import quiet_prefect_console, setup_environment
+
+    setup_environment()
+    quiet_prefect_console()
+    from flows.latency import latency_flow
+
+    try:
+        summary = latency_flow([sample], "parquet", out, config=config, runner="dask", workers=workers,
+                               run_name="scale-benchmark")
+    finally:
+        stop.set()
+        t.join()
+    import pandas as pd
+
+    rows = len(pd.read_parquet(sample, columns=["rtt_ms"]))
+    pairs = summary.get("outcomes", {}).get("pairs", {})
+    return rows, {"pairs": pairs, "worker_peak_mb": max(peaks.values(), default=float("nan")), "processes": len(peaks)}
+
+
 def _child(fn_name, args, q):
     import importlib
 
@@ -173,7 +255,9 @@ def _child(fn_name, args, q):
         pa.array([1]).take(pa.array([0]))
     t = time.perf_counter()
     rows = globals()[fn_name](*args)
-    q.put((rows, time.perf_counter() - t, _peak_mb()))
+    dt = time.perf_counter() - t
+    rows, extra = rows if isinstance(rows, tuple) else (rows, {})
+    q.put((rows, dt, _peak_mb(), extra))
 
 
 def measure(fn_name, *args):
@@ -183,7 +267,7 @@ def measure(fn_name, *args):
     p.start()
     out = q.get()
     p.join()
-    return out
+    return out[:3] if len(out) == 4 and not out[3] else out
 
 
 def main() -> None:
@@ -193,6 +277,12 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="folder for the dumps (kept)")
     ap.add_argument("--keep", action="store_true", help="keep the generated dumps")
     ap.add_argument("--only", choices=("atlas", "ark"), default=None)
+    ap.add_argument("--latency-pairs", type=int, default=4,
+                    help="run the latency flow (Dask, 2 workers) on this many of the Atlas dump's largest SD pairs "
+                         "(a bounded sample: ~1-5 s per pair); 0 skips it")
+    ap.add_argument("--latency-workers", type=int, default=2)
+    ap.add_argument("--latency-config", type=Path, default=None,
+                    help="latency settings for that run (default: the flow's, conf/latency.yaml)")
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
@@ -207,6 +297,8 @@ def main() -> None:
         console.print(f"[red]{root}: {free / 2**30:.1f} GB free, {need / 2**30:.1f} GB needed; use a smaller --gb[/red]")
         sys.exit(1)
     rows = []
+    lat = None
+    t_all = time.perf_counter()
     try:
         for name in dumps:
             path = root / f"{name}_{args.gb:g}gb.jsonl.gz"
@@ -224,6 +316,17 @@ def main() -> None:
                 b_rows, b_dt, b_mem = measure(base_fn, str(path))
             out = root / f"out_{name}"
             o_rows, o_dt, o_mem = measure("_ours", str(path), fmt, str(out), True)
+            if name == "atlas" and args.latency_pairs > 0:
+                with console.status(f"sampling the {args.latency_pairs} largest SD pairs"):
+                    sample = root / "latency_sample.parquet"
+                    n_pairs, n_rows = sample_pairs(out / "data.parquet", args.latency_pairs, sample)
+                shutil.rmtree(out, ignore_errors=True)  # the sample is all the latency run reads
+                with console.status(f"latency flow over {n_pairs} pairs ({n_rows:,} rows), Dask with "
+                                    f"{args.latency_workers} workers"):
+                    home = tempfile.mkdtemp(prefix="flamenco-scale-home-", dir=root)
+                    lat = (n_pairs, *measure("_latency", str(sample), str(root / "out_latency"), home,
+                                             args.latency_workers,
+                                             str(args.latency_config) if args.latency_config else None))
             shutil.rmtree(out, ignore_errors=True)
             rows.append((name, f"{path.stat().st_size / 2**30:.2f}", f"{o_rows:,}", f"{o_dt:.0f}",
                          f"{o_rows / o_dt:,.0f}", f"{o_mem:,.0f}", base_name, f"{b_rows:,}", f"{b_rows / b_dt:,.0f}",
@@ -241,6 +344,17 @@ def main() -> None:
     console.print("same file on both sides, so the ratio is baseline time over ours (> 1: ours is faster). "
                   "baseline rows: every RTT the bare loop sees, duplicates included; flamenco rows: after drops, "
                   "quarantine and de-duplication")
+    if lat is not None:
+        n_pairs, l_rows, l_dt, l_mem, extra = lat
+        t = Table(title=f"latency flow over a bounded sample of the Atlas dump: its {n_pairs} largest SD pairs "
+                        f"(Dask, {args.latency_workers} workers; not the whole dump)")
+        for c in ("pairs", "outcomes", "rows", "s (Prefect and Dask start included)", "rows/s", "flow process peak MB",
+                  "largest worker peak MB", "processes under the flow"):
+            t.add_column(c, justify="left" if c == "outcomes" else "right")
+        t.add_row(str(n_pairs), ", ".join(f"{k} {v}" for k, v in extra["pairs"].items()), f"{l_rows:,}", f"{l_dt:.0f}",
+                  f"{l_rows / l_dt:,.0f}", f"{l_mem:,.0f}", f"{extra['worker_peak_mb']:,.0f}", str(extra["processes"]))
+        console.print(t)
+    console.print(f"total wall time {time.perf_counter() - t_all:.0f} s (generation included)")
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 
 from .atlas_rules import SOURCE, account_result
-from .base import LineProblem, ReadContext, reference_object
-from .latency_rows import ArrowLatencyBatch, latency_table
+from .base import ReadContext
+from .latency_rows import latency_table, merge_reference_rows
 
 # An int timestamp below this many seconds (year 2255) times 1e6 is below 2**53, so the reference's float
 # arithmetic (round(ts * 1e6)) is exact and equals the integer product.
@@ -144,32 +144,9 @@ def parse_atlas_fast(blocks, ctx: ReadContext, *, all_hops: bool = False) -> Ite
             others[pos[ok]] = False
             owner = pos[owner]
         if others.any():
-            table = _with_reference_rows(table, owner, np.flatnonzero(others), nos, objs, lines, ctx, all_hops)
+            table = merge_reference_rows(table, owner, np.flatnonzero(others), (nos, objs, lines), ctx,
+                                         lambda no, obj, batch: account_result(no, obj, ctx, batch, all_hops), SOURCE)
         if table is None:
             continue
         for lo in range(0, table.num_rows, step):
             yield table.slice(lo, step)
-
-
-def _with_reference_rows(table, owner, todo, nos, objs, lines, ctx: ReadContext, all_hops: bool):
-    """Account the block's records at positions ``todo`` with the reference rules, in order, and merge their
-    rows with the fast ``table`` (row ``i`` from the record at position ``owner[i]``) in record order."""
-    batch = ArrowLatencyBatch(SOURCE, 1)
-    owners: list[int] = []
-    for i in todo.tolist():
-        obj = objs[i]
-        if type(obj) is LineProblem:
-            obj.file(ctx, nos[i])
-            continue
-        if type(obj) is not dict:
-            obj = reference_object(lines[i])
-        before = len(batch.rtt)
-        account_result(nos[i], obj, ctx, batch, all_hops)
-        owners.extend([i] * (len(batch.rtt) - before))
-    if not owners:
-        return table
-    ref = batch.table()
-    if table is None:
-        return ref
-    order = np.argsort(np.concatenate((owner, np.asarray(owners, dtype=np.int64))), kind="stable")
-    return pa.concat_tables([table, ref]).take(pa.array(order))

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .base import IngestError
+from .base import IngestError, LineProblem, ReadContext, reference_object
 from .schema import KIND_KEY, LATENCY_SCHEMA, TS_TYPE
 
 class LatencyBatch:
@@ -194,6 +194,37 @@ def latency_table(ts_us: pa.Array, src: pa.Array, dst: pa.Array, rtt: pa.Array, 
         hop_ttl.take(idx),
     ]
     return pa.Table.from_arrays(arrays, schema=LATENCY_SCHEMA.with_metadata({KIND_KEY: b"latency"}))
+
+
+def merge_reference_rows(table: pa.Table | None, owner: np.ndarray, todo: np.ndarray, block: tuple,
+                         ctx: ReadContext, account: Callable[[int, dict, LatencyBatch], None],
+                         source: str) -> pa.Table | None:
+    """Account the records of ``block`` (``(record numbers, objects, lines)``) at positions ``todo`` with
+    the reference rules (``account(record_no, obj, batch)``), in order, and merge their rows with the fast
+    path's ``table`` (row ``i`` from the record at position ``owner[i]``) in record order.
+
+    A :class:`~flamenco_core.ingest.base.LineProblem` is filed in its place; a record the fast decoder
+    made a struct of is decoded again by ``json`` (the reference decoder) first."""
+    nos, objs, lines = block
+    batch = ArrowLatencyBatch(source, 1)
+    owners: list[int] = []
+    for i in todo.tolist():
+        obj = objs[i]
+        if type(obj) is LineProblem:
+            obj.file(ctx, nos[i])
+            continue
+        if type(obj) is not dict:
+            obj = reference_object(lines[i])
+        before = len(batch.rtt)
+        account(nos[i], obj, batch)
+        owners.extend([i] * (len(batch.rtt) - before))
+    if not owners:
+        return table
+    ref = batch.table()
+    if table is None:
+        return ref
+    order = np.argsort(np.concatenate((owner, np.asarray(owners, dtype=np.int64))), kind="stable")
+    return pa.concat_tables([table, ref]).take(pa.array(order))
 
 
 def raw_text(obj: Any) -> str:

@@ -128,18 +128,26 @@ def _dedupe_sort(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
         sub = table.select(cols).take(pa.array(idx)).to_pandas()
         dup[idx] = sub.duplicated(keep="first").to_numpy()
     dropped = np.empty(0, dtype=np.int32)
+    kept = None  # positions of the rows kept, when some are dropped
     if dup.any():
         dropped = table[FILE_COL].to_numpy()[dup]
-        table = table.filter(pa.array(~dup))
+        kept = np.flatnonzero(~dup)
     ts = _ts_int(table["timestamp"])
+    seq = table[SEQ_COL].to_numpy()
+    if kept is not None:
+        ts, seq = ts[kept], seq[kept]
     if len(ts) and not (ts[1:] >= ts[:-1]).all():  # a dump in time order needs no reshuffle
-        seq = table[SEQ_COL].to_numpy()
         if (seq[1:] > seq[:-1]).all():
-            # rows in __seq order: a stable sort by time alone is the sort by (timestamp, __seq)
-            order = pa.array(np.argsort(ts, kind="stable"))
+            # rows in __seq order: a stable sort by time alone is the sort by (timestamp, __seq); one take
+            # of the table both drops the duplicates and orders the rest
+            order = np.argsort(ts, kind="stable")
+            kept = order if kept is None else kept[order]
         else:
-            order = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), (SEQ_COL, "ascending")])
-        table = table.take(order)
+            if kept is not None:
+                table, kept = table.take(pa.array(kept)), None
+            kept = pc.sort_indices(table, sort_keys=[("timestamp", "ascending"), (SEQ_COL, "ascending")])
+    if kept is not None:
+        table = table.take(pa.array(kept) if isinstance(kept, np.ndarray) else kept)
     return table, dropped
 
 

@@ -48,7 +48,8 @@ from typing import IO, Any, Iterable, Iterator
 
 import pandas as pd
 
-from .latency_rows import LatencyBatch, as_int, as_rtt, raw_text, readable_records
+from .latency_rows import LatencyBatch, arrow_to_frame, as_int, as_rtt, raw_text, readable_records
+from .scamper_fast import parse_scamper_fast, trace_struct
 from .base import IngestError, ReadContext, iter_json_lines, iter_json_records, open_maybe_compressed, register
 
 SOURCE = "ark"
@@ -246,54 +247,64 @@ def _tracelb(rec: _Record) -> None:
 _HANDLERS = {"trace": _trace, "ping": _ping, "tracelb": _tracelb}
 
 
+def account_record(no: int, obj: dict, ctx: ReadContext, batch: LatencyBatch, all_hops: bool = False) -> None:
+    """Account one scamper record and add its rows to ``batch`` (the reference rules, every case handled)."""
+    rtype = obj.get("type")
+    if isinstance(rtype, str) and rtype in METADATA_TYPES:
+        ctx.count_input()
+        ctx.drop("metadata")
+        return
+    if not isinstance(rtype, str) or not rtype:
+        ctx.count_input()
+        ctx.quarantine(no, "missing or non-string type", raw_text(obj), field="type")
+        return
+    handler = _HANDLERS.get(rtype)
+    if handler is None:
+        ctx.count_input()
+        ctx.drop(f"unsupported_type:{rtype}")
+        return
+    bad = next((f for f in ("src", "dst") if not isinstance(obj.get(f), str) or not obj[f]), None)
+    if bad is not None:
+        ctx.count_input()
+        ctx.quarantine(no, f"missing or invalid {bad}", raw_text(obj), field=bad)
+        return
+    handler(_Record(no, obj, ctx, batch, all_hops))
+
+
 def parse_scamper_records(
     records: Iterator[tuple[int, dict]], ctx: ReadContext, *, all_hops: bool = False
 ) -> Iterator[pd.DataFrame]:
     """Turn ``(record_no, scamper JSON object)`` pairs into canonical latency frames, accounting every record."""
     batch = LatencyBatch(SOURCE, ctx.batch_rows)
     for no, obj in records:
-        rtype = obj.get("type")
-        if isinstance(rtype, str) and rtype in METADATA_TYPES:
-            ctx.count_input()
-            ctx.drop("metadata")
-            continue
-        if not isinstance(rtype, str) or not rtype:
-            ctx.count_input()
-            ctx.quarantine(no, "missing or non-string type", raw_text(obj), field="type")
-            continue
-        handler = _HANDLERS.get(rtype)
-        if handler is None:
-            ctx.count_input()
-            ctx.drop(f"unsupported_type:{rtype}")
-            continue
-        bad = next((f for f in ("src", "dst") if not isinstance(obj.get(f), str) or not obj[f]), None)
-        if bad is not None:
-            ctx.count_input()
-            ctx.quarantine(no, f"missing or invalid {bad}", raw_text(obj), field=bad)
-            continue
-        handler(_Record(no, obj, ctx, batch, all_hops))
+        account_record(no, obj, ctx, batch, all_hops)
         yield from batch.full_frames()
     yield from batch.flush()
 
 
 @register("scamper", "latency")
 def read_scamper(
-    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, engine: str = "fast", **options: Any
+    path: str | Path, ctx: ReadContext, *, all_hops: bool = False, engine: str = "fast", arrow: bool = False,
+    **options: Any,
 ) -> Iterator[pd.DataFrame]:
     """Read scamper JSON lines (``sc_warts2json`` output; plain, gz or bz2) from ``path``.
 
     ``all_hops=True`` emits every hop reply of traces and tracelbs with ``hop_ttl``. ``engine="fast"``
-    (default) decodes lines with msgspec (the same objects as ``json``, which stays the decoder of any line
-    msgspec refuses); ``engine="reference"`` uses ``json`` throughout. Other ``options`` (meant for other
-    readers) are ignored. See the module docstring for what one record is.
+    (default) decodes lines with msgspec and takes the common trace column-wise
+    (:mod:`~flamenco_core.ingest.scamper_fast`; every other record by the same rules, ``json`` deciding any
+    line msgspec refuses), yielding canonical Arrow tables when ``arrow=True`` (the ingest driver asks for
+    them); ``engine="reference"`` uses ``json`` and the rules throughout. Both give the same rows, drops and
+    quarantine. Other ``options`` (meant for other readers) are ignored. See the module docstring for what
+    one record is.
     """
     if engine not in ("fast", "reference"):
         raise IngestError(f"{path}: unknown engine {engine!r}; choose 'fast' or 'reference'")
     if engine == "fast":
-        triples = iter_json_records(path, ctx, fast=True)
-        records = readable_records(((no, obj) for no, obj, _ in triples), path)
-    else:
-        records = readable_records(iter_json_records(path, ctx), path)
+        blocks = readable_records(iter_json_records(path, ctx, fast=True, typed=trace_struct(), blocks=True), path)
+        for table in parse_scamper_fast(blocks, ctx, account_record, SOURCE, all_hops=all_hops):
+            yield table if arrow else arrow_to_frame(table)
+        return
+    records = readable_records(iter_json_records(path, ctx), path)
     yield from parse_scamper_records(records, ctx, all_hops=all_hops)
 
 
@@ -368,3 +379,7 @@ def read_warts(
             stderr.seek(0)
             msg = stderr.read()[-2000:].decode("utf-8", "replace").strip()
             raise IngestError(f"{path}: sc_warts2json exited with status {rc}: {msg or '(no stderr)'}")
+
+
+#: The ingest driver passes ``arrow=True`` to readers that say they accept it.
+read_scamper.accepts_arrow = True

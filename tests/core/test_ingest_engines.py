@@ -217,3 +217,53 @@ def test_out_of_core_dedupe_sort_equals_in_memory_reference(tmp_path, bucket_row
     file_idx = (np.arange(n) * 3 // n)[mask.to_numpy()]
     assert dict(dups) == {int(k): int(v) for k, v in zip(*np.unique(file_idx, return_counts=True))}
     assert sum(dups.values()) == n_dup > 0
+
+
+@pytest.mark.parametrize("all_hops", [False, True])
+def test_scamper_odd_traces_take_the_reference_rules(tmp_path, monkeypatch, all_hops):
+    """The column-wise trace path against the rules on every shape it must hand back: the tables,
+    reports and quarantine are identical, and the clean traces never reach the rules."""
+    from flamenco_core.ingest import scamper
+
+    def hop(ttl, addr, rtt, tx=None):
+        h = {"addr": addr, "probe_ttl": ttl, "probe_id": 1, "rtt": rtt}
+        return {**h, "tx": tx} if tx is not None else h
+
+    def trace(i, hops, **kw):
+        return {"type": "trace", "version": "0.1", "src": "10.0.0.1", "dst": f"8.8.8.{i % 3}",
+                "start": {"sec": 1700000000 + i, "usec": 5}, "hops": hops, **kw}
+
+    good = [trace(i, [hop(1, "62.0.0.1", 1.5), hop(2, f"8.8.8.{i % 3}", 9.25 + i)]) for i in range(40)]
+    odd = [
+        trace(0, [hop(1, "62.0.0.1", 1.0, {"sec": 1700000001, "usec": 7}), hop(2, "8.8.8.0", 3, {"sec": 1700000001})]),
+        trace(1, [hop(1, "62.0.0.1", -1.0), hop(2, "8.8.8.1", 2.0)]),  # a negative RTT is quarantined
+        trace(2, [hop(1, "62.0.0.1", 1.0, {"sec": -5, "usec": 0}), hop(2, "8.8.8.2", 2.0)]),  # a bad tx
+        trace(3, [hop("x", "8.8.8.0", 2.0)]),  # a bad probe TTL (quarantined with all_hops only)
+        trace(4, [hop(1, "8.8.8.1", 2.0, {"sec": 0, "usec": 0})]),  # tx 0: no usable time
+        trace(5, [hop(1, "8.8.8.2", 2.0)], start={"sec": 0, "usec": 0}),  # start 0, no tx
+        trace(6, []),
+        {k: v for k, v in trace(7, []).items() if k != "hops"},  # nothing answered: no "hops" at all
+        trace(8, [hop(1, "8.8.8.2", 2.0)], start={"sec": 2**70}),
+        trace(9, [hop(1, "8.8.8.0", 1e400)]),
+        trace(10, [{"addr": 5, "rtt": 1.0}, "not a hop"]),
+        trace(11, [hop(1, "8.8.8.2", 2.0)], src=""),
+        {"type": "ping", "src": "10.0.0.1", "dst": "8.8.8.8", "start": {"sec": 1700000000, "usec": 0}, "ping_sent": 3,
+         "responses": [{"from": "8.8.8.8", "seq": 0, "rtt": 4.5, "tx": {"sec": 1700000000, "usec": 10}}]},
+        {"type": "cycle-start", "list_name": "default", "id": 1, "start_time": 1700000000},
+        {"type": "dealias", "src": "10.0.0.1", "dst": "8.8.8.8"},
+    ]
+    lines = [json.dumps(o) for o in good[:20]]
+    for o in odd:
+        lines += [json.dumps(o), json.dumps(good[len(lines) % 40])]
+    lines += ["", "not json", "[1]", json.dumps(good[0])]  # the last one is a duplicate
+    path = tmp_path / "ark.jsonl"
+    path.write_text("\n".join(lines + [json.dumps(g) for g in good[20:]]))
+    fast = _assert_same([path], "scamper", tmp_path / "out", batch_rows=7, options={"all_hops": all_hops})
+    assert fast[2]["quarantined"] >= 5
+    calls = []
+    real = scamper.account_record
+    monkeypatch.setattr(scamper, "account_record", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    _run([path], "scamper", tmp_path / "again", "fast", options={"all_hops": all_hops})
+    clean = {json.dumps(g) for g in good}
+    odd_lines = {i + 1 for i, line in enumerate(lines) if line not in clean}
+    assert calls and set(calls) <= odd_lines  # the clean traces never reach the rules
