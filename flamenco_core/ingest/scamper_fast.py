@@ -81,9 +81,8 @@ def _fast_rows(traces: list, all_hops: bool, source: str) -> tuple[np.ndarray, p
     bad = ~np.isfinite(rtt) | (rtt < 0.0) | (rtt >= _FAST_MAX_RTT)
     txs = [h.tx for h in flat]
     ts = start[rec]
-    has_tx = np.array([t is not unset for t in txs], dtype=bool)
-    if has_tx.any():
-        where = np.flatnonzero(has_tx)
+    if txs.count(unset) < len(txs):  # list.count compares identity first: a C loop
+        where = np.flatnonzero([t is not unset for t in txs])
         tx_us, tx_ok = _times_us([txs[i] for i in where], unset)
         bad[where] |= ~tx_ok | (tx_us == 0)
         ts[where] = tx_us
@@ -93,8 +92,8 @@ def _fast_rows(traces: list, all_hops: bool, source: str) -> tuple[np.ndarray, p
         bad |= ~ttl_ok
         row = np.ones(len(flat), dtype=bool)
     else:
-        dst_of = [dst[i] for i in rec.tolist()]
-        row = np.array([h.addr == d for h, d in zip(flat, dst_of)], dtype=bool)
+        # object arrays compare element by element in C
+        row = (np.array([h.addr for h in flat], dtype=object) == np.array(dst, dtype=object)[rec]).astype(bool)
     if bad.any():
         ok[rec[bad]] = False
     take = ok[rec]
@@ -105,7 +104,8 @@ def _fast_rows(traces: list, all_hops: bool, source: str) -> tuple[np.ndarray, p
         return ok, None, rec[keep], replies, intermediate
     owner = rec[keep]
     # the reference's measurement name: "<type>:<src>><dst>@<sec>.<usec>" of the trace's start
-    measurement = pa.array([f"trace:{src[i]}>{dst[i]}@{start[i] // 1_000_000}.{start[i] % 1_000_000:06d}"
+    t0 = start.tolist()  # Python ints: numpy scalars format slowly
+    measurement = pa.array([f"trace:{src[i]}>{dst[i]}@{t0[i] // 1_000_000}.{t0[i] % 1_000_000:06d}"
                             for i in owner.tolist()], pa.string())
     hop_ttl = (pa.array(np.array(ttl_raw, dtype=object)[keep].tolist(), pa.int16()) if all_hops
                else pa.nulls(int(keep.sum()), pa.int16()))
