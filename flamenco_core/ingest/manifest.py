@@ -31,7 +31,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from flamenco_core.outputs import atomic_write_text  # noqa: F401  (one implementation; flows import it from here)
+from flamenco_core.errors import EXIT_IN_USE, FlamencoError
+from flamenco_core.outputs import atomic_write_text
 
 MANIFEST_VERSION = 1
 STATES = ("pending", "processing", "done", "failed")
@@ -50,8 +51,10 @@ _IGNORED_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload", ".lock")
 _hash_memo: dict[tuple, str] = {}
 
 
-class ManifestBusy(RuntimeError):
-    """Another watcher holds the manifest's lock."""
+class ManifestBusy(FlamencoError, RuntimeError):
+    """Another watcher holds the manifest's lock (exit 3, like an output folder in use)."""
+
+    exit_code = EXIT_IN_USE
 
 
 def content_hash(path: str | Path, chunk: int = 1 << 20) -> str:

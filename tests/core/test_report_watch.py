@@ -42,3 +42,17 @@ def test_written_report_is_strict_json(tmp_path):
     assert back["seconds"] is None  # an undefined time is null, never a bare NaN
     assert watch.write(out, watch.busy(out, directory=tmp_path, pipeline="ingest", reason="held"))
     assert json.loads(path.read_text())["busy"] == "held"
+
+
+def test_a_busy_manifest_is_an_output_in_use(tmp_path):
+    from flamenco_core.errors import EXIT_IN_USE, FlamencoError
+    from flamenco_core.ingest.manifest import Manifest, ManifestBusy
+
+    m = Manifest.load(tmp_path / "manifest.json")
+    with m.lock():
+        try:
+            with Manifest.load(tmp_path / "manifest.json").lock():
+                raise AssertionError("a second watcher got the lock")
+        except ManifestBusy as exc:
+            assert isinstance(exc, FlamencoError) and isinstance(exc, RuntimeError)
+            assert exc.exit_code == EXIT_IN_USE and "in use by another watcher" in str(exc)
