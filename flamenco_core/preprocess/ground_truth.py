@@ -26,6 +26,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 import pandas as pd
 
+from flamenco_core.errors import FlamencoError
+
 #: The two classes of the flow path, in pack order (index = class).
 FLOW_CLASSES = ("benign", "attack")
 
@@ -42,8 +44,9 @@ WINDOW_COLUMNS = {
 CLOSED = ("both", "left")
 
 
-class AlertWindowError(ValueError):
-    """An alert-windows file or frame that cannot be used; the message names the source and row."""
+class AlertWindowError(FlamencoError, ValueError):
+    """An alert-windows file or frame that cannot be used (unusable input, exit 1); the message names the
+    source and row."""
 
 
 @dataclass

@@ -288,8 +288,12 @@ def test_alert_files_csv_yaml_and_errors(tmp_path):
 
     bad = tmp_path / "bad.csv"
     bad.write_text("start,end\n2021-03-01 12:00,2021-03-01 13:00\n2021-03-01 12:00,2021-03-01 11:00\n")
-    with pytest.raises(AlertWindowError, match=r"bad\.csv: row 2 \(line 3\): end .* before start"):
+    with pytest.raises(AlertWindowError, match=r"bad\.csv: row 2 \(line 3\): end .* before start") as err:
         load_alert_windows(bad)
+    from flamenco_core.errors import EXIT_UNUSABLE, FlamencoError
+
+    assert isinstance(err.value, FlamencoError) and isinstance(err.value, ValueError)  # one line, exit 1
+    assert err.value.exit_code == EXIT_UNUSABLE
     bad.write_text("start,end\nyesterday-ish,2021-03-01 13:00\n")
     with pytest.raises(AlertWindowError, match=r"bad\.csv: row 1 \(line 2\): cannot read start time 'yesterday-ish'"):
         labels_from_alerts(f, bad)
