@@ -73,6 +73,11 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         spin while preempted). None leaves torch's setting. For parallelism, run fits in processes.
     verbose : bool
         Log each epoch's losses at INFO (DEBUG otherwise).
+    max_train_rows : int or None
+        Train on the windows of at most this many rows, a sample seeded by ``random_state`` (the
+        windows still read every row), and take early stopping's validation loss on at most as many;
+        None uses all. An epoch costs a step per ``batch_size`` rows, so this bounds a fit on a million
+        rows to what one on the cap costs.
 
     Attributes
     ----------
@@ -80,6 +85,8 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         Class labels; for probabilistic labels with ``k`` columns, ``arange(k)``.
     n_epochs_run_ : int
         Epochs actually trained.
+    n_train_rows_ : int
+        Rows whose windows were trained on (fewer than given beyond ``max_train_rows``).
     best_epoch_ : int
         Epoch (1-based) whose weights were kept.
     history_ : list of dict
@@ -108,6 +115,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         device: str = "auto",
         num_threads: int | None = 1,
         verbose: bool = False,
+        max_train_rows: int | None = None,
     ):
         self.window = window
         self.hidden = hidden
@@ -125,6 +133,7 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         self.device = device
         self.num_threads = num_threads
         self.verbose = verbose
+        self.max_train_rows = max_train_rows
 
     # ------------------------------------------------------------------ input handling
     def _check_X(self, X, reset: bool) -> np.ndarray:
@@ -231,6 +240,8 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
             train_rows = np.arange(n - n_val)
             val_rows = np.arange(n - n_val, n) if n_val else None
             Xv = Pv = None
+        train_rows = self._capped(train_rows, 0)
+        self.n_train_rows_ = len(train_rows)
 
         # Standardize with training-row statistics only; a constant column keeps scale 1 (stays 0).
         Xt = X[train_rows]
@@ -259,12 +270,12 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
             if Xv is not None:
                 v_X = torch.from_numpy(self._scale(Xv)).to(dev)
                 v_starts = torch.from_numpy(group_starts(len(Xv), groups_val)).to(dev)
-                v_rows = torch.arange(len(Xv), device=dev)
+                v_rows = torch.from_numpy(self._capped(np.arange(len(Xv)), 1)).to(dev)
                 v_P = torch.from_numpy(Pv).to(dev)
                 v_sw = torch.ones(len(Xv), device=dev)
             elif val_rows is not None:
                 v_X, v_starts, v_P, v_sw = Xs, starts, Pt, swt
-                v_rows = torch.from_numpy(val_rows).to(dev)
+                v_rows = torch.from_numpy(self._capped(val_rows, 1)).to(dev)
             else:
                 v_X = None
 
@@ -340,6 +351,15 @@ class LSTMClassifier(ClassifierMixin, BaseEstimator):
         net.eval()
         self.net_ = net
         return self
+
+    def _capped(self, rows: np.ndarray, stream: int) -> np.ndarray:
+        """``rows``, or beyond ``max_train_rows`` a seeded sample of them in order (stream 0: training,
+        1: the validation rows of early stopping, whose loss a sample estimates as well)."""
+        cap = self.max_train_rows
+        if cap is None or len(rows) <= cap:
+            return rows
+        pick = np.random.default_rng([self.random_state, stream]).choice(len(rows), cap, replace=False)
+        return rows[np.sort(pick)]
 
     def _scale(self, X: np.ndarray) -> np.ndarray:
         return ((X - self.mean_) / self.scale_).astype(np.float32)

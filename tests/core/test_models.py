@@ -93,6 +93,22 @@ def test_lstm_learns_a_sequence_problem():
     assert m.n_epochs_run_ == len(m.history_) >= 1
 
 
+def test_max_train_rows_trains_on_a_seeded_sample_and_predicts_every_row():
+    x, y = spike_memory(3000, seed=4)
+    kw = dict(epochs=3, random_state=0, **FAST)
+    a = LSTMClassifier(max_train_rows=800, **kw).fit(x[:2000], y[:2000], X_val=x[2000:], y_val=y[2000:])
+    b = LSTMClassifier(max_train_rows=800, **kw).fit(x[:2000], y[:2000], X_val=x[2000:], y_val=y[2000:])
+    assert a.n_train_rows_ == 800
+    np.testing.assert_array_equal(a.predict_proba(x), b.predict_proba(x))  # seeded
+    assert a.predict_proba(x).shape == (3000, 2)
+    assert f1_score(y[2000:], a.predict(x[2000:]), average="macro") > 0.85
+    # a cap the rows do not reach changes nothing
+    full = LSTMClassifier(**kw).fit(x[:1500], y[:1500])
+    capped = LSTMClassifier(max_train_rows=5000, **kw).fit(x[:1500], y[:1500])
+    np.testing.assert_array_equal(full.predict_proba(x), capped.predict_proba(x))
+    assert full.n_train_rows_ == capped.n_train_rows_
+
+
 def test_soft_labels_at_0_1_equal_hard_labels():
     x, y = spike_memory(600, seed=1)
     hard = LSTMClassifier(epochs=2, random_state=3, **FAST).fit(x, y)
