@@ -5,13 +5,13 @@ docs/latency.md. ``run_pair`` never raises for a degenerate pair: every case end
 
 from .config import CLASSES, METRIC_KEYS, LatencyConfig, ModalityConfig, ModelConfig, ThresholdConfig, resolve_ratios
 from .levels import SourceLevel, fit_source_level, needs_source_level
-from .pair import heuristic_labels, run_pair
+from .pair import heuristic_labels, preload, run_pair
 from .pool import attach_labels, attach_truth
 from .results import PairResult, SubsetResult, comparison_frame, mean_scores, outcome_counts, score_labels, summarize
 
 __all__ = [
     "CLASSES", "METRIC_KEYS", "LatencyConfig", "ModalityConfig", "ModelConfig", "ThresholdConfig", "resolve_ratios",
-    "SourceLevel", "fit_source_level", "needs_source_level", "heuristic_labels", "run_pair", "attach_labels",
+    "SourceLevel", "fit_source_level", "needs_source_level", "heuristic_labels", "preload", "run_pair", "attach_labels",
     "attach_truth", "PairResult", "SubsetResult", "comparison_frame", "mean_scores", "outcome_counts", "score_labels",
     "summarize",
 ]

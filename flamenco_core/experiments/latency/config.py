@@ -34,7 +34,11 @@ class ModelConfig(BaseModel):
     model: Literal["auto", "lstm", "random_forest"] = "auto"
     # The paper chose the forest for its 100-450-ping Atlas pairs (300-1,350 replies); Ark pairs are larger.
     small_threshold: int = Field(2000, ge=1, description="pairs with fewer rows get the random forest")
-    lstm: dict[str, Any] = Field(default_factory=lambda: {"epochs": 30, "hidden": 32, "batch_size": 128, "lr": 0.003})
+    # max_train_rows: an LSTM epoch costs a step per batch of training rows; beyond 20,000 a seeded sample
+    # of rows is trained on (their windows still read every row), so a pair's cost grows with its rows
+    # only through features, labels and predictions (benchmarks/latency_scaling.py).
+    lstm: dict[str, Any] = Field(default_factory=lambda: {"epochs": 30, "hidden": 32, "batch_size": 128, "lr": 0.003,
+                                                          "max_train_rows": 20_000})
     forest: dict[str, Any] = Field(default_factory=lambda: {"n_iter": 4, "n_splits": 3})
     search: Optional[dict[str, Any]] = Field(None, description="LSTM hyperparameter search: {strategy, budget}")
 

@@ -27,6 +27,7 @@ class Learner:
     reason: str = ""
     dropped: int = 0
     trials: list[dict[str, Any]] = field(default_factory=list)
+    note: str = ""  # the end model's fit on a sample of the rows (max_train_rows), said in the report
 
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class index, P(noise), source) for ``rows``: the label model where an LF voted, the end model
@@ -90,6 +91,9 @@ def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: l
                 model.fit(X_fit, p_fit)
                 learner.trials = _trials(getattr(model, "cv_results_", None), "mean_test_score", "random_forest")
         learner.model, learner.kind = model, choice.kind
+        trained = getattr(model, "n_train_rows_", len(X_fit))
+        if trained < len(X_fit):
+            learner.note = f"{choice.kind} trained on a seeded sample of {trained} of {len(X_fit)} rows (max_train_rows)"
     except ValueError as exc:
         learner.kind, learner.reason = "label_model", f"end model: {exc}; label-model labels only"
     return learner, ""

@@ -16,6 +16,24 @@ from .levels import Learner, SourceLevel, describe_subset, envelope_labels, guar
 from .results import PairResult, SubsetResult, class_scores, encode_labels, labels_frame, score_labels
 
 
+def preload(threads: Optional[int] = 1) -> None:
+    """Import what :func:`run_pair` needs (scipy's KDE and peaks, scikit-learn's estimators, torch) and,
+    with ``threads``, cap the BLAS/OpenMP pools at that many threads: a worker process's initializer,
+    so that the import cost (seconds) is paid once per worker, before its first pair, and parallel
+    workers do not oversubscribe the cores."""
+    import importlib
+
+    for name in ("scipy.signal", "scipy.stats", "sklearn.ensemble", "sklearn.neighbors", "sklearn.covariance",
+                 "sklearn.model_selection", "torch", "flamenco_core.autolf", "flamenco_core.labeling",
+                 "flamenco_core.explain", "flamenco_core.models.lstm", "flamenco_core.models.forest",
+                 "flamenco_core.models.baselines", "flamenco_core.preprocess"):
+        importlib.import_module(name)
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+
+
 def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", plot_dir: Optional[Path] = None,
              borrowed: Union["SourceLevel", dict, None] = None) -> PairResult:
     """Run the latency path on one SD pair (rows of one src/dst, any order).
@@ -173,6 +191,10 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     # the rows outside the pool by run_pair
     res.baseline_labels = run_baselines(rows[baseline_features(config)].to_numpy(dtype="float64"), list(config.baselines),
                                         config.contamination, config.seed, index=rows.index)
+    used = learner if learner is not None else pair.learner
+    res.notes = [n for n in (getattr(used, "note", ""),) if n]
+    res.notes += [f"{m}: {part}" for m, o in res.baseline_labels.attrs.get("outcomes", {}).items()
+                  for part in o.get("reason", "").split("; ") if "subsample" in part]
     if len(t):
         y_true = encode_labels(pool.loc[t])
         res.scores = class_scores(y_true, encode_labels(out.loc[t, "label"]))

@@ -30,6 +30,7 @@ class SubsetResult:
     threshold: dict[str, Any] = field(default_factory=dict)
     level: str = ""  # subset | pair | source | envelope | constant: where the LFs that labeled it were learned
     trials: list[dict[str, Any]] = field(default_factory=list)  # the end model's hyperparameter search
+    notes: list[str] = field(default_factory=list)  # estimators fitted on a sample of the rows (end model, baselines)
     test_index: Any = field(default=None, repr=False)
     baseline_labels: Any = field(default=None, repr=False)
 
@@ -80,7 +81,7 @@ class PairResult:
             "subsets": [
                 {"subset": s.subset, "rows": s.rows, "outcome": s.outcome, "reason": s.reason, "label_source": s.label_source,
                  "level": s.level, "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])],
-                 "envelope_added": int(s.autolf.get("envelope_added", 0))}
+                 "envelope_added": int(s.autolf.get("envelope_added", 0)), "notes": list(s.notes)}
                 for s in self.subsets
             ],
             "seconds": round(self.seconds, 2),
