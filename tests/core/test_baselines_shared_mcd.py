@@ -19,6 +19,19 @@ def _data(n, p, seed):
     return X
 
 
+def _count_mcd_fits(monkeypatch) -> list:
+    """The rows of every MinCovDet fit from now on, in order."""
+    calls = []
+    real = MinCovDet.fit
+
+    def counting(self, X, y=None):
+        calls.append(len(X))
+        return real(self, X, y)
+
+    monkeypatch.setattr(MinCovDet, "fit", counting)
+    return calls
+
+
 def _standardized(X):
     return (X - X.mean(axis=0)) / X.std(axis=0)
 
@@ -44,14 +57,7 @@ def test_shared_fit_matches_two_separate_sklearn_fits(seed, p, contamination):
 
 
 def test_run_baselines_fits_mcd_once(monkeypatch):
-    calls = []
-    real = MinCovDet.fit
-
-    def counting(self, X, y=None):
-        calls.append(len(X))
-        return real(self, X, y)
-
-    monkeypatch.setattr(MinCovDet, "fit", counting)
+    calls = _count_mcd_fits(monkeypatch)
     X = _data(300, 2, 0)
     run_baselines(X, ["elliptic_envelope", "robust_covariance", "lof"], "auto", 0)
     assert calls == [300]
@@ -63,14 +69,7 @@ def test_run_baselines_fits_mcd_once(monkeypatch):
 
 
 def test_jitter_fallback_is_shared_too(monkeypatch):
-    calls = []
-    real = MinCovDet.fit
-
-    def counting(self, X, y=None):
-        calls.append(len(X))
-        return real(self, X, y)
-
-    monkeypatch.setattr(MinCovDet, "fit", counting)
+    calls = _count_mcd_fits(monkeypatch)
     x = np.r_[np.full(80, 5.0), np.arange(20.0)]  # most rows share a value: singular MCD support
     df = run_baselines(x, ["elliptic_envelope", "robust_covariance"], "auto", 0)
     outcomes = df.attrs["outcomes"]
@@ -97,14 +96,7 @@ def test_large_input_is_fitted_on_a_seeded_subsample(monkeypatch):
 def test_exactly_dependent_columns_skip_the_doomed_fit(monkeypatch):
     # A repeated column makes every subset's covariance singular: only the jittered fit runs, and its
     # labels are those of the fit after a failed plain one.
-    calls = []
-    real = MinCovDet.fit
-
-    def counting(self, X, y=None):
-        calls.append(len(X))
-        return real(self, X, y)
-
-    monkeypatch.setattr(MinCovDet, "fit", counting)
+    calls = _count_mcd_fits(monkeypatch)
     X = _data(300, 2, 3)
     X = np.c_[X, X[:, 0]]
     df = run_baselines(X, ["elliptic_envelope", "robust_covariance"], "auto", 0)
@@ -114,7 +106,8 @@ def test_exactly_dependent_columns_skip_the_doomed_fit(monkeypatch):
     rng = np.random.default_rng(0)
     Xs = _standardized(X)
     jittered = Xs + rng.normal(scale=baselines._JITTER, size=Xs.shape)
-    d2 = real(MinCovDet(random_state=0), jittered).mahalanobis(jittered)
+    calls.clear()
+    d2 = MinCovDet(random_state=0).fit(jittered).mahalanobis(jittered)
     np.testing.assert_array_equal(df["robust_covariance"].to_numpy(dtype=bool), d2 > chi2.ppf(0.975, df=3))
 
 
