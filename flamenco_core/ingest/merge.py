@@ -38,9 +38,11 @@ INTERNAL = (SEQ_COL, FILE_COL)
 
 #: One timestamp in this many is kept to place the bucket bounds (100M rows: 6M samples, 50 MB).
 SAMPLE_STRIDE = 16
-#: Bucket size by default (uncompressed Arrow bytes): ~4M latency rows or ~370k 88-column flow rows; held
-#: about twice while sorting, so well under the 1.5 GB per process the issue allows.
-DEFAULT_BUCKET_BYTES = 256 << 20
+#: Bucket size by default (uncompressed Arrow bytes): ~2M latency rows or ~190k 88-column flow rows. A
+#: bucket's sort holds it three to four times over (the bucket, its sorted copy, the candidates for
+#: de-duplication, the Parquet writer's pages), so a process peaks near 0.7 GB whatever the dump's size,
+#: under the 1.5 GB per process issue 14 allows.
+DEFAULT_BUCKET_BYTES = 128 << 20
 
 
 def _ts_int(col: pa.ChunkedArray | pa.Array) -> np.ndarray:
@@ -73,8 +75,9 @@ def _sample_parts(path: Path) -> tuple[np.ndarray, int]:
 
 def ts_sample(ts: np.ndarray) -> np.ndarray:
     """Every :data:`SAMPLE_STRIDE`-th timestamp (int64 us) of a batch: the driver keeps these while it
-    writes the parts, so the bucket bounds need no extra pass over them."""
-    return np.asarray(ts[::SAMPLE_STRIDE], dtype=np.int64)
+    writes the parts, so the bucket bounds need no extra pass over them. A copy, not a view: a view would
+    keep every batch's timestamps (or its Arrow buffer) alive, memory growing with the dump."""
+    return np.array(ts[::SAMPLE_STRIDE], dtype=np.int64)
 
 
 def bucket_bounds(sample: np.ndarray, total: int, bucket_rows: int) -> np.ndarray:
