@@ -172,10 +172,11 @@ def cic_layout(path: str | Path, header_line: str, ctx: ReadContext, options: di
     names = {k: header[i].strip() for k, i in keys.items()}
     names.update({name: header[i].strip() for i, name in features})
     ctx.display_names.update(names)
+    # empty numpy columns, not empty Series: ~85 Series constructions cost a third of a second
     ctx.template = pd.DataFrame({
-        **{k: pd.Series(dtype="object") for k in REQUIRED},
-        **{name: pd.Series(dtype="float64") for _, name in features},
-        **({"label": pd.Series(dtype="object")} if "label" in keys else {}),
+        **{k: np.empty(0, dtype=object) for k in REQUIRED},
+        **{name: np.empty(0, dtype="float64") for _, name in features},
+        **({"label": np.empty(0, dtype=object)} if "label" in keys else {}),
     })
     # CICFlowMeter prints dd/MM/yyyy (CIC-IDS2017's "5/7/2017 8:59" is 5 July), so day first by default
     return CicLayout(header, keys, features, options.get("tz"), options.get("timestamp_format"),

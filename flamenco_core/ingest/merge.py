@@ -40,9 +40,12 @@ INTERNAL = (SEQ_COL, FILE_COL)
 SAMPLE_STRIDE = 16
 #: Bucket size by default (uncompressed Arrow bytes): ~2M latency rows or ~190k 88-column flow rows. A
 #: bucket's sort holds it three to four times over (the bucket, its sorted copy, the candidates for
-#: de-duplication, the Parquet writer's pages), so a process peaks near 0.7 GB whatever the dump's size,
-#: under the 1.5 GB per process issue 14 allows.
+#: de-duplication, the Parquet writer's pages), so a spilled ingest peaks near 0.7 GB whatever the dump's
+#: size, under the 1.5 GB per process issue 14 allows.
 DEFAULT_BUCKET_BYTES = 128 << 20
+#: The driver keeps rows in memory, with no scratch parts, up to this many bytes (a 100 MB CSV fits):
+#: sorted in one piece, they peak near 1 GB.
+HOLD_BYTES = 256 << 20
 
 
 def _ts_int(col: pa.ChunkedArray | pa.Array) -> np.ndarray:

@@ -35,8 +35,8 @@ from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError, ReadContext
 from flamenco_core.ingest.clean import drop_invalid, drop_invalid_arrow
 from flamenco_core.ingest.merge import (
-    DEFAULT_BUCKET_BYTES,
     FILE_COL,
+    HOLD_BYTES,
     SEQ_COL,
     dedupe_sort_parts,
     dedupe_sort_tables,
@@ -281,9 +281,9 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                             f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
                         )
                     table = table.cast(schema)
-                    # Rows stay in memory while they fit one sort bucket (no scratch file for small
-                    # inputs); past that, everything goes to the scratch parts.
-                    if writer is None and held_bytes + table.nbytes <= DEFAULT_BUCKET_BYTES:
+                    # Rows stay in memory while they fit HOLD_BYTES (no scratch file for small inputs);
+                    # past that, everything goes to the scratch parts.
+                    if writer is None and held_bytes + table.nbytes <= HOLD_BYTES:
                         held.append(table)
                         held_bytes += table.nbytes
                     else:

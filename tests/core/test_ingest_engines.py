@@ -78,7 +78,7 @@ def test_spilled_parts_and_many_buckets_give_the_same_tables(tmp_path, monkeypat
     """Past one bucket of rows the driver spills to scratch parts and sorts bucket by bucket."""
     from flamenco_core.ingest import pipeline
 
-    monkeypatch.setattr(pipeline, "DEFAULT_BUCKET_BYTES", 20_000)  # spill after a few batches
+    monkeypatch.setattr(pipeline, "HOLD_BYTES", 20_000)  # spill after a few batches
     monkeypatch.setattr(merge, "DEFAULT_BUCKET_BYTES", 30_000)  # and sort in many buckets
     buckets = []
     real = merge._partition
