@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from .atlas_rules import SOURCE, account_result
 from .base import ReadContext
-from .latency_rows import latency_table, merge_reference_rows
+from .latency_rows import latency_table, parse_typed_blocks
 
 # An int timestamp below this many seconds (year 2255) times 1e6 is below 2**53, so the reference's float
 # arithmetic (round(ts * 1e6)) is exact and equals the integer product.
@@ -130,23 +130,5 @@ def parse_atlas_fast(blocks, ctx: ReadContext, *, all_hops: bool = False) -> Ite
     pings of a block that :func:`_fast_rows` takes become rows column-wise; every other record goes
     through the reference handler (decoded again by ``json``, the reference decoder, when it came as a
     struct), in line order, and its rows are merged back in line order."""
-    Ping = ping_struct()
-    step = max(1, int(ctx.batch_rows))
-    for nos, objs, lines in blocks:
-        is_ping = [type(o) is Ping for o in objs]
-        pos = np.flatnonzero(is_ping)
-        others = np.ones(len(objs), dtype=bool)
-        table, owner = None, np.empty(0, dtype=np.int64)
-        if len(pos):
-            ok, table, owner, replies, timeouts = _fast_rows(objs if len(pos) == len(objs) else [objs[i] for i in pos])
-            ctx.count_input(replies)
-            ctx.drop("timeout", timeouts)
-            others[pos[ok]] = False
-            owner = pos[owner]
-        if others.any():
-            table = merge_reference_rows(table, owner, np.flatnonzero(others), (nos, objs, lines), ctx,
-                                         lambda no, obj, batch: account_result(no, obj, ctx, batch, all_hops), SOURCE)
-        if table is None:
-            continue
-        for lo in range(0, table.num_rows, step):
-            yield table.slice(lo, step)
+    yield from parse_typed_blocks(blocks, ctx, ping_struct(), _fast_rows, "timeout",
+                                  lambda no, obj, batch: account_result(no, obj, ctx, batch, all_hops), SOURCE)

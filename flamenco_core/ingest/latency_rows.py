@@ -227,6 +227,35 @@ def merge_reference_rows(table: pa.Table | None, owner: np.ndarray, todo: np.nda
     return pa.concat_tables([table, ref]).take(pa.array(order))
 
 
+def parse_typed_blocks(blocks, ctx: ReadContext, typed: type, fast_rows: Callable, drop_reason: str,
+                       account: Callable[[int, dict, LatencyBatch], None], source: str) -> Iterator[pa.Table]:
+    """The block loop of the fast JSON readers: canonical tables of at most ``ctx.batch_rows`` rows.
+
+    ``blocks`` are ``(record numbers, objects, lines)`` from
+    :func:`~flamenco_core.ingest.base.iter_json_line_blocks` decoded with ``typed``. ``fast_rows(structs)``
+    checks a block's ``typed`` structs column-wise and returns ``(taken mask, table, each row's struct,
+    replies, drops)``, the drops counted under ``drop_reason``; every record it does not take goes through
+    ``account(record_no, obj, batch)`` (the reference rules) in line order
+    (:func:`merge_reference_rows`)."""
+    step = max(1, int(ctx.batch_rows))
+    for nos, objs, lines in blocks:
+        pos = np.flatnonzero([type(o) is typed for o in objs])
+        others = np.ones(len(objs), dtype=bool)
+        table, owner = None, np.empty(0, dtype=np.int64)
+        if len(pos):
+            ok, table, owner, replies, dropped = fast_rows(objs if len(pos) == len(objs) else [objs[i] for i in pos])
+            ctx.count_input(replies)
+            ctx.drop(drop_reason, dropped)
+            others[pos[ok]] = False
+            owner = pos[owner]
+        if others.any():
+            table = merge_reference_rows(table, owner, np.flatnonzero(others), (nos, objs, lines), ctx, account, source)
+        if table is None:
+            continue
+        for lo in range(0, table.num_rows, step):
+            yield table.slice(lo, step)
+
+
 def raw_text(obj: Any) -> str:
     """A record as quarantine text (built only when quarantining: 500 characters find the record again)."""
     return repr(obj)[:500]

@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from .base import ReadContext
-from .latency_rows import latency_table, merge_reference_rows
+from .latency_rows import latency_table, parse_typed_blocks
 
 _MAX_UNIX_S = 9_200_000_000  # as scamper.py: keeps datetime64[ns] from overflowing
 # msgspec turns a JSON integer RTT into a float; below 2**53 that float is exactly the reference's float(int).
@@ -125,23 +125,6 @@ def parse_scamper_fast(blocks, ctx: ReadContext, account, source: str, *, all_ho
     traces :func:`_fast_rows` takes become rows column-wise (``source``: the rows' source column), every
     other record goes through ``account(record_no, obj, ctx, batch, all_hops)`` (the reference rules) in
     line order."""
-    Trace = trace_struct()
-    step = max(1, int(ctx.batch_rows))
-    for nos, objs, lines in blocks:
-        pos = np.flatnonzero([type(o) is Trace for o in objs])
-        others = np.ones(len(objs), dtype=bool)
-        table, owner = None, np.empty(0, dtype=np.int64)
-        if len(pos):
-            ok, table, owner, replies, intermediate = _fast_rows(
-                objs if len(pos) == len(objs) else [objs[i] for i in pos], all_hops, source)
-            ctx.count_input(replies)
-            ctx.drop("intermediate_hop", intermediate)
-            others[pos[ok]] = False
-            owner = pos[owner]
-        if others.any():
-            table = merge_reference_rows(table, owner, np.flatnonzero(others), (nos, objs, lines), ctx,
-                                         lambda no, obj, batch: account(no, obj, ctx, batch, all_hops), source)
-        if table is None:
-            continue
-        for lo in range(0, table.num_rows, step):
-            yield table.slice(lo, step)
+    yield from parse_typed_blocks(blocks, ctx, trace_struct(), lambda traces: _fast_rows(traces, all_hops, source),
+                                  "intermediate_hop", lambda no, obj, batch: account(no, obj, ctx, batch, all_hops),
+                                  source)
