@@ -5,9 +5,10 @@ each, ingested with a progress bar, against bare-parser baselines on the same fi
 
 Data: seeded, written by this script (numpy draws the values; one formatted line per result is the
 only per-record Python), gzip level 1, in roughly increasing time with jitter so the time sort has work,
-with ~5% duplicate lines (as a re-fetched dump has) and ~3% timeouts. ``--gb 5`` is about 30M Atlas
-results; the free disk must hold about 4x ``--gb`` per dump (the dump, the scratch parts, the output), which
-is checked first. Generated files are deleted at the end unless ``--keep`` (or ``--data`` given).
+with ~5% duplicate lines (as a re-fetched dump has) and ~3% timeouts. ``--gb 1`` is about 24M Atlas
+results (69M RTTs; this generator's lines compress well) and 6.3M Ark traces. The free disk must hold the
+dumps plus about 10x ``--gb`` of scratch for the ingest running (uncompressed Arrow parts, then the same
+rows again in time buckets, and the output), which is checked first. Generated files are deleted at the end unless ``--keep`` (or ``--data`` given).
 
 Each measurement runs in a fresh process, so its peak RSS (VmHWM) is its own:
 - Flamenco: ``flamenco_core.ingest.pipeline.ingest`` (parse, account, clean, out-of-core dedupe and time
@@ -291,7 +292,7 @@ def main() -> None:
     root = args.data or Path(tempfile.mkdtemp(prefix="flamenco-scale-"))
     root.mkdir(parents=True, exist_ok=True)
     dumps = [d for d in ("atlas", "ark") if args.only in (None, d)]
-    need = 4 * args.gb * 2**30 * len(dumps)
+    need = args.gb * 2**30 * (len(dumps) + 10)  # the dumps, and one ingest's scratch at a time
     free = shutil.disk_usage(root).free
     if free < need:
         console.print(f"[red]{root}: {free / 2**30:.1f} GB free, {need / 2**30:.1f} GB needed; use a smaller --gb[/red]")
