@@ -31,13 +31,6 @@ LONG_FILES = {
 MAX_DOCSTRING_LINES = 15
 #: Modules whose docstring is still over MAX_DOCSTRING_LINES, each with the reason; the list only shrinks.
 LONG_DOCSTRINGS = {
-    "flamenco_core/ingest/atlas.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/cicflowmeter.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/manifest.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/merge.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/nfdump.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/scamper.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/ingest/tabular.py": "owned by the issue-14 speed work; trim after it lands",
     "flamenco_core/preprocess/baseline.py": "owned by the issue-14 speed work; trim after it lands",
     "flamenco_core/preprocess/ground_truth.py": "owned by the issue-14 speed work; trim after it lands",
     "flamenco_core/preprocess/oversample.py": "owned by the issue-14 speed work; trim after it lands",

@@ -1,35 +1,10 @@
 """RIPE Atlas results (ping and traceroute, one JSON result per line) -> canonical latency rows.
 
-Format ``atlas``: JSON lines or a JSON array, plain, gzip or bzip2 (detected by content).
-
-What one *record* is (the unit of :class:`~flamenco_core.ingest.base.ReadContext` accounting):
-
-* **ping** — each slot of the result's ``result`` list:
-  ``{"rtt": ms}`` becomes a row (duplicate replies, ``"dup": 1``, are kept, as ``ripe.atlas.sagan`` keeps
-  them as packets); ``{"x": "*"}`` is dropped as ``timeout``; ``{"error": ...}`` (or ``"err"``) is dropped as
-  ``error``; anything else is quarantined naming the field (``result[2].rtt``, ``result[0]``).
-  A result without per-reply values (firmware 0/1 carries only ``avg``/``min``/``max``; ``sagan`` gives no
-  packets for it) or with an empty list is one record dropped as ``no_per_reply_rtts``.
-* **traceroute** — each reply slot of each hop (``result[i].result[j]``). By default only replies from the
-  destination (``from == dst_addr``) at the last hop become rows; other replies with an RTT are dropped as
-  ``intermediate_hop``. With ``all_hops=True`` every reply with an RTT becomes a row whose ``hop_ttl`` is the
-  hop number (``dst`` stays the traceroute's target, so ``(src, dst, hop_ttl)`` names a path position).
-  ``{"x": "*"}`` -> ``timeout``; replies marked ``late`` -> ``late`` (``sagan`` skips them too); a hop
-  carrying only ``error`` -> one record dropped ``error``; a hop with an empty reply list -> one record
-  dropped ``no_reply``; a result with an empty hop list -> one record dropped ``no_hops``.
-* **other types** (dns, http, ...) — the whole line is one record dropped as ``unsupported_type:<type>``.
-* A line that is not JSON, or lacks a usable ``timestamp``, destination (``dst_addr``/``addr``), source
-  (``from``/``src_addr``/``srcaddr``), ``msm_id`` or ``type`` is one quarantined record naming the field.
-  A result without a destination that reports a top-level ``error``/``err``/``dnserr`` (e.g. the target name
-  did not resolve) is one record dropped as ``error``.
-
-Columns: ``timestamp`` is the result's ``timestamp`` (Atlas gives no per-reply time), ``src`` is ``from`` (the
-probe's public address) when present and non-empty else ``src_addr``/``srcaddr``, ``dst`` is ``dst_addr`` else
-``addr`` (firmware < 4460), ``measurement`` is ``msm_id``. Numbers may be JSON strings (old firmware).
-
 Modules: the rules per result live in :mod:`~flamenco_core.ingest.atlas_rules`, the msgspec fast path in
 :mod:`~flamenco_core.ingest.atlas_fast`, the row buffers in :mod:`~flamenco_core.ingest.latency_rows`; this
 module registers the reader and keeps their public names importable from here.
+
+Details (what one record is, the columns, the options): docs/ingest.md, section atlas.py.
 """
 
 from __future__ import annotations
@@ -70,7 +45,7 @@ def read_atlas(
     ``engine="reference"`` is the original ``json`` + pandas path, kept as the yardstick (both give the
     same rows, drops and quarantine). The fast path yields canonical Arrow tables when ``arrow=True`` (the
     ingest driver asks for them), else the same frames as the reference. Other ``options`` (meant for
-    other readers) are ignored. See the module docstring for what one record is and how it is accounted.
+    other readers) are ignored. See docs/ingest.md (atlas.py) for what one record is and how it is accounted.
     """
     if engine == "reference":
         records = readable_records(iter_json_records(path, ctx), path)

@@ -1,28 +1,6 @@
 """CICFlowMeter CSV (CIC-IDS2017, CSE-CIC-IDS2018, CIC-DDoS2019 and the like) into the flows table.
 
-Record: one non-blank line after the header; its record number is the 1-based line number in the file.
-Each record ends as one row, or is quarantined when malformed: the wrong number of fields (a truncated
-or over-long line), a text where a number belongs (the field is named), or an unparsable or missing
-timestamp, port or protocol. ``NaN`` and ``Infinity`` stay in the rows as NaN and inf; the driver
-drops them with reasons.
-
-Columns, matched on the snake-cased header (CIC-DDoS2019 writes most names with a leading space):
-
-- ``Source IP``/``Src IP`` -> ``src``, ``Destination IP``/``Dst IP`` -> ``dst``, ``Source Port``/``Src Port``
-  -> ``src_port``, ``Destination Port``/``Dst Port`` -> ``dst_port``, ``Protocol`` -> ``protocol`` (already
-  the IANA number), ``Timestamp`` -> ``timestamp``, ``Label`` -> ``label`` (text as written, whitespace
-  trimmed);
-- :data:`EXCLUDED_COLUMNS` (row index, flow id, the HTTP URL) are not features;
-- every other column is a numeric feature named by :func:`~flamenco_core.ingest.schema.snake_case`
-  (``" Average Packet Size"`` -> ``average_packet_size``, ``"Flow Bytes/s"`` -> ``flow_bytes_s``).
-
-``ctx.display_names`` maps each canonical name to the header as written, without the surrounding
-spaces (``"flow_iat_min": "Flow IAT Min"``).
-
-Options: ``tz`` (time zone of the naive timestamps, default UTC), ``timestamp_format`` (strftime
-format; default ISO 8601, e.g. ``2018-12-01 09:17:11.183810``, or guessed for other CIC versions),
-``dayfirst`` (for the guess of a non-ISO format; default True, as CICFlowMeter prints
-``dd/MM/yyyy``), ``exclude_columns`` (more header names to leave out of the features).
+Details (what one record is, the columns, the options): docs/ingest.md, section cicflowmeter.py.
 """
 
 from __future__ import annotations
@@ -103,8 +81,8 @@ def cic_columns(header: list[str], exclude: tuple[str, ...] = ()) -> tuple[dict[
 
 @register("cicflowmeter", "flows")
 def read_cicflowmeter(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
-    """Read a CICFlowMeter CSV into canonical flow frames of at most ``ctx.batch_rows`` rows (see the
-    module docstring for the record definition, columns and options).
+    """Read a CICFlowMeter CSV into canonical flow frames of at most ``ctx.batch_rows`` rows
+    (docs/ingest.md, cicflowmeter.py: the record definition, columns and options).
 
     ``engine="fast"`` (default) parses blocks of lines with pyarrow's CSV reader and sends any block it
     cannot take whole (quotes, a malformed line or value) through the reference path;

@@ -1,20 +1,6 @@
 """The dump manifest: which measurement dumps in a folder are new, in progress, done or failed.
 
-A watcher (``flows/watch.py``) scans a folder of dumps (warts, scamper JSON, RIPE Atlas JSON; plain, gzip
-or bzip2) and processes only the new ones. "New" is decided by **content**, not name: entries are keyed by
-the file's SHA-256, so a renamed or copied dump is not processed twice, and a dump rewritten in place
-with new content is.
-
-States: ``pending`` (seen, not started) -> ``processing`` -> ``done`` | ``failed``. Every transition is
-written to disk at once with an atomic replace (write a temporary file in the same folder, fsync,
-``os.replace``), so the manifest on disk is always either the old or the new version, never a torn one.
-After a crash, entries left in ``processing`` are resumed (run again) and ``pending`` ones are run; ``done``
-entries are never redone. So a crash mid-way neither redoes a finished dump nor skips an unfinished one.
-
-Hashing every dump on every scan would read gigabytes each time; an entry remembers the file's
-``(size, mtime_ns)`` and the hash is reused while they are unchanged.
-
-This module is pure (standard library only): no Prefect, no MLflow.
+How it works, step by step: docs/ingest.md, section manifest.py.
 """
 
 from __future__ import annotations
@@ -183,7 +169,7 @@ class ScanResult:
 
 
 class Manifest:
-    """A JSON manifest of dumps at ``path`` (see the module docstring). Load with :meth:`load`; every
+    """A JSON manifest of dumps at ``path`` (see docs/ingest.md, manifest.py). Load with :meth:`load`; every
     mutating method saves atomically before returning."""
 
     def __init__(self, path: str | Path, entries: dict[str, Entry] | None = None, directory: str | None = None):

@@ -1,23 +1,6 @@
 """Out-of-core de-duplication and time order for the ingest driver: memory bounded by a bucket, not the dump.
 
-The driver writes every cleaned batch to a scratch Arrow IPC file (``parts``, see :func:`open_parts`;
-IPC, not Parquet: scratch is written and read back once, and Parquet's encoding cost more than the
-parsing) with two internal columns:
-``__seq`` (the row's position in the whole ingest, files in the order given) and ``__file_idx`` (which
-input file it came from). :func:`dedupe_sort_parts` then produces exactly what the in-memory reference
-:func:`~flamenco_core.ingest.clean.dedupe_and_sort` produces on the whole table (drop exact duplicate
-rows keeping the first, then a stable sort by ``timestamp``), without holding the table:
-
-1. quantiles of a sample of the timestamps (every 16th, kept by the driver while it writes the parts)
-   cut consecutive time ranges (buckets) of about ``bucket_rows`` rows;
-2. a pass over the parts appends each row group's rows to its bucket's scratch file (rows keep their
-   ``__seq`` order inside a bucket, since row groups are read in order and filtering keeps order);
-3. each bucket, in time order, is read alone, de-duplicated (duplicates share their timestamp, so they
-   always fall in the same bucket) and sorted by ``(timestamp, __seq)``, which is the stable time sort.
-
-Peak memory is about one bucket plus one batch. A bucket is larger than ``bucket_rows`` when the
-sample misjudges the spread, or when more rows than that share one timestamp (a bucket cannot split a
-timestamp).
+How it works, step by step: docs/ingest.md, section merge.py.
 """
 
 from __future__ import annotations
@@ -171,7 +154,7 @@ def dedupe_sort_parts(
 ) -> Counter:
     """De-duplicate and time-sort the scratch ``parts`` (Arrow IPC, :func:`open_parts`) into the Parquet
     file ``out_path`` with ``schema`` (the canonical schema with its metadata, without the internal
-    columns), one bucket at a time (module docstring).
+    columns), one bucket at a time (docs/ingest.md, merge.py).
 
     ``sample`` and ``total``: the :func:`ts_sample` s and row count the caller kept while writing the
     parts (else one pass over the parts finds them). ``bucket_rows`` defaults to ``bucket_bytes`` (default

@@ -1,38 +1,6 @@
 """nfdump exports (``-o csv``, ``-o extended``, ``-o long``, ``-o line``) into the flows table.
 
-The format is detected from the first non-blank line: an nfdump CSV header (``ts,te,td,sa,da,...`` of
-nfdump 1.6/1.7.1, or ``firstSeen,lastSeen,...`` of later versions) or a text header starting with
-``Date first seen`` (``Date flow start`` in nfdump 1.6). Output printed with ``-q`` (no header) is
-recognised by its layout: 48 comma-separated fields (the 1.7.1 CSV), or 9/11/14 text tokens
-(line/long/extended).
-
-Record: one non-blank data line; its record number is the 1-based line number. Not records, and not
-counted: the header; in CSV everything from the ``Summary`` line on (the summary block); in text the
-trailer lines ``Summary: ...``, ``Time window: ...``, ``Total flows processed: ...``, ``Sys: ...``,
-``Aggregated flows ...``. A data line with the wrong number of fields, or with an unparsable
-timestamp, duration, address:port, protocol or number, is quarantined with the field named.
-
-Columns (the Worf study's fields): ``timestamp`` = first seen, ``src``, ``dst``, ``src_port``,
-``dst_port``, ``protocol`` (IANA number; nfdump's names such as ``TCP``/``ICMP6`` are mapped back) and
-the features ``last_seen`` (unix seconds), ``duration`` (seconds), ``packets``, ``bytes``, ``bps``,
-``pps``, ``bpp`` and, where the export has it, ``flows``. Where ``bps``/``pps``/``bpp`` are not printed
-(CSV, ``-o long``) they are computed as nfdump computes them: ``bps = trunc(8 * bytes / duration)`` and
-``pps = trunc(packets / duration)``, both 0 when the duration is 0, ``bpp = trunc(bytes / packets)``,
-0 without packets. Text values such as ``1.4 M`` are scaled (k/M/G/T = 1e3/1e6/1e9/1e12, as nfdump
->= 1.6 prints them) and so carry nfdump's rounding (``1.8 M`` for 1,792,000).
-
-Text details: durations are ``HH:MM:SS.mmm`` (``Nd HH:MM:SS.mmm`` past a day, or plain seconds with
-``-N``); addresses are ``a.b.c.d:port`` for IPv4 and ``addr.port`` for IPv6 (nfdump condenses long IPv6
-addresses with ``..`` unless run with ``-6``; they are kept as printed). For ICMP the destination port
-is printed as ``type.code`` and is stored as nfdump stores it, ``type * 256 + code``.
-
-Timestamps are printed in the local time of the machine that ran nfdump; they are read as UTC unless
-option ``tz`` names that zone. ``ctx.display_names`` keeps nfdump's own names: the CSV header names for
-columns read from a CSV, the text header names (``Date first seen``, ``Packets``, ``Bytes``, ``pps``,
-``bps``, ``Bpp``, ``Flows``; ``Src IP Addr``/``Src Pt`` for the split ``Src IP Addr:Port``) otherwise.
-
-The value parsers (scaled numbers, durations, ports, ``address:port``) live in
-:mod:`~flamenco_core.ingest.nfdump_values` and stay importable from here.
+Details (what one record is, the columns, the options): docs/ingest.md, section nfdump.py.
 """
 
 from __future__ import annotations
@@ -158,7 +126,7 @@ _ICMP = (1, 58)
 @register("nfdump", "flows")
 def read_nfdump(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
     """Read an nfdump CSV or text export into canonical flow frames of at most ``ctx.batch_rows`` rows
-    (see the module docstring for detection, records, columns and the option ``tz``)."""
+    (docs/ingest.md, nfdump.py: detection, records, columns and the option ``tz``)."""
     tz = options.get("tz")
     with open_text(path) as fh:
         src = LineSource(fh)

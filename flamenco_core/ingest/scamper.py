@@ -1,40 +1,6 @@
 """scamper / CAIDA Ark measurements (ping, trace, tracelb) -> canonical latency rows.
 
-Formats:
-
-* ``scamper`` — JSON lines as ``sc_warts2json`` prints them (or a JSON array); plain, gzip or bzip2,
-  detected by content.
-* ``warts`` — scamper's binary format. The file is streamed through ``sc_warts2json`` (Debian package
-  ``scamper``) and its stdout goes through the same JSON parser, so a warts file and its JSON twin give
-  identical rows. Gzip/bzip2-compressed warts (Ark ships ``.warts.gz``) are decompressed here and piped in,
-  since ``sc_warts2json`` (20211212) cannot open them itself.
-
-What one *record* is (the unit of :class:`~flamenco_core.ingest.base.ReadContext` accounting):
-
-* ``cycle-start``/``cycle-stop``/``cycle-def``/``list`` lines: one record each, dropped as ``metadata``.
-* **trace** — each entry of ``hops`` (one reply; scamper lists no unanswered probes, and a TTL may appear
-  more than once: each reply is kept). By default a reply from the destination (``addr == dst``) is a row
-  and any other is dropped as ``intermediate_hop``; ``all_hops=True`` makes every reply a row with
-  ``hop_ttl = probe_ttl``. A trace with no hops at all is one record dropped as ``no_reply``.
-* **ping** — each response, plus each of the ``ping_sent`` probe slots (``seq`` 0..ping_sent-1) that no
-  response answers, dropped as ``timeout``. A response from an address other than ``dst`` (an ICMP error
-  from a router) is dropped as ``reply_from_other``: its RTT is not one to the destination. A ping that sent
-  nothing and got nothing is one record dropped as ``no_reply``.
-* **tracelb** — each reply found by walking ``nodes[].links[][].probes[].replies[]``. In the JSON, every
-  ``{"addr", "probes"}`` element lists only the replies that came from ``addr`` (the link's far end, or one
-  address of an intermediate probe set), so that address is the replier. Replies from ``dst`` are rows,
-  others ``intermediate_hop`` (or rows with ``hop_ttl`` = probe ``ttl`` under ``all_hops=True``). A listed
-  probe without replies is one record dropped as ``timeout``; a tracelb without any probe is one record
-  dropped as ``no_reply``.
-* other ``type`` values: one record dropped as ``unsupported_type:<type>``; a line that is not JSON, or a
-  record without ``type``, ``src`` or ``dst``, is one quarantined record naming the field. A malformed
-  entry inside a record (``hops[3].rtt``, ``responses[0]``) is one quarantined record naming its path.
-
-Columns: ``timestamp`` is the probe's ``tx`` when present, else the record's ``start`` (a converter may write
-``start`` 0, as in pantrace's traces: a row is never stamped 1970 from it; a reply with neither a ``tx`` nor
-a non-zero ``start`` is quarantined). ``source`` is ``"ark"``. ``measurement`` identifies one trace/ping:
-``"<type>:<src>><dst>@<sec>.<usec>"`` with the record's ``start`` time, or, when ``start`` is 0 or missing,
-the earliest probe ``tx`` in the record (unique across pantrace's 1,000 start-0 traces).
+Details (what one record is, the columns, the options): docs/ingest.md, section scamper.py.
 """
 
 from __future__ import annotations
@@ -294,7 +260,7 @@ def read_scamper(
     (:mod:`~flamenco_core.ingest.scamper_fast`; every other record by the same rules, ``json`` deciding any
     line msgspec refuses), yielding canonical Arrow tables when ``arrow=True`` (the ingest driver asks for
     them); ``engine="reference"`` uses ``json`` and the rules throughout. Both give the same rows, drops and
-    quarantine. Other ``options`` (meant for other readers) are ignored. See the module docstring for what
+    quarantine. Other ``options`` (meant for other readers) are ignored. See docs/ingest.md (scamper.py) for what
     one record is.
     """
     if engine not in ("fast", "reference"):

@@ -1,39 +1,6 @@
 """Tabular readers (``csv``, ``parquet``): column maps, the kind decision and the canonical frames.
 
-The ``csv`` and ``parquet`` readers hold either latency or flow rows, decided per file: after the
-column map is applied, a file with an ``rtt_ms`` column is latency data, any other file is flow data
-(option ``kind`` forces one). Both are registered with kind ``"auto"``: **the driver must look at the
-yielded columns** (``"rtt_ms" in frame.columns`` means latency) or call :func:`tabular_kind` first.
-
-Record definitions:
-
-- ``csv``: one record per non-blank line after the header (the record number is the 1-based line
-  number in the file). A line with the wrong number of fields, or with a text where a number, a
-  timestamp or a port belongs, is quarantined; everything else becomes one row (NaN and inf kept).
-- ``parquet``: one record per row (the record number is the 1-based row index).
-
-Options (both formats):
-
-- ``column_map``: ``{canonical: original}``, e.g. ``{"rtt_ms": "RTT", "src": "probe"}``;
-  ``column_map_path``: a YAML file holding that mapping (either at top level or under a
-  ``column_map`` key, optionally with ``kind``). Columns whose names already are canonical, or whose
-  snake-cased names are (``"Src"`` -> ``src``), need no entry.
-- ``kind``: ``"latency"`` or ``"flows"`` (default: inferred as above).
-- ``tz``: time zone of naive timestamps (default UTC). Timestamps are ISO strings, unix seconds
-  (numbers or numeric strings; ``timestamp_unit`` changes the unit) or Parquet timestamps;
-  ``timestamp_format`` forces a strftime format.
-- latency only: ``source`` (default ``"csv"``), ``measurement`` (default: the file stem) fill the
-  columns when the file has none; ``hop_ttl`` is NA when absent.
-- flows only: ``exclude_columns`` lists extra columns to leave out of the features. Other
-  columns become snake_case features when at least half of their non-empty values in the first batch
-  are numbers; wholly textual columns (flags, names) are left out, with a logged warning.
-- csv only: ``sep`` (default ``","``).
-
-Text fields: CSV quoting is honoured per line, but a quoted field that spans lines is not supported
-(each line is one record).
-
-The helpers the text readers share live in :mod:`~flamenco_core.ingest.text_lines` (reading lines) and
-:mod:`~flamenco_core.ingest.column_values` (parsing values); their names stay importable from here.
+Details (what one record is, the columns, the options): docs/ingest.md, section tabular.py.
 """
 
 from __future__ import annotations
@@ -281,7 +248,7 @@ class _TabularBuilder:
 
 @register("csv", "auto")
 def read_csv(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
-    """Read a delimited text file of latency or flow rows (see the module docstring for the options,
+    """Read a delimited text file of latency or flow rows (docs/ingest.md, tabular.py: the options,
     the record definition and how the kind is decided)."""
     sep = options.get("sep", ",")
     with open_text(path) as fh:
@@ -311,7 +278,7 @@ def read_csv(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataF
 @register("parquet", "auto")
 def read_parquet(path: str | Path, ctx: ReadContext, **options) -> Iterator[pd.DataFrame]:
     """Read a Parquet file of latency or flow rows in batches (``ParquetFile.iter_batches``); a record
-    is a row, numbered from 1. See the module docstring for options and the kind decision."""
+    is a row, numbered from 1. See docs/ingest.md (tabular.py) for options and the kind decision."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
