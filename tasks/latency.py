@@ -92,20 +92,19 @@ def latency_pair_task(item: dict, config: dict, out_dir: str, experiment: str, p
     )
     tracking.log_artifacts(run_id, artifacts)
     # Each hyperparameter trial of the end model is a run nested under its pair's, so MLflow compares them.
-    logged = set()
+    trials, logged = [], set()
     for s in result.subsets:
         for t in s.trials:
             key = (s.level, t["model"], t["trial"])
             if s.level in ("pair", "source") and key in logged:
                 continue  # one pair-level search serves several subsets: log it once
             logged.add(key)
-            name = f"{item['pair_id']}-{s.level if s.level != 'subset' else f'subset{s.subset}'}-trial{t['trial']}"
-            trial_run = tracking.start_run(
-                experiment, name, parent_run_id=run_id,
-                params={"model": t["model"], "level": s.level, "subset": s.subset, **t["params"]},
-                metrics={k: t[k] for k in ("score", "seconds") if t[k] == t[k]},
-                tags={"flamenco.pipeline": "latency", "flamenco.kind": "trial", "flamenco.item": item["pair_id"]})
-            tracking.end_run(trial_run)
+            trials.append({
+                "name": f"{item['pair_id']}-{s.level if s.level != 'subset' else f'subset{s.subset}'}-trial{t['trial']}",
+                "params": {"model": t["model"], "level": s.level, "subset": s.subset, **t["params"]},
+                "metrics": {k: t[k] for k in ("score", "seconds") if t[k] == t[k]},
+                "tags": {"flamenco.pipeline": "latency", "flamenco.kind": "trial", "flamenco.item": item["pair_id"]}})
+    tracking.log_finished_children(experiment, run_id, trials)
     tracking.end_run(run_id)
     get_run_logger().info("%s: %s, F1 macro %.3f in %.1f s", item["pair_id"], result.outcome, rep["f1_macro"], result.seconds)
     return {"pair_id": item["pair_id"], "run_id": run_id, "labels": str(labels_path), "report": rep}

@@ -330,6 +330,31 @@ def start_run(
     return run_id
 
 
+def log_finished_children(experiment: str, parent_run_id: str, children: list[dict]) -> list[str]:
+    """Log ``children`` (each ``{name, params, metrics, tags}``) as FINISHED runs under ``parent_run_id``;
+    returns their ids. Idempotent like :func:`start_run` (a child whose key already sits under the parent is
+    reused), but with one lookup for all of them instead of two per run: a pair's hyperparameter trials
+    are many small runs, created by the one task that owns their parent, so no other writer races them."""
+    if not children:
+        return []
+    c = client()
+    exp_id = ensure_experiment(experiment)
+    existing = {r.data.tags.get(RUN_KEY_TAG): r.info.run_id for r in c.search_runs(
+        [exp_id], filter_string=f"tags.mlflow.parentRunId = '{parent_run_id}'", max_results=5000)}
+    ids = []
+    for ch in children:
+        key = _default_key(experiment, ch["name"], parent_run_id, ch.get("params"), ch.get("tags"))
+        run_id = existing.get(key)
+        if run_id is None:
+            tags = {"mlflow.runName": ch["name"], **(ch.get("tags") or {}), RUN_KEY_TAG: key,
+                    "mlflow.parentRunId": parent_run_id, TAG_ATTEMPTS: 1}
+            run_id = c.create_run(exp_id, run_name=ch["name"], tags={k: str(v) for k, v in tags.items()}).info.run_id
+            _log(run_id, ch.get("params"), ch.get("metrics"), None)
+            end_run(run_id)
+        ids.append(run_id)
+    return ids
+
+
 def log(run_id: str, *, params: dict | None = None, metrics: dict | None = None, tags: dict | None = None) -> None:
     """Log params (a changed value on a reused run becomes a tag), metrics and tags to ``run_id``."""
     _log(run_id, params, metrics, tags)

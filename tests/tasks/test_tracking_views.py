@@ -77,3 +77,19 @@ def test_ui_command_runs_as_printed():
     argv = shlex.split(tracking.ui_command())
     assert Path(argv[0]).is_absolute() and Path(argv[0]).is_file()  # the venv's mlflow, not a bare name
     assert argv[1:3] == ["ui", "--backend-store-uri"] and argv[3] == tracking.tracking_uri()
+
+
+def test_finished_children_logged_once_under_their_parent(mlflow_uri):
+    c = _client(mlflow_uri)
+    parent = tracking.start_run("test-trials", "pair-a", tags=tracking.standard_tags(pipeline="latency"))
+    trials = [{"name": f"pair-a-trial{i}", "params": {"model": "lstm", "hidden": h}, "metrics": {"score": s},
+               "tags": {"flamenco.kind": "trial"}} for i, (h, s) in enumerate([(32, 0.9), (64, 0.95)])]
+    ids = tracking.log_finished_children("test-trials", parent, trials)
+    # a retried pair task logs the same trials again: they are found, not duplicated
+    assert tracking.log_finished_children("test-trials", parent, trials) == ids
+    runs = [c.get_run(i) for i in ids]
+    assert [r.info.status for r in runs] == ["FINISHED", "FINISHED"]
+    assert [r.data.tags["mlflow.parentRunId"] for r in runs] == [parent, parent]
+    assert [r.data.metrics["score"] for r in runs] == [0.9, 0.95] and runs[1].data.params["hidden"] == "64"
+    other = tracking.start_run("test-trials", "pair-b", tags=tracking.standard_tags(pipeline="latency"))
+    assert tracking.log_finished_children("test-trials", other, trials[:1])[0] not in ids  # keyed by parent
