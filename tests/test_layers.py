@@ -30,12 +30,7 @@ LONG_FILES = {
 
 MAX_DOCSTRING_LINES = 15
 #: Modules whose docstring is still over MAX_DOCSTRING_LINES, each with the reason; the list only shrinks.
-LONG_DOCSTRINGS = {
-    "flamenco_core/preprocess/baseline.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/preprocess/ground_truth.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/preprocess/oversample.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/preprocess/thresholds.py": "owned by the issue-14 speed work; trim after it lands",
-    "flamenco_core/preprocess/windows.py": "owned by the issue-14 speed work; trim after it lands",
+LONG_DOCSTRINGS: dict[str, str] = {
 }
 
 

@@ -1,24 +1,5 @@
-"""Each RTT against its local baseline: features that transfer across modes and time, and the
-``rolling_mad`` rule a user would write by hand.
-
-An absolute threshold on ``rtt_ms`` ("rtt_ms <= 40.44") means nothing on a route that appears only after
-the labels were given, or after a level shift. A deviation from the series' own recent past does: an RTT
-three robust standard deviations above the median of the points before it is a spike on any route.
-
-:func:`relative_features` adds, per series (rows grouped like the window features, ordered by time):
-
-* ``{feature}_base``: the median of the previous ``window`` values (*causal*: the row itself is not in its
-  own baseline, so a spike cannot hide in it; the first row of a series has no past and takes its own value);
-* ``{feature}_dev``: ``value - base`` (ms above the local baseline);
-* ``{feature}_ratio``: ``value / base``;
-* ``{feature}_rz``: ``dev / scale``, a robust z-score, where ``scale`` is 1.4826 x the rolling median of the
-  absolute deviations of the previous ``window`` points from their own baselines (a rolling MAD), floored
-  so a quantised series (MAD 0) does not turn every millisecond into infinity.
-
-:func:`rolling_mad` is the Hampel-style rule: noise where the value is more than ``k`` robust standard
-deviations above the rolling median. It is both a first-class baseline and the cross-check of every
-latency report: FLAMENCO must match or beat it.
-"""
+"""Each RTT against its local baseline (features that transfer across modes and time) and the
+``rolling_mad`` rule a user would write by hand; see docs/preprocess.md, ``baseline.py``."""
 
 from __future__ import annotations
 

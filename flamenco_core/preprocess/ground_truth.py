@@ -1,21 +1,5 @@
-"""Ground truth for flow records (issue 5, Preparation), from one of two sources:
-
-- a **label column** (CIC-DDoS2019's ``Label``): text labels mapped to classes, by default ``BENIGN`` ->
-  ``benign`` and anything else (``DrDoS_NTP``, ``Syn``, ...) -> ``attack``; :func:`labels_from_column`;
-- an **alert-windows file** (CSV or YAML; ``start``, ``end``, optional ``target`` = destination IP and/or
-  ``port``), as the Worf study matched its alert report: a flow is an attack when its first-seen time
-  (``timestamp``) falls in a window and, where the window gives them, its destination and port match;
-  every other flow is benign. :func:`load_alert_windows`, :func:`labels_from_alerts`.
-
-Both return a :class:`GroundTruth`: the labels (class names, aligned to the input rows, NA where no
-label could be given) and a report of the counts, for run tracking.
-
-Alert times without a time zone are read in ``tz`` (default UTC, the canonical tables' zone); windows
-are closed ``[start, end]`` by default (an alert report's end second is still under attack). The join
-is vectorized (numpy sorts and searchsorted on one int64 that combines the (target, port) key with the
-time's rank; see :func:`_join_kind`), overlapping windows are supported, and the cost is
-O((flows + windows) log(flows + windows)).
-"""
+"""Ground truth for flow records: a label column mapped to classes, or alert windows joined to flows;
+see docs/preprocess.md, ``ground_truth.py``."""
 
 from __future__ import annotations
 

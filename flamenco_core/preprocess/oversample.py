@@ -1,27 +1,5 @@
-"""Synthetic oversampling of minority classes in the training split.
-
-Noise is rare in RTT series; the paper balances the training data by adding synthetic points whose
-values lie within user-given bounds per class (e.g. noise: RTTs between 200 and 1000 ms).
-
-Guarantee that validation and test are never touched: :func:`oversample` accepts only a
-:class:`~flamenco_core.preprocess.splits.Splits` (a bare DataFrame is refused) and returns a *new*
-``Splits`` whose ``validation`` and ``test`` are the very same objects as the input's
-(``dataclasses.replace`` of ``train`` only); the input's train frame is not modified either.
-
-Synthetic rows:
-
-- values: ``distribution="uniform"`` in ``[lo, hi)`` per class, ``"loguniform"``, or a callable
-  ``f(rng, lo, hi, n) -> array``; all draws come from ``numpy.random.default_rng(seed)``;
-- timestamps: each synthetic row is anchored at a randomly chosen training row and placed a random
-  fraction of the way to the next training timestamp (the median gap after the last one), so synthetic
-  points interleave with real ones in time order and window features stay well defined;
-- other columns (``src``, ``dst``, ``source``, ``measurement``, ``hop_ttl``, ``subset``, ...) are copied
-  from the anchor row, so per-pair and per-subset grouping still hold; ``label`` is the class,
-  ``label_source`` (when present) is ``"synthetic"``, and ``synthetic`` is ``True`` (``False`` on real rows).
-- index: real rows keep theirs; with integer indexes synthetic rows continue after the largest label of
-  any split (no collision with validation/test rows),
-  otherwise they get ``"synthetic-<i>"`` labels.
-"""
+"""Synthetic oversampling of minority classes in the training split only (validation and test are
+never touched); see docs/preprocess.md, ``oversample.py``."""
 
 from __future__ import annotations
 

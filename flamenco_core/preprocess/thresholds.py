@@ -1,23 +1,5 @@
-"""Noise thresholds from the statistics of a unimodal RTT dataset, and heuristic labels from them.
-
-RTT noise is high latency, so every threshold is an upper bound: a value strictly above it is ``noise``.
-Methods (``k`` defaults in :data:`DEFAULT_K`):
-
-- ``median_mad``: ``median + k * MAD``, MAD = median absolute deviation, by default scaled by 1.4826 so it
-  estimates the standard deviation of normal data (``scaled_mad=False`` for the raw MAD);
-- ``iqr``: ``q3 + k * (q3 - q1)`` (Tukey's fence), quartiles linearly interpolated as in
-  :func:`flamenco_core.preprocess.profile.profile`;
-- ``std``: ``mean + k * std``, sample std (``ddof=1``) as in ``profile`` so a threshold can be read off a
-  profile.
-
-Inputs: non-finite values are ignored (as ``profile`` does); no finite value raises ``ValueError``. A
-constant series has zero spread, so its threshold is the constant itself and every point is ``good``
-(nothing is strictly above): that is the documented result, not an error. ``std`` on a single value
-raises ``ValueError`` (the sample std is undefined).
-
-Labels proposed here stand in for user labels of validation/test when none are given; they carry
-``label_source = "heuristic"`` so every report can say so.
-"""
+"""Noise thresholds (upper bounds) from the statistics of a unimodal RTT dataset, and the heuristic
+labels they give; see docs/preprocess.md, ``thresholds.py``."""
 
 from __future__ import annotations
 

@@ -1,24 +1,5 @@
-"""Rolling-window statistical features of an RTT series, in time order (feature augmentation).
-
-For every row, the paper's statistics of ``rtt_ms`` over the last ``window`` points of its series (the
-window ends at, and includes, the row itself): count, min, mean, std, q1, median, q3, max.
-
-Definitions match tsfresh's feature calculators, so the fast path and :func:`tsfresh_features` agree:
-``count`` = ``length``, ``std`` = ``standard_deviation`` = ``numpy.std`` with **ddof=0** (unlike
-:func:`~flamenco_core.preprocess.profile.profile`, which follows ``describe()`` with ddof=1), quartiles =
-``quantile`` / ``median`` = ``numpy.quantile`` with linear interpolation.
-
-The first ``window - 1`` rows of a series have fewer points behind them. By default (``min_periods=1``)
-they get *expanding* windows (all points so far; ``count`` says how many), exactly what tsfresh's
-``roll_time_series(max_timeshift=window-1, min_timeshift=0)`` produces; every row gets features, which
-the end models need. With ``min_periods=window`` those rows are all-NaN instead. A series shorter than
-``window`` is therefore not an error: it is recorded in ``result.attrs["window_outcomes"]`` (status
-``short``, or ``skipped`` when it has fewer than ``min_periods`` points).
-
-Series: rows are grouped by :data:`DEFAULT_GROUP_COLS` present in the frame (SD pair and modality subset)
-so no window spans two series; within a group, rows are ordered by ``timestamp`` (stable). The result is
-aligned to the input index, whatever its order.
-"""
+"""Rolling-window statistics of an RTT series in time order (the paper's feature augmentation),
+defined as tsfresh's calculators; see docs/preprocess.md, ``windows.py``."""
 
 from __future__ import annotations
 
