@@ -90,15 +90,16 @@ class LatencyConfig(BaseModel):
 
     @classmethod
     def from_yaml(cls, path: Union[str, Path, None]) -> "LatencyConfig":
-        import yaml
+        """The settings in the YAML file ``path`` over the defaults (``None``: the defaults), through the
+        project's one settings loader; an invalid file raises ``ValueError`` naming it and each setting."""
+        from flamenco_core.config import load_settings
 
         if path is None:
             return cls()
-        data = yaml.safe_load(Path(path).read_text()) or {}
         try:
-            return cls.model_validate(data)
-        except Exception as exc:
-            raise ValueError(f"{path}: invalid latency config: {exc}") from exc
+            return load_settings(cls, [path], what="latency config")
+        except ValueError as exc:
+            raise ValueError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
 
 
 def resolve_ratios(config: LatencyConfig, source: str) -> Union[str, tuple[float, float, float]]:
