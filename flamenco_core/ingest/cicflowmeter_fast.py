@@ -11,6 +11,7 @@ paths give the same rows, drops and quarantine, in the same order.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
 
@@ -155,10 +156,13 @@ def read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options
         # field counts first, then bad values, each in line order.
         q_fields: list = []
         q_values: list = []
-        for data, first_no, n_lines, ends in _line_blocks(fh, no + 1, ctx.batch_rows, FAST_BLOCK_BYTES):
+        for data, first_no, n_lines, ends, parsed in _parsed_ahead(
+                _line_blocks(fh, no + 1, ctx.batch_rows, FAST_BLOCK_BYTES), col_names, convert):
             frame = None
-            if n_lines and b'"' not in data:
-                frame = _fast_block(data, n_lines, col_names, convert, lay, ctx, arrow)
+            table = parsed.result()
+            if table is not None:
+                frame = _fast_block(table, lay, ctx, arrow)
+            del table
             if frame is None:
                 frame = _reference_block(data, first_no, n_lines, lay, ctx, q_fields, q_values)
             if ends:
@@ -175,11 +179,27 @@ def read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options
         ctx.quarantined.extend(q_values)
 
 
-def _fast_block(data: bytes, n_lines: int, col_names: list[str], convert, lay: CicLayout, ctx: ReadContext,
-                arrow: bool = False) -> pd.DataFrame | pa.Table | None:
-    """The block's rows from pyarrow's parser, or None when the reference path must read it (a line with
-    the wrong field count, a text where a number belongs, a blank-looking line, any value
-    :func:`build_flows` would quarantine)."""
+def _parsed_ahead(blocks: Iterator[tuple[bytes, int, int, bool]], col_names: list[str], convert):
+    """The blocks of :func:`_line_blocks`, each with a future of its :func:`_parse`; the next block is
+    parsed on a thread (pyarrow releases the GIL) while the caller checks and converts the current one."""
+    with ThreadPoolExecutor(1) as pool:
+        def submit(block):
+            return block + (pool.submit(_parse, block[0], block[2], col_names, convert),)
+
+        ahead = next(blocks, None)
+        ahead = ahead and submit(ahead)
+        while ahead is not None:
+            current = ahead
+            ahead = next(blocks, None)
+            ahead = ahead and submit(ahead)
+            yield current
+
+
+def _parse(data: bytes, n_lines: int, col_names: list[str], convert) -> pa.Table | None:
+    """The block as pyarrow parses it, or None when the reference path must read it (quotes, a line with
+    the wrong field count, a text where a number belongs, a blank-looking line)."""
+    if not n_lines or b'"' in data:
+        return None
     invalid = []
 
     def on_invalid(row):
@@ -201,6 +221,13 @@ def _fast_block(data: bytes, n_lines: int, col_names: list[str], convert, lay: C
         return None
     if invalid or table.num_rows != n_lines - empty:
         return None
+    return table
+
+
+def _fast_block(table: pa.Table, lay: CicLayout, ctx: ReadContext,
+                arrow: bool = False) -> pd.DataFrame | pa.Table | None:
+    """The block's rows from pyarrow's parsed ``table``, or None when the reference path must read it
+    (any value :func:`build_flows` would quarantine)."""
     if arrow:
         out = _arrow_frame(table, lay)
         if out is not None:

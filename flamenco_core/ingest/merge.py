@@ -6,6 +6,7 @@ How it works, step by step: docs/ingest.md, section merge.py.
 from __future__ import annotations
 
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
@@ -168,10 +169,7 @@ def dedupe_sort_parts(
         bucket_rows = max(1, int(bucket_bytes / max(1.0, size / max(1, total))))
     bounds = bucket_bounds(sample, total, bucket_rows)
     dups: Counter = Counter()
-    # Strings dictionary-encode well (addresses repeat); float features mostly do not, and trying costs
-    # as much as the write itself.
-    dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
-    with pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False) as writer:
+    with _parquet_writer(out_path, schema) as writer:
         buckets = [parts] if len(bounds) == 1 else _partition(parts, bounds, scratch)
         for path in buckets:
             if path is None:
@@ -192,13 +190,95 @@ def dedupe_sort_parts(
     return dups
 
 
-def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema) -> Counter:
-    """:func:`dedupe_sort_parts` for batches the driver still holds in memory (they fit one bucket)."""
-    table, dropped = _dedupe_sort(pa.concat_tables(tables))
-    tables.clear()
-    dups: Counter = Counter({int(k): int(v) for k, v in zip(*np.unique(dropped, return_counts=True))})
+class EarlyWriter:
+    """Writes the driver's held batches to the Parquet output on a thread while the reader parses on
+    (pyarrow's writer releases the GIL), as long as they come in time order: for such an input
+    :func:`dedupe_sort_tables` finds the file already written when no row is a duplicate. Any batch out
+    of order stops it (the file is then rewritten whole)."""
+
+    #: Rows gathered before one write (one row group).
+    GROUP_ROWS = 64 << 10
+
+    def __init__(self, out_path: Path, schema: pa.Schema):
+        self.out_path, self.schema = out_path, schema
+        self.pool = ThreadPoolExecutor(1)
+        self.writer: pq.ParquetWriter | None = None
+        self.pending: list[pa.Table] = []
+        self.rows = 0
+        self.last: int | None = None
+        self.ok = True
+
+    def add(self, table: pa.Table) -> None:
+        """Queue a batch (with the internal columns) for writing, unless it breaks the time order."""
+        if not self.ok or not table.num_rows:
+            return
+        ts = _ts_int(table["timestamp"])
+        if (self.last is not None and ts[0] < self.last) or not (ts[1:] >= ts[:-1]).all():
+            self.stop()
+            return
+        self.last = int(ts[-1])
+        self.pending.append(table.drop_columns(list(INTERNAL)).cast(self.schema))
+        self.rows += table.num_rows
+        if self.rows >= self.GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.pool.submit(self._write, pa.concat_tables(self.pending))
+            self.pending, self.rows = [], 0
+
+    def _write(self, table: pa.Table) -> None:
+        if self.writer is None:
+            self.writer = _parquet_writer(self.out_path, self.schema)
+        self.writer.write_table(table)
+
+    def finish(self, schema: pa.Schema) -> bool:
+        """Write what is left and close; True when the file is complete and has ``schema``."""
+        if self.ok and self.schema.equals(schema, check_metadata=True):
+            self._flush()
+            self.pool.submit(self._close).result()  # raises the writes' errors
+            self.pool.shutdown(wait=True)
+            self.pool = None
+            return True
+        self.stop()
+        return False
+
+    def _close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+    def stop(self) -> None:
+        """Give up: wait for the writes under way and close the file (it is rewritten or discarded)."""
+        if self.pool is not None:
+            self.ok = False
+            self.pending = []
+            self.pool.submit(self._close)
+            self.pool.shutdown(wait=True)
+            self.pool = None
+
+
+def _parquet_writer(out_path: Path, schema: pa.Schema) -> pq.ParquetWriter:
+    # Strings dictionary-encode well (addresses repeat); float features mostly do not, and trying costs
+    # as much as the write itself.
     dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
-    with pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False) as writer:
+    return pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False)
+
+
+def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema,
+                       early: EarlyWriter | None = None) -> Counter:
+    """:func:`dedupe_sort_parts` for batches the driver still holds in memory (they fit one bucket);
+    ``early``: the :class:`EarlyWriter` that was given every batch, whose file stands when the sort and
+    de-duplication change nothing."""
+    whole = pa.concat_tables(tables)
+    table, dropped = _dedupe_sort(whole)
+    tables.clear()
+    if early is not None:
+        if table is whole and not len(dropped) and early.finish(schema):
+            return Counter()
+        early.stop()
+    dups: Counter = Counter({int(k): int(v) for k, v in zip(*np.unique(dropped, return_counts=True))})
+    with _parquet_writer(out_path, schema) as writer:
         writer.write_table(table.drop_columns(list(INTERNAL)).cast(schema))
     return dups
 

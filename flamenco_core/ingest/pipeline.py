@@ -38,6 +38,7 @@ from flamenco_core.ingest.merge import (
     FILE_COL,
     HOLD_BYTES,
     SEQ_COL,
+    EarlyWriter,
     dedupe_sort_parts,
     dedupe_sort_tables,
     open_parts,
@@ -217,6 +218,14 @@ def _empty_table(kind: str, template: pd.DataFrame | None, names: dict[str, str]
     return to_flows_table(template.iloc[:0], names)
 
 
+def _out_schema(schema: pa.Schema, kind: str, names: dict[str, str]) -> pa.Schema:
+    """The output's schema: ``schema`` without the internal columns, with the kind and display names."""
+    meta = {KIND_KEY: kind.encode()}
+    if kind == "flows":
+        meta[DISPLAY_NAMES_KEY] = json.dumps(names).encode()
+    return pa.schema([f for f in schema if f.name not in (SEQ_COL, FILE_COL)]).with_metadata(meta)
+
+
 def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: int,
             on_batch: Callable[[str, int], None] | None) -> IngestReport:
     reader = base.READERS[fmt]
@@ -231,6 +240,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     samples: list = []  # every 16th timestamp, to cut the sort into time buckets
     held: list[pa.Table] = []  # batches kept in memory until they outgrow one sort bucket
     held_bytes = 0
+    early: EarlyWriter | None = None  # writes the held rows as they come, while they are in time order
 
     # A hidden scratch folder beside the outputs (same file system, so nothing is copied at the end);
     # a killed run's copy is swept by the next run that locks the folder.
@@ -286,7 +296,13 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                     if writer is None and held_bytes + table.nbytes <= HOLD_BYTES:
                         held.append(table)
                         held_bytes += table.nbytes
+                        if early is None:
+                            early = EarlyWriter(outputs.path(DATA_FILE),
+                                                _out_schema(schema, kind, {**names, **ctx.display_names}))
+                        early.add(table)
                     else:
+                        if early is not None:
+                            early.stop()
                         if writer is None:
                             writer = open_parts(tmp_path, schema)
                             for t in held:
@@ -315,18 +331,14 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
 
             data_path = out / DATA_FILE
             if writer is not None or held:
-                out_schema = pa.schema([f for f in schema if f.name not in (SEQ_COL, FILE_COL)])
-                meta = {KIND_KEY: kind.encode()}
-                if kind == "flows":
-                    meta[DISPLAY_NAMES_KEY] = json.dumps(names).encode()
-                out_schema = out_schema.with_metadata(meta)
+                out_schema = _out_schema(schema, kind, names)
                 if writer is not None:
                     writer.close()
                     writer = None
                     dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
                                              sample=np.concatenate(samples), total=seq)
                 else:
-                    dups = dedupe_sort_tables(held, outputs.path(DATA_FILE), out_schema)
+                    dups = dedupe_sort_tables(held, outputs.path(DATA_FILE), out_schema, early)
                     held = []
                 del samples
                 for idx, n in dups.items():
@@ -365,6 +377,8 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
             outputs.path(REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
     finally:
         hasher.shutdown(wait=True)
+        if early is not None:
+            early.stop()
         if writer is not None:
             writer.close()
         shutil.rmtree(scratch, ignore_errors=True)
