@@ -369,3 +369,24 @@ def test_run_baselines_and_degenerate_input():
         unsupervised_labels(np.r_[x, np.nan], "lof")
     with pytest.raises(ValueError, match="unknown"):
         unsupervised_labels(x, "one_class_svm")
+
+
+def test_one_end_model_config_serves_both_pipelines():
+    from flamenco_core.experiments.flow_records.config import ModelConfig as FlowModel
+    from flamenco_core.experiments.latency import LatencyConfig, ModelConfig as LatencyModel
+    from flamenco_core.models.config import EndModelConfig
+
+    assert issubclass(FlowModel, EndModelConfig) and issubclass(LatencyModel, EndModelConfig)
+    # the older spellings still read: model -> kind, forest -> random_forest, aliases through MODEL_ALIASES
+    cfg = LatencyConfig.model_validate({"model": {"model": "rf", "forest": {"n_iter": 1}, "small_threshold": 10}})
+    assert cfg.model.kind == "random_forest" and cfg.model.params() == {"n_iter": 1}
+    assert LatencyConfig.model_validate(cfg.model_dump(mode="json")) == cfg  # what tasks receive round-trips
+    auto = LatencyModel(small_threshold=10)
+    assert auto.choose(9).kind == "random_forest" and auto.choose(10).kind == "lstm"
+    assert auto.params("lstm")["max_train_rows"] == 20_000
+    with pytest.raises(ValueError, match="choose lstm or random_forest"):
+        auto.params()  # auto names no one classifier
+    with pytest.raises(ValueError):
+        FlowModel.model_validate({"kind": "auto"})  # every combination trains the same classifier
+    with pytest.raises(ValueError):
+        FlowModel.model_validate({"search": {"budget": 2}})  # a setting that would do nothing is refused

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from flamenco_core.config import load_settings, read_mapping, validation_text
 from flamenco_core.errors import EXIT_USAGE, FlamencoError
+from flamenco_core.models.config import EndModelConfig
 
 #: Where the defaults live in a checkout (the pydantic defaults below equal them).
 DEFAULT_CONFIG_FILE = Path(__file__).resolve().parents[3] / "conf" / "flow_records.yaml"
@@ -70,24 +71,16 @@ def _default_forest() -> dict[str, Any]:
             "param_distributions": {"n_estimators": [25, 50], "max_depth": [5, None], "bootstrap": [True]}}
 
 
-class ModelConfig(_Strict):
-    """The end classifier: ``kind`` (``lstm`` or ``random_forest``; aliases ``forest``, ``rf``) and the
-    constructor parameters of each (small budgets by default, for speed)."""
+class ModelConfig(EndModelConfig):
+    """The end classifier of a flow-records experiment (:class:`~flamenco_core.models.config.EndModelConfig`):
+    ``lstm`` or ``random_forest``, never ``auto`` (one classifier for every combination, so they compare);
+    small budgets by default, for speed."""
 
-    kind: Literal["lstm", "random_forest"] = "lstm"
+    kind: Literal["lstm", "random_forest"] = Field("lstm", validation_alias=AliasChoices("kind", "model"))
     lstm: dict[str, Any] = Field(default_factory=_default_lstm)
-    random_forest: dict[str, Any] = Field(default_factory=_default_forest)
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _alias(cls, v: Any) -> Any:
-        from flamenco_core.models.select import MODEL_ALIASES
-
-        return MODEL_ALIASES.get(v.lower(), v) if isinstance(v, str) else v
-
-    def params(self) -> dict[str, Any]:
-        """Constructor parameters of the chosen kind."""
-        return dict(self.lstm if self.kind == "lstm" else self.random_forest)
+    random_forest: dict[str, Any] = Field(default_factory=_default_forest,
+                                          validation_alias=AliasChoices("random_forest", "forest"))
+    search: None = Field(None, description="not searched here: each combination trains the configured classifier")
 
 
 class ImportanceConfig(_Strict):

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from flamenco_core.models.config import EndModelConfig
 
 
 CLASSES = ("good", "noise")
@@ -29,9 +31,10 @@ class ThresholdConfig(BaseModel):
     k: Optional[float] = None
 
 
-class ModelConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    model: Literal["auto", "lstm", "random_forest"] = "auto"
+class ModelConfig(EndModelConfig):
+    """The latency path's end classifier (:class:`~flamenco_core.models.config.EndModelConfig`), chosen per
+    SD pair by its size."""
+
     # The paper chose the forest for its 100-450-ping Atlas pairs (300-1,350 replies); Ark pairs are larger.
     small_threshold: int = Field(2000, ge=1, description="pairs with fewer rows get the random forest")
     # max_train_rows: an LSTM epoch costs a step per batch of training rows; beyond 20,000 a seeded sample
@@ -39,8 +42,8 @@ class ModelConfig(BaseModel):
     # only through features, labels and predictions (benchmarks/latency_scaling.py).
     lstm: dict[str, Any] = Field(default_factory=lambda: {"epochs": 30, "hidden": 32, "batch_size": 128, "lr": 0.003,
                                                           "max_train_rows": 20_000})
-    forest: dict[str, Any] = Field(default_factory=lambda: {"n_iter": 4, "n_splits": 3})
-    search: Optional[dict[str, Any]] = Field(None, description="LSTM hyperparameter search: {strategy, budget}")
+    random_forest: dict[str, Any] = Field(default_factory=lambda: {"n_iter": 4, "n_splits": 3},
+                                          validation_alias=AliasChoices("random_forest", "forest"))
 
 
 class LatencyConfig(BaseModel):

@@ -54,7 +54,7 @@ def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: l
     cannot be learned; an end model that cannot train leaves the label model alone, with the reason."""
     from flamenco_core.autolf import SnubaConfig, generate_lfs
     from flamenco_core.labeling import DataStatistics, filter_unlabeled
-    from flamenco_core.models import build_model, choose_model
+    from flamenco_core.models import build_model
 
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
     feats = _distinct(feats, pd.concat([labeled[feats], train[feats]]))
@@ -66,8 +66,8 @@ def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: l
     if not end_model:
         return learner, ""
     X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
-    choice = choose_model(size, {"model": config.model.model, "small_threshold": config.model.small_threshold})
-    params = dict(config.model.lstm if choice.kind == "lstm" else config.model.forest)
+    choice = config.model.choose(size)
+    params = config.model.params(choice.kind)
     if choice.kind == "lstm":
         params.setdefault("window", config.window)
     X_val = labeled[feats].to_numpy(dtype="float64")
