@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from prefect import flow, unmapped
-from prefect.artifacts import create_markdown_artifact
 
 from flamenco_core.errors import NoUsableData, UsageError
 from flamenco_core.ingest.pairs import no_pairs_message
@@ -20,7 +19,7 @@ from tasks.common import (
     finish_parent_run_task,
     start_parent_run_task,
 )
-from tasks.ingest import ingest_task, profile_pair_task, split_pairs_task
+from tasks.ingest import ingest_task, profile_pair_task, split_pairs_task, summarize_ingest_task
 
 DEFAULT_EXPERIMENT = "flamenco-ingest"
 
@@ -34,15 +33,6 @@ def _outcomes(items: list[dict], futures) -> list[dict]:
         else:
             out.append({"item": item["pair_id"], "status": "failed", "rows": item.get("rows"), "error": error_text(err)})
     return out
-
-
-def _summary_markdown(title: str, outcomes: list[dict], skipped: list[dict]) -> str:
-    lines = [f"# {title}", "", "| item | status | rows | detail |", "| --- | --- | --- | --- |"]
-    for o in outcomes:
-        lines.append(f"| {o['item']} | {o['status']} | {o.get('rows', '')} | {o.get('error', '')} |")
-    for s in skipped:
-        lines.append(f"| {s['src']} -> {s['dst']} | skipped | {s['rows']} | fewer rows than min_points |")
-    return "\n".join(lines)
 
 
 @flow(name="flamenco-profile-items")
@@ -127,31 +117,15 @@ def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_n
             skipped = []
         outcomes, choice = fan_out(profile_items_flow, items, str(out / "profiles"), experiment, parent, fmt,
                                    runner=runner, workers=workers, scheduler=scheduler)
-        failed = [o for o in outcomes if o["status"] != "ok"]
-        outcome = "ok" if not failed else ("partial" if len(failed) < len(outcomes) else "failed")
-        summary = {
-            "experiment": experiment,
-            "parent_run_id": parent,
-            "outcome": outcome,
-            "report": {k: report[k] for k in ("format", "kind", "input_records", "rows", "dropped", "quarantined")},
-            "items": outcomes,
-            "skipped": skipped,
-            "failed": len(failed),
-            "out_dir": str(out),
-            "cached": {"ingest": ingest_cached, "split": split_cached},
-            "runner": choice["kind"],
-        }
-        if outcome == "failed":
-            summary["error"] = f"every item failed; first: {failed[0]['item']}: {failed[0].get('error')}"
-        create_markdown_artifact(
-            _summary_markdown(f"Ingest {fmt}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped", outcomes, skipped),
-            key="ingest-summary",
-        )
+        summary = summarize_ingest_task(report, outcomes, skipped, {
+            "experiment": experiment, "parent_run_id": parent, "out_dir": str(out), "runner": choice["kind"],
+            "cached": {"ingest": ingest_cached, "split": split_cached}})
+        outcome, n_failed = summary["outcome"], summary["failed"]
         finish_parent_run_task(
             parent,
             summary,
             {"input_records": report["input_records"], "rows": report["rows"], "quarantined": report["quarantined"],
-             "items_ok": len(outcomes) - len(failed), "items_failed": len(failed), "items_skipped": len(skipped)},
+             "items_ok": len(outcomes) - n_failed, "items_failed": n_failed, "items_skipped": len(skipped)},
             "FAILED" if outcome == "failed" else "FINISHED",
             outcome,
         )

@@ -65,3 +65,37 @@ def profile_pair_task(item: dict, out_dir: str, experiment: str, parent_run_id: 
     tracking.log_artifacts(run_id, [csv])
     tracking.end_run(run_id)
     return {"pair_id": item["pair_id"], "rows": len(df), "profile": str(csv), "run_id": run_id}
+
+
+def ingest_markdown(title: str, outcomes: list[dict], skipped: list[dict]) -> str:
+    """The ingest flow's summary as Markdown: one row per item (ok or failed, with the error) and per SD pair
+    skipped for having fewer than ``min_points`` rows, through the project's one table writer."""
+    import pandas as pd
+
+    from flamenco_core.evaluation.tables import to_markdown
+
+    rows = [{"item": o["item"], "status": o["status"], "rows": o.get("rows"), "detail": o.get("error", "")}
+            for o in outcomes]
+    rows += [{"item": f"{s['src']} -> {s['dst']}", "status": "skipped", "rows": s["rows"],
+              "detail": "fewer rows than min_points"} for s in skipped]
+    table = pd.DataFrame(rows, columns=["item", "status", "rows", "detail"])
+    return f"# {title}\n\n" + to_markdown(table, index=False, headings=None, na="")
+
+
+@task(name="ingest-summary")
+def summarize_ingest_task(report: dict, outcomes: list[dict], skipped: list[dict], context: dict) -> dict:
+    """The ingest flow's summary (outcome ok, partial or failed, with the error when every item failed) and
+    its Markdown artifact; ``context``: the run's ids, output folder, cache hits and runner."""
+    from prefect.artifacts import create_markdown_artifact
+
+    failed = [o for o in outcomes if o["status"] != "ok"]
+    outcome = "ok" if not failed else ("partial" if len(failed) < len(outcomes) else "failed")
+    summary = {**{k: context[k] for k in ("experiment", "parent_run_id")}, "outcome": outcome,
+               "report": {k: report[k] for k in ("format", "kind", "input_records", "rows", "dropped", "quarantined")},
+               "items": outcomes, "skipped": skipped, "failed": len(failed),
+               **{k: context[k] for k in ("out_dir", "cached", "runner")}}
+    if outcome == "failed":
+        summary["error"] = f"every item failed; first: {failed[0]['item']}: {failed[0].get('error')}"
+    title = f"Ingest {report['format']}: {len(outcomes) - len(failed)} ok, {len(failed)} failed, {len(skipped)} skipped"
+    create_markdown_artifact(ingest_markdown(title, outcomes, skipped), key="ingest-summary")
+    return summary
