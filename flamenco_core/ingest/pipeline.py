@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 from collections import Counter
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -209,17 +210,28 @@ def ingest(
             raise OSError(exc.errno, os.strerror(exc.errno), str(out)) from exc
 
 
+_POOL_LOCK = threading.Lock()
+_POOL_USERS = [0, None]  # ingests running in this process, the pool to restore when the last one ends
+
+
 @contextmanager
 def _system_pool():
     """Arrow allocates from the C library's malloc while the ingest runs: pyarrow's default mimalloc pool
     spends about 1 s of system time on a fresh process's first 100 MB CSV (pages mapped and returned per
-    block), malloc a fifth of that. Buffers remember their pool, so switching is safe at any time."""
-    prev = pa.default_memory_pool()
-    pa.set_memory_pool(pa.system_memory_pool())
+    block), malloc a fifth of that. Buffers remember their pool, so switching is safe at any time; ingests
+    running on threads of one process share the switch, and the last one to end restores the default."""
+    with _POOL_LOCK:
+        if _POOL_USERS[0] == 0:
+            _POOL_USERS[1] = pa.default_memory_pool()
+            pa.set_memory_pool(pa.system_memory_pool())
+        _POOL_USERS[0] += 1
     try:
         yield
     finally:
-        pa.set_memory_pool(prev)
+        with _POOL_LOCK:
+            _POOL_USERS[0] -= 1
+            if _POOL_USERS[0] == 0:
+                pa.set_memory_pool(_POOL_USERS[1])
 
 
 def _empty_table(kind: str, template: pd.DataFrame | None, names: dict[str, str]) -> pa.Table:

@@ -288,3 +288,29 @@ def test_early_parquet_write_stands_only_when_sort_and_dedupe_change_nothing(tmp
     assert outcomes[:1] == ([True] if variant == "in_order" else [])  # the fast run is the first
     rgs = pq.ParquetFile(tmp_path / "fast" / "data.parquet").metadata.num_row_groups
     assert (rgs > 1) == (variant == "in_order") and fast[0].num_rows > 300
+
+
+def test_concurrent_ingests_restore_arrow_default_pool():
+    import threading
+
+    import pyarrow as pa
+
+    from flamenco_core.ingest.pipeline import _system_pool
+
+    before = pa.default_memory_pool().backend_name
+    inside, release = threading.Event(), threading.Event()
+
+    def long_ingest():
+        with _system_pool():
+            inside.set()
+            release.wait(5)
+
+    t = threading.Thread(target=long_ingest)
+    t.start()
+    inside.wait(5)
+    with _system_pool():  # a second ingest ends first: the other still runs on the system pool
+        pass
+    assert pa.default_memory_pool().backend_name == "system"
+    release.set()
+    t.join()
+    assert pa.default_memory_pool().backend_name == before  # the last one out restores the default
