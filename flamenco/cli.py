@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from flamenco.errors import DEBUG_ENV, FlamencoGroup
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 
 app = typer.Typer(cls=FlamencoGroup, add_completion=False, no_args_is_help=True,
                   help="Weak supervision for Internet measurement data.")
@@ -164,15 +163,13 @@ def ingest(
 
 
 def _print_report(r: dict) -> None:
-    t = Table(title=f"ingest report ({r['format']}, {r['kind']})")
-    for col in ("file", "input", "rows", "dropped", "quarantined", "balanced"):
-        t.add_column(col, justify="left" if col in ("file", "dropped") else "right")
-    for f in r["files"]:
-        t.add_row(Path(f["file"]).name, str(f["input_records"]), str(f["rows"]),
-                  ", ".join(f"{k}={v}" for k, v in sorted(f["dropped"].items())) or "-", str(f["quarantined"]), str(f["balanced"]))
-    t.add_row("[b]total", str(r["input_records"]), str(r["rows"]),
-              ", ".join(f"{k}={v}" for k, v in sorted(r["dropped"].items())) or "-", str(r["quarantined"]), str(r["balanced"]))
-    console.print(t)
+    def row(name, f: dict) -> dict:
+        return {"file": name, "input": f["input_records"], "rows": f["rows"],
+                "dropped": ", ".join(f"{k}={v}" for k, v in sorted(f["dropped"].items())) or "-",
+                "quarantined": f["quarantined"], "balanced": f["balanced"]}
+
+    rows = [row(Path(f["file"]).name, f) for f in r["files"]] + [row(Text("total", style="bold"), r)]
+    console.print(rich_table(rows, title=f"ingest report ({r['format']}, {r['kind']})"))
 
 
 @app.command()
@@ -264,22 +261,25 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
 
     from flamenco.cli_latency import outcome_line
 
-    t = Table(title="latency: F1 (good, noise, macro) on the rows outside the labeled pool (the last 35% of each "
-                    "pair is labeled) and macro F1 on its test split, averaged over SD pairs")
     keys = ("f1_good", "f1_noise", "f1_macro")
+    heads = ("good", "noise", "macro")
     # 80 columns: method names whole (min_width), short numeric headings; the title says what they are
     methods = sorted({m for key in ("ark", "atlas") for m in results[key]["average"]["baselines"]} | {"FLAMENCO"})
-    for c in ("data", "method", "good", "noise", "macro", "test macro"):
-        t.add_column(c, justify="left" if c in ("data", "method") else "right", overflow="fold",
-                     min_width=max(map(len, methods)) if c == "method" else None)
-    from flamenco.cli_run import fmt_score as num
+    rows = []
     for key in ("ark", "atlas"):
         avg = results[key]["average"]
         unl, bu = avg.get("f1_unlabeled", {}), avg.get("baselines_unlabeled", {})
-        t.add_row(f"{key}-like\n({avg['pairs_scored']} pairs)", "[b]FLAMENCO", *(num(unl.get(k)) for k in keys), num(avg["f1_macro"]))
+        rows.append({"data": f"{key}-like\n({avg['pairs_scored']} pairs)", "method": Text("FLAMENCO", style="bold"),
+                     **{h: unl.get(k) for h, k in zip(heads, keys)}, "test macro": avg["f1_macro"]})
         for m in sorted(set(avg["baselines"]) | set(bu)):
-            t.add_row("", m, *(num(bu.get(m, {}).get(k)) for k in keys), num(avg["baselines"].get(m, {}).get("f1_macro")))
-    console.print(t)
+            rows.append({"data": "", "method": m, **{h: bu.get(m, {}).get(k) for h, k in zip(heads, keys)},
+                         "test macro": avg["baselines"].get(m, {}).get("f1_macro")})
+    cols = ("data", "method", *heads, "test macro")
+    console.print(rich_table(
+        rows, columns=cols, justify={c: "left" if c in ("data", "method") else "right" for c in cols},
+        column_options={c: {"overflow": "fold", **({"min_width": max(map(len, methods))} if c == "method" else {})} for c in cols},
+        title="latency: F1 (good, noise, macro) on the rows outside the labeled pool (the last 35% of each "
+              "pair is labeled) and macro F1 on its test split, averaged over SD pairs"))
     for key in ("ark", "atlas"):
         r = results[key]
         console.print(Text(f"  {key}-like: {outcome_line(r)}"), soft_wrap=True)
@@ -291,32 +291,28 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
         for p in r["pairs"]:
             if p["outcome"] in ("partial", "fallback"):
                 console.print(Text(f"    {p['src']} -> {p['dst']}: {p['outcome']}: {p['reason'][:300]}"))
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, (int, float)) and v == v else "-"  # noqa: E731
     combos = results["flows"]["combinations"]
     from flamenco_core.report import lf_legend, short_name
 
     letter = lf_legend(combos)  # the same A/B/C names as the MLflow child runs and the report page
-    t = Table(title="CIC-like NTP: LF combinations (F1 of attack on test; faithful trees)")
-    for c in ("LFs", "outcome", "lf_f1", "cls_f1", "tree_f1", "tree vs LF", "coverage"):
-        t.add_column(c, justify="left" if c in ("LFs", "outcome") else "right")
-    for r in combos:
-        t.add_row(short_name(r.get("lfs") or [], letter) or str(r.get("combination")), str(r.get("outcome")),
-                  fmt(r.get("lf_f1")), fmt(r.get("cls_f1")), fmt(r.get("tree_f1")), fmt(r.get("tree_vs_lf_difference")),
-                  fmt(r.get("coverage")))
-    console.print(t)
+    cols = ("LFs", "outcome", "lf_f1", "cls_f1", "tree_f1", "tree vs LF", "coverage")
+    rows = [{"LFs": short_name(r.get("lfs") or [], letter) or str(r.get("combination")), "outcome": str(r.get("outcome")),
+             **{k: r.get(k) for k in ("lf_f1", "cls_f1", "tree_f1")}, "tree vs LF": r.get("tree_vs_lf_difference"),
+             "coverage": r.get("coverage")} for r in combos]
+    console.print(rich_table(rows, columns=cols, na="-", justify={c: "left" if c in ("LFs", "outcome") else "right" for c in cols},
+                             title="CIC-like NTP: LF combinations (F1 of attack on test; faithful trees)"))
     for k, v in letter.items():  # one per line: a legend wrapped mid-name cannot be read
         console.print(Text(f"  {v} = {k}"), soft_wrap=True)
     collab = results["collab"]
-    t = Table(title="two-group collaboration (aggregates only: what the groups share)")
     widest = max((len(str(r["name"])) for r in collab["comparison"]), default=4)
-    for c in ("pack", "LFs", "coverage", "conflict", "F1 vote", "F1 model"):
-        # pack names whole (min_width) in 80 columns: short headings, spelled out below the table
-        t.add_column(c, justify="left" if c == "pack" else "right", min_width=widest if c == "pack" else None,
-                     overflow="fold")
-    for r in collab["comparison"]:
-        t.add_row(r["name"], str(r["lfs"]), fmt(r.get("coverage")), fmt(r.get("conflict")),
-                  fmt(r.get("f1_majority_vote")), fmt(r.get("f1_label_model")))
-    console.print(t)
+    # pack names whole (min_width) in 80 columns: short headings, spelled out below the table
+    cols = {"name": "pack", "lfs": "LFs", "coverage": "coverage", "conflict": "conflict", "f1_majority_vote": "F1 vote",
+            "f1_label_model": "F1 model"}
+    console.print(rich_table(
+        collab["comparison"], columns=list(cols), headings=cols, na="-",
+        justify={k: "left" if k == "name" else "right" for k in cols},
+        column_options={k: {"overflow": "fold", **({"min_width": widest} if k == "name" else {})} for k in cols},
+        title="two-group collaboration (aggregates only: what the groups share)"))
     console.print(Text("  F1 vote: majority vote of the LFs; F1 model: the label model"), soft_wrap=True)
     from flamenco_core.report import write_demo_index
     from tasks.tracking import ui_command

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 
 
 ABSTAIN_HELP = "how rows without a conclusive vote count in LF F1: negative | exclude | wrong"
@@ -68,6 +67,13 @@ def _labels(labeled_df, path: Path, classes, label_column: str):
         fail(str(exc))
 
 
+def _analysis_table(df, title: str):
+    from flamenco_core.labeling.analysis import display_frame
+
+    # "nan", as the analysis Markdown shows an undefined score
+    return rich_table(display_frame(df, ".3f"), title=title, index=True, na="nan", justify={"LF": "left"})
+
+
 def analyze_cmd(
     pack: Path = typer.Argument(..., metavar="PACK.yaml", help="LF pack (YAML or JSON)"),
     data: Path = typer.Option(..., "--data", help="data the LFs run on (Parquet file/folder or CSV); thresholds are its statistics"),
@@ -79,7 +85,7 @@ def analyze_cmd(
 ) -> None:
     """Coverage, overlaps, conflicts and polarity of each LF on the data; with --labeled also correct,
     incorrect, empirical accuracy and LF F1. Prints a table and writes CSV."""
-    from flamenco_core.labeling.analysis import ABSTAIN_MODES, combination_f1, label_summary, lf_f1, lf_summary, to_csv, to_rich_table
+    from flamenco_core.labeling.analysis import ABSTAIN_MODES, combination_f1, label_summary, lf_f1, lf_summary, to_csv
     from flamenco_core.labeling.applier import apply_lfs
     from flamenco_core.labeling.expr import SpecError
 
@@ -98,7 +104,7 @@ def analyze_cmd(
         fail(f"{data}: {exc}")
     table = lf_summary(L, names, classes=p.classes)
     overall = label_summary(L)
-    console.print(to_rich_table(table, title=f"{p.name} v{p.version} on {data.name}: {overall['rows']} rows"))
+    console.print(_analysis_table(table, f"{p.name} v{p.version} on {data.name}: {overall['rows']} rows"))
     console.print(Text(f"all LFs: coverage {overall['coverage']:.3f}, overlap {overall['overlap']:.3f}, conflict {overall['conflict']:.3f}"))
 
     if labeled is not None:
@@ -119,7 +125,7 @@ def analyze_cmd(
         scored.attrs = f1.attrs
         d = f1.attrs["f1_definition"]
         what = f"F1 of {d['positive_class']}" if d["average"] == "binary" else "macro F1"
-        console.print(to_rich_table(scored, title=f"on {labeled.name}: {len(Y)} labeled rows ({what}, inconclusive = {abstain})"))
+        console.print(_analysis_table(scored, f"on {labeled.name}: {len(Y)} labeled rows ({what}, inconclusive = {abstain})"))
         mv = combination_f1(L_lab, Y, [tuple(range(len(names)))], names, **kw).iloc[0]
         console.print(Text(f"majority vote of all LFs: F1 {mv['F1']:.3f} (coverage {mv['Coverage']:.3f}, ties {mv['Ties']:.3f})"))
         table = table.join(scored)
@@ -179,15 +185,12 @@ def collaborate_cmd(
     except (SpecError, ValueError) as exc:
         fail(str(exc))
 
-    t = Table(title=Text(f"collaboration on {report['data']['rows']} local rows"))
-    cols = [("name", "pack"), ("lfs", "LFs"), ("coverage", "coverage"), ("conflict", "conflict"), ("label_model", "label model")]
+    cols = {"name": "pack", "lfs": "LFs", "coverage": "coverage", "conflict": "conflict", "label_model": "label model"}
     if report.get("labeled"):
-        cols += [("f1_majority_vote", "F1 majority"), ("f1_label_model", "F1 label model")]
-    for _, head in cols:
-        t.add_column(head, justify="left" if head in ("pack", "label model") else "right")
-    for row in report["comparison"]:
-        t.add_row(*(Text(f"{row.get(k):.3f}" if isinstance(row.get(k), float) else str(row.get(k, "-"))) for k, _ in cols))
-    console.print(t)
+        cols.update(f1_majority_vote="F1 majority", f1_label_model="F1 label model")
+    console.print(rich_table(report["comparison"], title=f"collaboration on {report['data']['rows']} local rows",
+                             columns=list(cols), headings=cols, na="-",
+                             justify={k: "left" if k in ("name", "label_model") else "right" for k in cols}))
     comb = report.get("combination")
     if comb and comb.get("duplicates"):
         console.print(Text(f"{len(comb['duplicates'])} duplicate LF(s) by content dropped from the combination"))

@@ -12,10 +12,9 @@ import json
 from pathlib import Path
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 
 
 POINT_HELP = 'the data point as a JSON object of feature values, e.g. \'{"src_port": 8888, "average_packet_size": 80}\''
@@ -52,17 +51,10 @@ def explain_cmd(
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
         err.print(Text.assemble(("warning: ", "bold yellow"), f"the point has no value for {f!r}; its test is false{extra}"), soft_wrap=True)
 
-    table = Table(title=f"{t.mode} tree: {tree.name}")
-    table.add_column("#", justify="right")
-    table.add_column("test")
-    table.add_column("value", justify="right")
-    table.add_column("outcome")
-    table.add_column("LF")
-    for k, s in enumerate(path.steps, 1):
-        node = t.nodes[s.node]
-        value = "missing" if s.value is None else f"{s.value:g}"
-        outcome = Text("true", style="green") if s.outcome else Text("false", style="red")
-        table.add_row(str(k), condition_text(t, node), value, outcome, ", ".join(s.lfs))
-    console.print(table)
+    rows = [{"#": k, "test": condition_text(t, t.nodes[s.node]), "value": None if s.value is None else float(s.value),
+             "outcome": Text("true", style="green") if s.outcome else Text("false", style="red"), "LF": ", ".join(s.lfs)}
+            for k, s in enumerate(path.steps, 1)]
+    console.print(rich_table(rows, columns=("#", "test", "value", "outcome", "LF"), floatfmt="g", na="missing",
+                             justify={"#": "right", "value": "right"}, title=f"{t.mode} tree: {tree.name}"))
     style = "bold yellow" if path.index < 0 else "bold"
     console.print(Text.assemble("label: ", (path.label, style)))

@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 
 
 site_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -104,21 +104,14 @@ def federate_cmd(
     with console.status(f"asking {len(names)} site(s)"):
         report = federate_flow(packs=[str(p) for p in packs], sites=names, dataset=dataset, out_dir=str(out),
                                timeout_s=timeout, label_model=label_model, seed=seed, experiment=experiment)
-    t = Table(title=f"federate {dataset}")
-    for c in ("site", "status", "seconds", "reason"):
-        t.add_column(c)
     style = {"ok": "green", "refused": "yellow", "failed": "red", "down": "red", "timeout": "red"}
-    for s in report["sites"]:
-        t.add_row(s["site"], Text(s["status"], style=style.get(s["status"], "")), f"{s['seconds'] or 0:.1f}",
-                  Text((s["reason"] or "")[:200]))
-    console.print(t)
-    g = Table(title="which LFs generalise")
-    for c in ("pack", "LF", "verdict"):
-        g.add_column(c)
-    for row in report["generalisation"]:
-        g.add_row(row["pack"], row["lf"], row["verdict"])
+    sites_rows = [{"site": s["site"], "status": Text(s["status"], style=style.get(s["status"], "")),
+                   "seconds": float(s["seconds"] or 0), "reason": (s["reason"] or "")[:200]} for s in report["sites"]]
+    console.print(rich_table(sites_rows, columns=("site", "status", "seconds", "reason"), floatfmt=".1f",
+                             title=f"federate {dataset}"))
     if report["generalisation"]:
-        console.print(g)
+        console.print(rich_table(report["generalisation"], columns=("pack", "lf", "verdict"), headings={"lf": "LF"},
+                                 title="which LFs generalise"))
     console.print(Text(f"{len(report['usable_sites'])} of {len(report['sites'])} site(s) answered; "
                        f"report: {out / 'report.json'} and report.md; MLflow run {report['mlflow']['parent_run_id']}"))
     if not report["usable_sites"]:

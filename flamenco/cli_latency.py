@@ -7,10 +7,9 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from flamenco.cli_run import fmt_score
-from flamenco.ui import console
+from flamenco.ui import console, rich_table
 
 LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
 
@@ -76,17 +75,18 @@ def outcome_line(summary: dict) -> str:
 def print_latency_summary(console: Console, summary: dict) -> None:
     avg = summary["average"]
     unl = "f1_unlabeled" in avg
-    t = Table(title=f"latency: {avg.get('pairs_scored', 0)} pairs scored (pool: {summary['label_source_of_pool']} labels)")
-    cols = ["method", "f1_good", "f1_noise", "f1_macro"] + (["unlabeled good", "unlabeled noise", "unlabeled macro"] if unl else [])
-    for c in cols:
-        t.add_column(c, justify="left" if c == "method" else "right")
     keys = ("f1_good", "f1_noise", "f1_macro")
+    heads = ("unlabeled good", "unlabeled noise", "unlabeled macro") if unl else ()
     bu = avg.get("baselines_unlabeled", {})
-    t.add_row("[b]flamenco", *(fmt_score(avg[k]) for k in keys), *((fmt_score(avg["f1_unlabeled"][k]) for k in keys) if unl else ()))
-    for m in sorted(set(avg["baselines"]) | set(bu)):
-        v = avg["baselines"].get(m, {})
-        t.add_row(m, *(fmt_score(v.get(k)) for k in keys), *((fmt_score(bu.get(m, {}).get(k)) for k in keys) if unl else ()))
-    console.print(t)
+
+    def row(method, scores: dict, unlabeled: dict) -> dict:
+        return {"method": method, **{k: scores.get(k) for k in keys}, **{h: unlabeled.get(k) for h, k in zip(heads, keys)}}
+
+    rows = [row(Text("flamenco", style="bold"), avg, avg.get("f1_unlabeled", {}))]
+    rows += [row(m, avg["baselines"].get(m, {}), bu.get(m, {})) for m in sorted(set(avg["baselines"]) | set(bu))]
+    cols = ("method", *keys, *heads)
+    console.print(rich_table(rows, columns=cols, justify={c: "left" if c == "method" else "right" for c in cols},
+                             title=f"latency: {avg.get('pairs_scored', 0)} pairs scored (pool: {summary['label_source_of_pool']} labels)"))
     typer.echo(outcome_line(summary))
     if avg.get("vs_rolling_mad"):
         typer.echo(avg["vs_rolling_mad"]["verdict"])

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 
 lf_app = typer.Typer(
     help="Labeling-function packs: apply them to data, combine groups' packs, audit what a pack reveals.",
@@ -33,12 +33,10 @@ def _load_pack(path: Path):
 
 
 def _findings_table(title: str, findings) -> Table:
-    t = Table(title=Text(title), show_lines=False)
-    for col in ("LF", "kind", "field", "message"):
-        t.add_column(col, overflow="fold")
-    for f in findings:
-        t.add_row(*(Text(x) for x in (f.lf or "(pack)", f.kind, f.field, f.message)))
-    return t
+    cols = ("LF", "kind", "field", "message")
+    rows = [dict(zip(cols, (f.lf or "(pack)", f.kind, f.field, f.message))) for f in findings]
+    return rich_table(rows, columns=cols, column_options={c: {"overflow": "fold"} for c in cols}, title=title,
+                      show_lines=False)
 
 
 def _print_escaped(text: str) -> None:
@@ -132,15 +130,11 @@ def apply(
                             "distinct_patterns": streamed.n_patterns, "label_counts": streamed.label_counts}
     atomic_write_text(meta_path, json.dumps(record, indent=2))
 
-    t = Table(title=Text(f"{pack.name} v{pack.version} on {data.name}: {info.n_rows} rows"))
-    t.add_column("LF")
-    t.add_column("label")
-    t.add_column("votes", justify="right")
-    t.add_column("coverage", justify="right")
-    for lf in pack.lfs:
-        v = info.votes.get(lf.name, 0)
-        t.add_row(Text(lf.name), Text(lf.label), str(v), f"{v / info.n_rows:.1%}" if info.n_rows else "-")
-    console.print(t)
+    rows = [{"LF": lf.name, "label": lf.label, "votes": info.votes.get(lf.name, 0),
+             "coverage": info.votes.get(lf.name, 0) / info.n_rows if info.n_rows else None} for lf in pack.lfs]
+    console.print(rich_table(rows, columns=("LF", "label", "votes", "coverage"), floatfmt=".1%", na="-",
+                             justify={"votes": "right", "coverage": "right"},
+                             title=f"{pack.name} v{pack.version} on {data.name}: {info.n_rows} rows"))
     _print_escaped(f"wrote {out}; statistics ({info.stats_source}) and thresholds recorded in {meta_path}")
     if streamed is not None:
         _print_escaped(f"wrote {labels}: {streamed.label_model} fitted on {streamed.n_patterns} distinct vote "
@@ -178,19 +172,14 @@ def combine(
         merged.to_yaml(tmp)
 
     if report.duplicates:
-        t = Table(title=f"{len(report.duplicates)} duplicate LF(s) dropped (same content hash)")
-        for col in ("kept", "from pack", "dropped", "from pack", "content hash"):
-            t.add_column(col)
-        for kept, kp, dropped, dp, h in report.duplicates:
-            t.add_row(*(Text(x) for x in (kept, kp, dropped, dp, h[:12])))
-        console.print(t)
+        cols = ("kept", "kept_pack", "dropped", "dropped_pack", "content hash")
+        rows = [dict(zip(cols, (kept, kp, dropped, dp, h[:12]))) for kept, kp, dropped, dp, h in report.duplicates]
+        console.print(rich_table(rows, columns=cols, headings={"kept_pack": "from pack", "dropped_pack": "from pack"},
+                                 title=f"{len(report.duplicates)} duplicate LF(s) dropped (same content hash)"))
     if report.renamed:
-        t = Table(title=f"{len(report.renamed)} name clash(es): same name, different content, renamed")
-        for col in ("pack", "name", "renamed to"):
-            t.add_column(col)
-        for p, a, b in report.renamed:
-            t.add_row(*(Text(x) for x in (p, a, b)))
-        console.print(t)
+        cols = ("pack", "name", "renamed to")
+        console.print(rich_table([dict(zip(cols, r)) for r in report.renamed], columns=cols,
+                                 title=f"{len(report.renamed)} name clash(es): same name, different content, renamed"))
     _print_escaped(
         f"wrote {out}: pack {merged.name!r} with {len(merged.lfs)} LF(s) from {len(loaded)} pack(s); "
         f"{len(report.duplicates)} duplicate(s), {len(report.renamed)} renamed; content hash {merged.content_hash}"

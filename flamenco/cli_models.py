@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, fail
+from flamenco.ui import console, fail, rich_table
 
 INPUT_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
 
@@ -22,10 +21,6 @@ INPUT_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
 #: Column names of the per-class table.
 SHORT = {"majority": "MV", "snorkel": "Snorkel", "dawid_skene": "DS", "one_coin_ds": "1coinDS", "mmsr": "MMSR",
          "end_classifier": "end", "majority_class": "majcls", "isolation_forest": "IF", "simplest_rule": "rule"}
-
-
-def _score(v, digits: int = 3) -> str:
-    return f"{v:.{digits}f}" if isinstance(v, (int, float)) and v == v else "n/a"
 
 
 def compare_models_cmd(
@@ -91,13 +86,13 @@ def compare_models_cmd(
     except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, OutputInUse
         fail(str(exc), exc.exit_code)
 
-    table = Table(title=Text(f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))
-    for col in ("model", "macro F1 covered", "macro F1", "weighted F1", "coverage", "fit s"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for key, row in comp.table.iterrows():
-        table.add_row(Text(str(key)), _score(row.get("f1_macro_covered")), _score(row.get("f1_macro")),
-                      _score(row.get("f1_weighted")), _score(row.get("coverage")), f"{row.get('fit_seconds', 0.0):.2f}")
-    console.print(table)
+    rows = [{"model": str(key), "macro F1 covered": row.get("f1_macro_covered"), "macro F1": row.get("f1_macro"),
+             "weighted F1": row.get("f1_weighted"), "coverage": row.get("coverage"),
+             "fit s": float(row.get("fit_seconds", 0.0))} for key, row in comp.table.iterrows()]
+    cols = ("model", "macro F1 covered", "macro F1", "weighted F1", "coverage", "fit s")
+    console.print(rich_table(rows, columns=cols, floatfmt={c: ".2f" if c == "fit s" else ".3f" for c in cols},
+                             justify={c: "left" if c == "model" else "right" for c in cols},
+                             title=f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))
     for key, row in comp.table.iterrows():
         if row.get("fallback") or row.get("kind") != "label_model":
             used = f"{row.get('model')}" + (f" (fallback: {row.get('fallback')})" if row.get("fallback") else "")
@@ -106,13 +101,12 @@ def compare_models_cmd(
     per = comp.per_class().T
     from rich import box
 
-    pt = Table(title=Text("F1 per class (test split)"), box=box.SIMPLE, padding=(0, 1), pad_edge=False)
-    pt.add_column("class", no_wrap=True)
-    for key in per.columns:
-        pt.add_column(SHORT.get(str(key), str(key)), justify="right")
-    for cls, row in per.iterrows():
-        pt.add_row(Text(cls + ("" if cls in comp.covered else " *")), *[_score(v, 2) for v in row])
-    console.print(pt)
+    models = [str(key) for key in per.columns]
+    rows = [{"class": cls + ("" if cls in comp.covered else " *"), **dict(zip(models, row))} for cls, row in per.iterrows()]
+    console.print(rich_table(rows, columns=["class", *models], headings=SHORT, floatfmt=".2f",
+                             justify={"class": "left", **{m: "right" for m in models}},
+                             column_options={"class": {"no_wrap": True}},
+                             title="F1 per class (test split)", box=box.SIMPLE, padding=(0, 1), pad_edge=False))
     console.print(Text("* not covered: no LF of the pack votes for the class on the training split"))
     uncovered = report["uncovered_classes"]
     console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"))

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from flamenco.ui import console, err, fail
+from flamenco.ui import console, err, fail, rich_table
 from flamenco.services import WORK_POOL, port_in_use, serve_stack, tool
 
 
@@ -84,13 +84,11 @@ def _print_watch(report: dict, out: Path, directory: Path) -> None:
     if report.get("busy"):
         console.print(Text(f"{report['busy']}: nothing done", style="yellow"))
         return
-    t = Table(title=f"dumps in {directory} ({report['pipeline']} pipeline)")
-    for c in watch_report.OUTCOME_COLUMNS:
-        t.add_column(c)
     style = {"processed": "green", "failed": "red", "skipped": ""}
-    for r in watch_report.outcome_rows(report, detail_chars=200):
-        t.add_row(r["file"], Text(r["outcome"], style=style[r["outcome"]]), r["detail"])
-    console.print(t)
+    rows = [{**r, "outcome": Text(r["outcome"], style=style[r["outcome"]])}
+            for r in watch_report.outcome_rows(report, detail_chars=200)]
+    console.print(rich_table(rows, columns=watch_report.OUTCOME_COLUMNS, na="",
+                             title=f"dumps in {directory} ({report['pipeline']} pipeline)"))
     console.print(Text(f"{watch_report.headline(report)}; report: {out / watch_report.REPORT_FILE}"))
 
 
@@ -284,13 +282,12 @@ def compare_cmd(
     others = [c for c in tracking.COMPARE_METRICS if c in table.columns and c != metric][:3]
     shown = ["rank", "LFs", "runs", metric, "std", *others]
     for d, sub in table.groupby("dataset", sort=False):
-        t = Table(title=Text(f"{experiment} / {d or '-'}: by {metric}"), min_width=40)
-        for c in shown:
-            t.add_column(c, justify="left" if c == "LFs" else "right", overflow="fold")
-        for _, row in sub.iterrows():
-            t.add_row(_fmt(row["rank"]), Text(short_name(str(row["combination"]).split(" + "), legend)),
-                      _fmt(row["runs"]), _fmt(row[metric]), _fmt(row[f"{metric}_std"]), *(_fmt(row[c]) for c in others))
-        console.print(t)
+        view = sub[["rank", "combination", "runs", metric, f"{metric}_std", *others]].copy()
+        view["combination"] = [short_name(str(c).split(" + "), legend) for c in sub["combination"]]
+        view.columns = shown
+        console.print(rich_table(view, na="-", justify={c: "left" if c == "LFs" else "right" for c in shown},
+                                 column_options={c: {"overflow": "fold"} for c in shown},
+                                 title=f"{experiment} / {d or '-'}: by {metric}", min_width=40))
     for name, letter in legend.items():  # one per line: a wrapped LF name cannot be read or copied
         console.print(Text(f"  {letter} = {name}"), soft_wrap=True)
     console.print(Text(f"{len(runs)} runs"))

@@ -16,8 +16,7 @@ from typing import List, Optional
 
 import typer
 
-from flamenco.ui import console, fail
-from rich.table import Table
+from flamenco.ui import console, fail, rich_table
 from rich.text import Text
 
 run_app = typer.Typer(
@@ -27,12 +26,6 @@ run_app = typer.Typer(
 )
 
 FLOW_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
-
-
-def fmt_score(v) -> str:
-    """A score for a table: three decimals, or "n/a" when undefined (NaN: e.g. F1 of a class with no
-    test row) or never computed."""
-    return f"{v:.3f}" if isinstance(v, float) and v == v else "n/a"
 
 
 def _overrides(config: Optional[Path], class_map: Optional[Path], label_model: Optional[str], classes: list) -> Optional[dict]:
@@ -127,13 +120,13 @@ def flows_cmd(
 
     from flamenco_core.experiments.flow_records.record import SUMMARY_COLUMNS
 
-    t = Table(title=Text(f"flow records: {summary.get('dataset', '')}"))
+    # n/a: a score undefined (NaN, e.g. F1 of a class with no test row) or never computed
     text_cols = ("combination", "outcome")
-    for key, heading in SUMMARY_COLUMNS.items():
-        t.add_column(heading, justify="left" if key in text_cols else "right", overflow="fold")
-    for r in summary["combinations"]:
-        t.add_row(*(Text(str(r.get(k))) if k in text_cols else fmt_score(r.get(k)) for k in SUMMARY_COLUMNS))
-    console.print(t)
+    console.print(rich_table(
+        summary["combinations"], columns=list(SUMMARY_COLUMNS), headings=SUMMARY_COLUMNS,
+        justify={k: "left" if k in text_cols else "right" for k in SUMMARY_COLUMNS},
+        column_options={k: {"overflow": "fold"} for k in SUMMARY_COLUMNS},
+        title=f"flow records: {summary.get('dataset', '')}"))
     s = summary["summary"]
     console.print(f"{s['ok']} ok, {s['skipped']} skipped, {s['failed']} failed")
     for f in s.get("failures", []):

@@ -331,7 +331,9 @@ def paper_tables(records: Union[pd.DataFrame, Iterable[Mapping[str, Any]]], data
 # writers
 
 
-def _cell(v: Any, floatfmt: str, na: str) -> str:
+def format_cell(v: Any, floatfmt: str = ".3f", na: str = "–") -> str:
+    """One table cell as text, the same in every writer (Markdown here, rich in the CLI): floats with
+    ``floatfmt``; None, NaN, NA and empty lists as ``na``; lists joined with " + "; anything else ``str``."""
     if v is None:
         return na
     if isinstance(v, (tuple, list)):
@@ -370,14 +372,14 @@ def to_markdown(
     headings = headings or {}
     cols = list(df.columns)
     header = [headings.get(str(c), str(c)) for c in cols]
-    data = [[_cell(v, floatfmt, na) for v in row] for row in df.itertuples(index=False, name=None)]
+    data = [[format_cell(v, floatfmt, na) for v in row] for row in df.itertuples(index=False, name=None)]
     numeric = [pd.api.types.is_numeric_dtype(df[c].dtype) and not pd.api.types.is_bool_dtype(df[c].dtype) for c in cols]
     if index:
         name = df.index.name if df.index.name is not None else ""
         header.insert(0, headings.get(str(name), str(name)))
         labels = index_labels or {}
         for row, idx in zip(data, df.index):
-            row.insert(0, labels.get(idx, _cell(idx, floatfmt, na)))
+            row.insert(0, labels.get(idx, format_cell(idx, floatfmt, na)))
         numeric.insert(0, False)
     header = [h.replace("|", "\\|") for h in header]
     data = [[c.replace("|", "\\|") for c in row] for row in data]

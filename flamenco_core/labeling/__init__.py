@@ -21,7 +21,7 @@ from .applier import (
     resolved_thresholds,
     vectorized_lf,
 )
-from .analysis import combination_f1, label_summary, lf_f1, lf_summary, to_csv, to_markdown, to_rich_table
+from .analysis import combination_f1, display_frame, label_summary, lf_f1, lf_summary, to_csv, to_markdown
 from .audit import Finding, audit_pack
 from .collaborate import CollaborationRefused, collaborate
 from .label_model import MajorityVote, SnorkelLabelModel, filter_unlabeled, make_label_model
@@ -41,9 +41,9 @@ __all__ = [
     "lf_f1",
     "lf_summary",
     "make_label_model",
+    "display_frame",
     "to_csv",
     "to_markdown",
-    "to_rich_table",
     "ABSTAIN",
     "LABEL_DTYPE",
     "ApplyMeta",

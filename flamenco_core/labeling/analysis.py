@@ -320,14 +320,6 @@ def _cell(value: Any, column: str, classes: Optional[Sequence[str]], floatfmt: s
     return str(value)
 
 
-def _rows(df: pd.DataFrame, floatfmt: str, index_name: str) -> tuple[list[str], list[list[str]]]:
-    classes = df.attrs.get("classes")
-    header = [index_name] + [str(c) for c in df.columns]
-    body = [[str(idx)] + [_cell(v, str(c), classes, floatfmt) for c, v in zip(df.columns, row)]
-            for idx, row in zip(df.index, df.itertuples(index=False, name=None))]
-    return header, body
-
-
 def to_csv(df: pd.DataFrame, path: Union[str, Path], index_label: str = "lf") -> Path:
     """Write an analysis table as CSV (Polarity as class names joined by ", " when known)."""
     path = Path(path)
@@ -339,26 +331,19 @@ def to_csv(df: pd.DataFrame, path: Union[str, Path], index_label: str = "lf") ->
     return path
 
 
+def display_frame(df: pd.DataFrame, floatfmt: str = ".4f", index_name: str = "LF") -> pd.DataFrame:
+    """An analysis table ready for a table writer: Polarity as class names (when known), the index the
+    LF names as text under ``index_name``; the numbers stay numbers, for the writer to format."""
+    out = df.copy()
+    if "Polarity" in out.columns:
+        out["Polarity"] = [_cell(v, "Polarity", df.attrs.get("classes"), floatfmt) for v in out["Polarity"]]
+    out.index = out.index.map(str).rename(index_name)
+    return out
+
+
 def to_markdown(df: pd.DataFrame, floatfmt: str = ".4f", index_name: str = "LF") -> str:
     """An analysis table as a GitHub-flavoured Markdown table (floats with ``floatfmt``, Polarity as class
     names), through the project's one Markdown writer."""
     from flamenco_core.evaluation.tables import to_markdown as markdown_table
 
-    out = df.copy()
-    if "Polarity" in out.columns:
-        out["Polarity"] = [_cell(v, "Polarity", df.attrs.get("classes"), floatfmt) for v in out["Polarity"]]
-    out.index = out.index.map(str).rename(index_name)
-    return markdown_table(out, floatfmt, headings=None, na="nan", pad=False)
-
-
-def to_rich_table(df: pd.DataFrame, title: Optional[str] = None, floatfmt: str = ".3f", index_name: str = "LF"):
-    """An analysis table as a ``rich.table.Table`` (print it with a rich Console)."""
-    from rich.table import Table
-
-    header, body = _rows(df, floatfmt, index_name)
-    table = Table(title=title)
-    for i, h in enumerate(header):
-        table.add_column(h, justify="left" if i == 0 or h == "Polarity" else "right")
-    for row in body:
-        table.add_row(*row)
-    return table
+    return markdown_table(display_frame(df, floatfmt, index_name), floatfmt, headings=None, na="nan", pad=False)

@@ -1,6 +1,5 @@
 """LF analysis: Snorkel's numbers, LF F1 under each abstain policy, combinations, outputs."""
 
-import io
 import warnings
 
 import numpy as np
@@ -18,7 +17,6 @@ from flamenco_core.labeling.analysis import (
     lf_summary,
     to_csv,
     to_markdown,
-    to_rich_table,
 )
 
 SNORKEL_COLS = ["j", "Polarity", "Coverage", "Overlaps", "Conflicts", "Correct", "Incorrect", "Emp. Acc."]
@@ -244,12 +242,6 @@ def test_outputs_csv_markdown_rich(tmp_path):
     assert lines[0].startswith("| LF | j | Polarity | Coverage")
     assert len(lines) == 2 + 4
     assert "b\\|pipe" in md and "benign, attack" in md
-    from rich.console import Console
-
-    console = Console(file=io.StringIO(), width=200, record=True)
-    console.print(to_rich_table(df, title="LFs"))
-    text = console.export_text()
-    assert "Emp. Acc." in text and "attack" in text and "b|pipe" in text
 
 
 def test_vectorized_scale():
