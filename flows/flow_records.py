@@ -27,7 +27,7 @@ from tasks.flow_records import (
     finish_task,
     prepare_task,
 )
-from tasks.ingest import ingest_task
+from flows.ingest import ingest_sources
 from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-flow-records"
@@ -114,7 +114,7 @@ def _flow_records_body(input_path, fmt, packs, out: Path, experiments, alerts, c
 
     # several inputs (or a folder) are ingested together: one canonical table, one dataset
     paths = [str(p) for p in expand_inputs([input_path] if isinstance(input_path, str) else input_path, fmt)]
-    report = ingest_task(paths, fmt, str(out / "ingest"), None)
+    report, _ = ingest_sources(paths, fmt, str(out / "ingest"), None, runner=runner, workers=workers, scheduler=scheduler)
     if not report["rows"]:
         raise NoRows(no_rows_message(report))
     packs = [str(p) for p in packs]

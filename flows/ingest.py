@@ -19,7 +19,14 @@ from tasks.common import (
     finish_parent_run_task,
     start_parent_run_task,
 )
-from tasks.ingest import ingest_task, profile_pair_task, split_pairs_task, summarize_ingest_task
+from tasks.ingest import (
+    ingest_file_task,
+    ingest_task,
+    merge_ingest_task,
+    profile_pair_task,
+    split_pairs_task,
+    summarize_ingest_task,
+)
 
 DEFAULT_EXPERIMENT = "flamenco-ingest"
 
@@ -48,6 +55,40 @@ def profile_items_flow(items: list[dict], out_dir: str, experiment: str, parent_
     return _outcomes(items, futures)
 
 
+@flow(name="flamenco-ingest-files")
+def ingest_files_flow(sources: list[str], fmt: str, parts_dir: str, options: dict | None = None) -> list:
+    """Fan out one reading task per file; the first file that fails fails the ingest, as it would read in
+    sequence (an ingest is one table: a missing file is not a partial result)."""
+    futures = ingest_file_task.map(sources, list(range(len(sources))), fmt=unmapped(fmt),
+                                   parts_dir=unmapped(parts_dir), options=unmapped(options))
+    results = collect_mapped(futures)
+    for result, err in results:
+        if err is not None:
+            raise err
+    return [result for result, _ in results]
+
+
+def ingest_sources(sources: list[str], fmt: str, out_dir: str, options: dict | None = None, *,
+                   fan_out_files: bool = False, runner: str | None = None, workers: int | None = None,
+                   scheduler: str | None = None, config: dict | None = None) -> tuple[dict, bool]:
+    """Ingest ``sources`` into ``out_dir`` for a flow; returns ``(report dict, cached)``.
+
+    By default one task reads the files in sequence, cached on the inputs' content. With ``fan_out_files``
+    and two files or more, one task per file runs on the runner (``tasks/runners.py``: threads, processes,
+    a Dask cluster), then one merge task; the outputs are the same. Opt-in: on a 2-core machine the
+    sequential ingest already keeps both cores busy, and the fan-out was slower there (the parts written
+    and read back, the workers' start-up; docs/ingest.md); it pays where workers have cores of their own."""
+    from flamenco_core.outputs import temp_name
+    from tasks.runners import fan_out
+
+    if not fan_out_files or len(sources) < 2:
+        return call_cached(ingest_task, sources, fmt, out_dir, options, outputs=lambda r: [r["data_path"]])
+    parts_dir = str(Path(out_dir) / temp_name("ingest-parts"))
+    parts, _ = fan_out(ingest_files_flow, [str(s) for s in sources], fmt, parts_dir, options,
+                       runner=runner, workers=workers, scheduler=scheduler, config=config)
+    return merge_ingest_task(parts, fmt, out_dir, parts_dir), False
+
+
 @flow(name="flamenco-ingest")
 def ingest_flow(
     sources: list[str],
@@ -60,9 +101,11 @@ def ingest_flow(
     runner: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    fan_out_files: bool = False,
 ) -> dict:
     """Ingest ``sources`` (format ``fmt``) into ``out_dir``, split latency data into SD pairs, profile each
-    pair in its own task and MLflow child run. Returns the summary (also a Prefect artifact and the MLflow
+    pair in its own task and MLflow child run. ``fan_out_files``: read each file in its own task on the
+    runner, then merge (:func:`ingest_sources`). Returns the summary (also a Prefect artifact and the MLflow
     parent run's ``summary.json``).
 
     ``runner`` (threads | processes | dask), ``workers`` and ``scheduler`` (a Dask scheduler address) pick
@@ -78,10 +121,12 @@ def ingest_flow(
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: the output folder is a file; give a folder")
     with OutputLock(out):  # a second run into the same folder gets OutputInUse, not interleaved files
-        return _ingest_flow(sources, fmt, out, min_points, experiment, options, run_name, runner, workers, scheduler)
+        return _ingest_flow(sources, fmt, out, min_points, experiment, options, run_name, runner, workers, scheduler,
+                            fan_out_files)
 
 
-def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_name, runner, workers, scheduler) -> dict:
+def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_name, runner, workers, scheduler,
+                 fan_out_files) -> dict:
     from flamenco_core.ingest.pipeline import no_rows_message
     from tasks.runners import fan_out
 
@@ -101,8 +146,8 @@ def _ingest_flow(sources, fmt, out: Path, min_points, experiment, options, run_n
     # Whatever ends the flow early (unusable input, a broken fan-out, an interrupt), the parent run ends
     # FAILED with the reason: a run left RUNNING says nothing.
     try:
-        report, ingest_cached = call_cached(ingest_task, sources, fmt, str(out), options,
-                                            outputs=lambda r: [r["data_path"]])
+        report, ingest_cached = ingest_sources(sources, fmt, str(out), options, fan_out_files=fan_out_files,
+                                               runner=runner, workers=workers, scheduler=scheduler)
         if not report["rows"]:
             raise NoRows(no_rows_message(report, options))
         split_cached = False

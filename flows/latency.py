@@ -10,7 +10,8 @@ from prefect import flow, unmapped
 from tasks import tracking
 from tasks.caching import call_cached
 from tasks.common import close_failed_parent_run, collect_mapped, error_text, finish_parent_run_task, start_parent_run_task
-from tasks.ingest import ingest_task, split_pairs_task
+from flows.ingest import ingest_sources
+from tasks.ingest import split_pairs_task
 from tasks.latency import (
     attach_labels_task,
     check_latency_input,
@@ -104,7 +105,8 @@ def _latency_pipeline(sources, fmt, out: Path, cfg, labels, experiment, truth, p
     from tasks.runners import fan_out
 
     settings = cfg.model_dump(mode="json", exclude={"runner"})
-    report, _ = call_cached(ingest_task, sources, fmt, str(out / "ingest"), outputs=lambda r: [r["data_path"]])
+    report, _ = ingest_sources(sources, fmt, str(out / "ingest"), runner=runner, workers=workers, scheduler=scheduler,
+                               config={"runner": cfg.runner} if cfg.runner else None)
     check_latency_input(report)
     labeled = attach_labels_task(report["data_path"], labels, str(out / "ingest" / "labeled.parquet"), truth)
     split, _ = call_cached(split_pairs_task, labeled["path"], str(out / "pairs"), cfg.min_points,

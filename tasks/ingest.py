@@ -7,6 +7,7 @@ from pathlib import Path
 from prefect import task
 from prefect.logging import get_run_logger
 
+from flamenco_core.ingest.fileparts import FilePart, ingest_file, merge_files
 from flamenco_core.ingest.pairs import validate_latency, write_pairs
 from flamenco_core.ingest.pipeline import file_sha256, ingest
 from flamenco_core.preprocess.profile import profile
@@ -24,6 +25,31 @@ def ingest_task(sources: list[str], fmt: str, out_dir: str, options: dict | None
     get_run_logger().info(
         "ingested %d records -> %d rows, dropped %s, quarantined %d",
         report.input_records, report.rows, report.dropped, report.quarantined,
+    )
+    return report.to_dict()
+
+
+@task(name="ingest-file", **IO_RETRIES)
+def ingest_file_task(path: str, index: int, fmt: str, parts_dir: str, options: dict | None = None) -> FilePart:
+    """Read one file of a fanned-out ingest into its part (``flamenco_core.ingest.fileparts``)."""
+    part = ingest_file(path, index, fmt, parts_dir, options=options)
+    r = part.report
+    get_run_logger().info("%s: %d records -> %d rows, dropped %s, quarantined %d",
+                          Path(path).name, r.input_records, r.rows, r.dropped, r.quarantined)
+    return part
+
+
+@task(name="merge-ingest", **IO_RETRIES)
+def merge_ingest_task(parts: list[FilePart], fmt: str, out_dir: str, parts_dir: str) -> dict:
+    """Merge the files' parts into the ingest's outputs (de-duplication and time order across files), then
+    remove the parts."""
+    import shutil
+
+    report = merge_files(parts, fmt, out_dir)
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    get_run_logger().info(
+        "merged %d files: %d records -> %d rows, dropped %s, quarantined %d",
+        len(parts), report.input_records, report.rows, report.dropped, report.quarantined,
     )
     return report.to_dict()
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -51,13 +51,21 @@ def _batches(path: Path):
             yield reader.get_batch(i)
 
 
-def _sample_parts(path: Path) -> tuple[np.ndarray, int]:
-    """(timestamp sample, rows) of a scratch IPC file, for callers that kept no sample while writing."""
-    rows, parts = 0, []
-    for b in _batches(path):
+def _all_batches(parts: Sequence[Path], schema: pa.Schema | None = None):
+    """The record batches of several scratch IPC files in order, cast to ``schema`` when given (the files
+    of a per-file fan-out were written apart; their types must agree before one table is made of them)."""
+    for path in parts:
+        for b in _batches(path):
+            yield b if schema is None or b.schema.equals(schema) else b.cast(schema)
+
+
+def _sample_parts(parts: Sequence[Path]) -> tuple[np.ndarray, int]:
+    """(timestamp sample, rows) of scratch IPC files, for callers that kept no sample while writing."""
+    rows, samples = 0, []
+    for b in _all_batches(parts):
         rows += b.num_rows
-        parts.append(ts_sample(_ts_int(b.column("timestamp"))))
-    return (np.concatenate(parts) if parts else np.empty(0, np.int64)), rows
+        samples.append(ts_sample(_ts_int(b.column("timestamp"))))
+    return (np.concatenate(samples) if samples else np.empty(0, np.int64)), rows
 
 
 def ts_sample(ts: np.ndarray) -> np.ndarray:
@@ -142,7 +150,7 @@ def _dedupe_sort(table: pa.Table) -> tuple[pa.Table, np.ndarray]:
 
 
 def dedupe_sort_parts(
-    parts: Path,
+    parts: Path | Sequence[Path],
     out_path: Path,
     schema: pa.Schema,
     scratch: Path,
@@ -152,6 +160,7 @@ def dedupe_sort_parts(
     sample: np.ndarray | None = None,
     total: int | None = None,
     progress: Callable[[str, int], None] | None = None,
+    parts_schema: pa.Schema | None = None,
 ) -> Counter:
     """De-duplicate and time-sort the scratch ``parts`` (Arrow IPC, :func:`open_parts`) into the Parquet
     file ``out_path`` with ``schema`` (the canonical schema with its metadata, without the internal
@@ -159,22 +168,26 @@ def dedupe_sort_parts(
 
     ``sample`` and ``total``: the :func:`ts_sample` s and row count the caller kept while writing the
     parts (else one pass over the parts finds them). ``bucket_rows`` defaults to ``bucket_bytes`` (default
-    :data:`DEFAULT_BUCKET_BYTES`) over the parts' bytes per row. ``progress(stage, rows)`` is called per bucket. Returns ``{file index:
+    :data:`DEFAULT_BUCKET_BYTES`) over the parts' bytes per row. ``progress(stage, rows)`` is called per bucket.
+    Several parts files (one per input file, in the files' order) are read as one, each batch cast to
+    ``parts_schema`` (the first file's, internal columns included) when given. Returns ``{file index:
     duplicates dropped}``."""
+    files = [Path(parts)] if isinstance(parts, (str, Path)) else [Path(p) for p in parts]
     if sample is None or total is None:
-        sample, total = _sample_parts(parts)
+        sample, total = _sample_parts(files)
     if bucket_rows is None:
         bucket_bytes = bucket_bytes or DEFAULT_BUCKET_BYTES  # read at call time (tests shrink it)
-        size = Path(parts).stat().st_size
+        size = sum(p.stat().st_size for p in files)
         bucket_rows = max(1, int(bucket_bytes / max(1.0, size / max(1, total))))
     bounds = bucket_bounds(sample, total, bucket_rows)
     dups: Counter = Counter()
     with _parquet_writer(out_path, schema) as writer:
-        buckets = [parts] if len(bounds) == 1 else _partition(parts, bounds, scratch)
+        one = len(bounds) == 1
+        buckets = [None] if one else _partition(files, bounds, scratch, parts_schema)
         for path in buckets:
-            if path is None:
+            if path is None and not one:
                 continue
-            batches = list(_batches(path))
+            batches = list(_all_batches(files, parts_schema) if one else _batches(path))
             if not batches:
                 continue
             table, dropped = _dedupe_sort(pa.Table.from_batches(batches))
@@ -185,7 +198,7 @@ def dedupe_sort_parts(
             if progress:
                 progress("sort", table.num_rows)
             del table
-            if path != parts:
+            if path is not None:
                 path.unlink()
     return dups
 
@@ -283,12 +296,13 @@ def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema
     return dups
 
 
-def _partition(parts: Path, bounds: np.ndarray, scratch: Path) -> list[Path | None]:
+def _partition(parts: Sequence[Path], bounds: np.ndarray, scratch: Path,
+               schema: pa.Schema | None = None) -> list[Path | None]:
     """Split the parts into one scratch IPC file per time bucket; None for a bucket without rows."""
     writers: dict[int, pa.ipc.RecordBatchFileWriter] = {}
     paths: list[Path | None] = [None] * len(bounds)
     try:
-        for rg in _batches(parts):
+        for rg in _all_batches(parts, schema):
             b = np.searchsorted(bounds, _ts_int(rg.column("timestamp")), side="right")
             for k in np.unique(b):
                 piece = rg if len(bounds) == 1 else rg.filter(pa.array(b == k))

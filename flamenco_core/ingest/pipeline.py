@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -145,8 +145,8 @@ def no_rows_message(report: dict, options: dict | None = None) -> str:
     return f"{head}: every record was dropped ({counts}); nothing left to use"
 
 
-def _load_readers() -> None:
-    # Imported here, not at package import, so `flamenco --help` stays fast.
+def load_readers() -> None:
+    """Register every reader (imported here, not at package import, so `flamenco --help` stays fast)."""
     from flamenco_core.ingest import atlas, cicflowmeter, nfdump, scamper, tabular  # noqa: F401
 
 
@@ -190,7 +190,7 @@ def ingest(
     ``out_dir`` is a file; :class:`~flamenco_core.outputs.OutputInUse` when another process is writing
     into ``out_dir``; ``OSError`` (e.g. a full disk) with the previous outputs left in place.
     """
-    _load_readers()
+    load_readers()
     if fmt not in base.READERS:
         raise IngestError(f"unknown format {fmt!r}; choose one of {', '.join(sorted(base.READERS))}")
     paths = [Path(p) for p in paths]
@@ -200,7 +200,7 @@ def ingest(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: the output folder is a file; give a folder")
-    with OutputLock(out), _system_pool():
+    with OutputLock(out), system_pool():
         try:
             return _ingest(paths, fmt, out, options or {}, batch_rows, on_batch)
         except OSError as exc:
@@ -215,7 +215,7 @@ _POOL_USERS = [0, None]  # ingests running in this process, the pool to restore 
 
 
 @contextmanager
-def _system_pool():
+def system_pool():
     """Arrow allocates from the C library's malloc while the ingest runs: pyarrow's default mimalloc pool
     spends about 1 s of system time on a fresh process's first 100 MB CSV (pages mapped and returned per
     block), malloc a fifth of that. Buffers remember their pool, so switching is safe at any time; ingests
@@ -244,7 +244,7 @@ def _empty_table(kind: str, template: pd.DataFrame | None, names: dict[str, str]
     return to_flows_table(template.iloc[:0], names)
 
 
-def _out_schema(schema: pa.Schema, kind: str, names: dict[str, str]) -> pa.Schema:
+def output_schema(schema: pa.Schema, kind: str, names: dict[str, str]) -> pa.Schema:
     """The output's schema: ``schema`` without the internal columns, with the kind and display names."""
     meta = {KIND_KEY: kind.encode()}
     if kind == "flows":
@@ -252,9 +252,99 @@ def _out_schema(schema: pa.Schema, kind: str, names: dict[str, str]) -> pa.Schem
     return pa.schema([f for f in schema if f.name not in (SEQ_COL, FILE_COL)]).with_metadata(meta)
 
 
+#: The internal ``__seq`` of a row is ``file index << SEQ_FILE_SHIFT | position in its file``: ordered like
+#: the rows of the files read one after the other, yet computable by each file alone (the per-file fan-out).
+SEQ_FILE_SHIFT = 40
+
+
+class FileReader:
+    """One input file read into canonical Arrow batches with the internal columns (``__seq``, ``__file_idx``),
+    cleaned of NaN/inf rows; after :meth:`tables` is exhausted, :attr:`report` holds the file's counts
+    (duplicates are found later, across all files), :attr:`kind`, :attr:`names`, :attr:`template` and
+    :attr:`quarantined` what the driver needs. ``kind``: the kind earlier files had (mixing raises)."""
+
+    def __init__(self, path: Path, index: int, fmt: str, options: dict, batch_rows: int, kind: str | None = None):
+        self.path, self.index, self.fmt, self.options = path, index, fmt, options
+        self.ctx = ReadContext(str(path), batch_rows=batch_rows)
+        self.kind = kind
+        self.report = FileReport(file=str(path), sha256="")
+        self.rows = 0  # rows yielded (before de-duplication)
+        self.schema: pa.Schema | None = None  # of the first batch, internal columns included
+        self.samples: list[np.ndarray] = []  # every 16th timestamp, to cut the sort into time buckets
+
+    @property
+    def names(self) -> dict[str, str]:
+        return self.ctx.display_names
+
+    @property
+    def template(self) -> pd.DataFrame | None:
+        return self.ctx.template
+
+    @property
+    def quarantined(self) -> list[base.QuarantineRecord]:
+        return self.ctx.quarantined
+
+    def tables(self, hasher: ThreadPoolExecutor, on_batch: Callable[[str, int], None] | None = None):
+        """Yield the file's batches; the SHA-256 of the file is computed on ``hasher`` meanwhile (hashlib
+        releases the GIL, so on a second core the extra pass costs no wall time)."""
+        reader, ctx, path = base.READERS[self.fmt], self.ctx, self.path
+        hashing = hasher.submit(file_sha256, path)
+        dropped: Counter = Counter()
+        arrow = {"arrow": True} if getattr(reader, "accepts_arrow", False) else {}
+        for frame in reader(path, ctx, **self.options, **arrow):
+            n_in = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
+            if not n_in:
+                continue
+            ctx.produced += n_in
+            this_kind = _kind_of(self.fmt, frame)
+            if self.kind is None:
+                self.kind = this_kind
+            elif this_kind != self.kind:
+                raise IngestError(f"{path}: {this_kind} data cannot be mixed with {self.kind} data in one ingest")
+            if isinstance(frame, pa.Table):
+                # the fast readers hand over canonical Arrow tables: no pandas round trip
+                table, reasons = drop_invalid_arrow(frame)
+            else:
+                frame, reasons = drop_invalid(frame)
+                table = None if frame.empty else (
+                    to_latency_table(frame) if self.kind == "latency" else to_flows_table(frame))
+            dropped.update(reasons)
+            del frame
+            if table is None or not table.num_rows:
+                continue
+            n = table.num_rows
+            first = (self.index << SEQ_FILE_SHIFT) + self.rows
+            table = table.append_column(SEQ_COL, pa.array(np.arange(first, first + n, dtype=np.int64)))
+            table = table.append_column(FILE_COL, pa.array(np.full(n, self.index, dtype=np.int32)))
+            self.rows += n
+            self.samples.append(ts_sample(table["timestamp"].cast(pa.int64()).to_numpy()))
+            if self.schema is None:
+                self.schema = table.schema
+            yield table
+            if on_batch:
+                on_batch(str(path), n)
+        if not ctx.balanced():
+            raise IngestError(
+                f"{path}: reader accounting does not balance: {ctx.input_records} input records, "
+                f"{ctx.produced} rows, {dict(ctx.dropped)} dropped, {len(ctx.quarantined)} quarantined"
+            )
+        dropped.update(ctx.dropped)
+        fr = self.report
+        fr.sha256 = hashing.result()
+        fr.input_records = ctx.input_records
+        fr.rows = ctx.produced - sum(v for k, v in dropped.items() if k in ("nan", "inf"))
+        fr.dropped = dict(dropped)
+        fr.quarantined = len(ctx.quarantined)
+
+
+def check_schema(path: Path, schema: pa.Schema, first: pa.Schema) -> None:
+    """Every file of one ingest has the first file's columns (canonical tables of one kind)."""
+    if schema.names != first.names:
+        raise IngestError(f"{path}: columns {schema.names} differ from the first file's {first.names}")
+
+
 def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: int,
             on_batch: Callable[[str, int], None] | None) -> IngestReport:
-    reader = base.READERS[fmt]
     kind: str | None = None
     names: dict[str, str] = {}
     file_reports: list[FileReport] = []
@@ -262,8 +352,8 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     writer: pa.ipc.RecordBatchFileWriter | None = None  # the scratch parts, once rows outgrow memory
     schema: pa.Schema | None = None
     template: pd.DataFrame | None = None
-    seq = 0  # position of the next row in the whole ingest: "first" for de-duplication, sort tie-break
-    samples: list = []  # every 16th timestamp, to cut the sort into time buckets
+    total = 0  # rows read, all files
+    samples: list = []
     held: list[pa.Table] = []  # batches kept in memory until they outgrow one sort bucket
     held_bytes = 0
     early: EarlyWriter | None = None  # writes the held rows as they come, while they are in time order
@@ -277,45 +367,12 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
         with AtomicOutputs(out, report=REPORT_FILE) as outputs:
             tmp_path = scratch / "parts.arrow"
             for idx, path in enumerate(paths):
-                ctx = ReadContext(str(path), batch_rows=batch_rows)
-                # hashed on a thread while the reader parses: hashlib releases the GIL, so on a second
-                # core the extra pass over the file costs no wall time
-                hashing = hasher.submit(file_sha256, path)
-                fr = FileReport(file=str(path), sha256="")
-                dropped: Counter = Counter()
-                arrow = {"arrow": True} if getattr(reader, "accepts_arrow", False) else {}
-                for frame in reader(path, ctx, **options, **arrow):
-                    n_in = frame.num_rows if isinstance(frame, pa.Table) else len(frame)
-                    if not n_in:
-                        continue
-                    ctx.produced += n_in
-                    this_kind = _kind_of(fmt, frame)
-                    if kind is None:
-                        kind = this_kind
-                    elif this_kind != kind:
-                        raise IngestError(f"{path}: {this_kind} data cannot be mixed with {kind} data in one ingest")
-                    if isinstance(frame, pa.Table):
-                        # the fast readers hand over canonical Arrow tables: no pandas round trip
-                        table, reasons = drop_invalid_arrow(frame)
-                    else:
-                        frame, reasons = drop_invalid(frame)
-                        table = None if frame.empty else (
-                            to_latency_table(frame) if kind == "latency" else to_flows_table(frame))
-                    dropped.update(reasons)
-                    del frame
-                    if table is None or not table.num_rows:
-                        continue
-                    n = table.num_rows
-                    table = table.append_column(SEQ_COL, pa.array(np.arange(seq, seq + n, dtype=np.int64)))
-                    table = table.append_column(FILE_COL, pa.array(np.full(n, idx, dtype=np.int32)))
-                    seq += n
-                    samples.append(ts_sample(table["timestamp"].cast(pa.int64()).to_numpy()))
+                fr = FileReader(path, idx, fmt, options, batch_rows, kind)
+                for table in fr.tables(hasher, on_batch):
                     if schema is None:
                         schema = table.schema
-                    elif table.schema.names != schema.names:
-                        raise IngestError(
-                            f"{path}: columns {table.schema.names} differ from the first file's {schema.names}"
-                        )
+                    else:
+                        check_schema(path, table.schema, schema)
                     table = table.cast(schema)
                     # Rows stay in memory while they fit HOLD_BYTES (no scratch file for small inputs);
                     # past that, everything goes to the scratch parts.
@@ -324,7 +381,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                         held_bytes += table.nbytes
                         if early is None:
                             early = EarlyWriter(outputs.path(DATA_FILE),
-                                                _out_schema(schema, kind, {**names, **ctx.display_names}))
+                                                output_schema(schema, fr.kind, {**names, **fr.names}))
                         early.add(table)
                     else:
                         if early is not None:
@@ -336,71 +393,30 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                             held, held_bytes = [], 0
                         writer.write_table(table)
                     del table
-                    if on_batch:
-                        on_batch(str(path), n)
-                if not ctx.balanced():
-                    raise IngestError(
-                        f"{path}: reader accounting does not balance: {ctx.input_records} input records, "
-                        f"{ctx.produced} rows, {dict(ctx.dropped)} dropped, {len(ctx.quarantined)} quarantined"
-                    )
-                if template is None and ctx.template is not None:
-                    template = ctx.template
-                names.update(ctx.display_names)
-                dropped.update(ctx.dropped)
-                fr.sha256 = hashing.result()
-                fr.input_records = ctx.input_records
-                fr.rows = ctx.produced - sum(v for k, v in dropped.items() if k in ("nan", "inf"))
-                fr.dropped = dict(dropped)
-                fr.quarantined = len(ctx.quarantined)
-                quarantine.extend(ctx.quarantined)
-                file_reports.append(fr)
+                kind = fr.kind
+                total += fr.rows
+                samples.extend(fr.samples)
+                if template is None and fr.template is not None:
+                    template = fr.template
+                names.update(fr.names)
+                quarantine.extend(fr.quarantined)
+                file_reports.append(fr.report)
 
-            data_path = out / DATA_FILE
             if writer is not None or held:
-                out_schema = _out_schema(schema, kind, names)
+                out_schema = output_schema(schema, kind, names)
                 if writer is not None:
                     writer.close()
                     writer = None
                     dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
-                                             sample=np.concatenate(samples), total=seq)
+                                             sample=np.concatenate(samples), total=total)
                 else:
                     dups = dedupe_sort_tables(held, outputs.path(DATA_FILE), out_schema, early)
                     held = []
                 del samples
-                for idx, n in dups.items():
-                    fr = file_reports[idx]
-                    fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + n
-                    fr.rows -= n
-                table = None
             else:
-                if kind is None:
-                    kind = _kind_of(fmt, template) if template is not None else (
-                        "latency" if base.KINDS[fmt] == "auto" else base.KINDS[fmt])
-                table = _empty_table(kind, template, names)
-            if table is not None:
-                pq.write_table(table, outputs.path(DATA_FILE))
-            del table
-
-            qpath = out / QUARANTINE_FILE
-            with open(outputs.path(QUARANTINE_FILE), "w") as fh:
-                for q in quarantine:
-                    fh.write(json.dumps(asdict(q)) + "\n")
-
-            total_dropped: Counter = Counter()
-            for fr in file_reports:
-                total_dropped.update(fr.dropped)
-            report = IngestReport(
-                format=fmt,
-                kind=kind,
-                input_records=sum(f.input_records for f in file_reports),
-                rows=sum(f.rows for f in file_reports),
-                dropped=dict(total_dropped),
-                quarantined=len(quarantine),
-                files=file_reports,
-                data_path=str(data_path),
-                quarantine_path=str(qpath),
-            )
-            outputs.path(REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
+                dups = None
+            report = write_outputs(outputs, out, fmt, kind, template, names, file_reports,
+                                   quarantine_lines(quarantine), dups)
     finally:
         hasher.shutdown(wait=True)
         if early is not None:
@@ -410,6 +426,48 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
         shutil.rmtree(scratch, ignore_errors=True)
     if not report.balanced:
         raise IngestError(f"ingest accounting does not balance: {report.to_dict()}")
+    return report
+
+
+def quarantine_lines(records: Iterable[base.QuarantineRecord]) -> Iterator[str]:
+    """The lines of ``quarantine.jsonl`` for ``records``."""
+    return (json.dumps(asdict(q)) + "\n" for q in records)
+
+
+def write_outputs(outputs: AtomicOutputs, out: Path, fmt: str, kind: str | None, template: pd.DataFrame | None,
+                  names: dict[str, str], file_reports: list[FileReport], quarantine: Iterable[str],
+                  dups: Counter | None) -> IngestReport:
+    """The rest of an ingest once ``data.parquet`` is written (``dups``: ``{file index: duplicates}``
+    dropped by the merge), or is to be written empty (``dups`` None: no row came out): the duplicates in
+    the file reports, the quarantine file (``quarantine``: its lines, :func:`quarantine_lines`) and the
+    report."""
+    if dups is None:
+        if kind is None:
+            kind = _kind_of(fmt, template) if template is not None else (
+                "latency" if base.KINDS[fmt] == "auto" else base.KINDS[fmt])
+        pq.write_table(_empty_table(kind, template, names), outputs.path(DATA_FILE))
+    else:
+        for idx, n in dups.items():
+            fr = file_reports[idx]
+            fr.dropped["duplicate"] = fr.dropped.get("duplicate", 0) + n
+            fr.rows -= n
+    with open(outputs.path(QUARANTINE_FILE), "w") as fh:
+        fh.writelines(quarantine)
+    total_dropped: Counter = Counter()
+    for fr in file_reports:
+        total_dropped.update(fr.dropped)
+    report = IngestReport(
+        format=fmt,
+        kind=kind,
+        input_records=sum(f.input_records for f in file_reports),
+        rows=sum(f.rows for f in file_reports),
+        dropped=dict(total_dropped),
+        quarantined=sum(f.quarantined for f in file_reports),
+        files=file_reports,
+        data_path=str(out / DATA_FILE),
+        quarantine_path=str(out / QUARANTINE_FILE),
+    )
+    outputs.path(REPORT_FILE).write_text(json.dumps(report.to_dict(), indent=2))
     return report
 
 

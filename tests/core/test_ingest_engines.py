@@ -295,20 +295,20 @@ def test_concurrent_ingests_restore_arrow_default_pool():
 
     import pyarrow as pa
 
-    from flamenco_core.ingest.pipeline import _system_pool
+    from flamenco_core.ingest.pipeline import system_pool
 
     before = pa.default_memory_pool().backend_name
     inside, release = threading.Event(), threading.Event()
 
     def long_ingest():
-        with _system_pool():
+        with system_pool():
             inside.set()
             release.wait(5)
 
     t = threading.Thread(target=long_ingest)
     t.start()
     inside.wait(5)
-    with _system_pool():  # a second ingest ends first: the other still runs on the system pool
+    with system_pool():  # a second ingest ends first: the other still runs on the system pool
         pass
     assert pa.default_memory_pool().backend_name == "system"
     release.set()

@@ -76,3 +76,43 @@ def test_one_bad_pair_fails_only_its_task(tmp_path):
     assert status == {good["pair_id"]: "ok", other["pair_id"]: "failed", "negative": "failed"}
     neg_err = next(o["error"] for o in outcomes if o["item"] == "negative")
     assert "negative rtt_ms" in neg_err and str(neg_path) in neg_err
+
+
+@pytest.mark.usefixtures("prefect_harness")
+@pytest.mark.parametrize("runner", ["threads", "processes"])
+def test_many_files_fan_out_one_task_per_file_and_merge_like_one_ingest(tmp_path, runner):
+    """With fan_out_files, two files or more are read one task per file on the runner, then merged: the
+    outputs are those of the sequential ingest, and each file has its own task run."""
+    import pyarrow.parquet as pq
+    from prefect.client.orchestration import get_client
+
+    import flows.ingest as flow_ingest
+    from flamenco_core.ingest.pipeline import ingest
+
+    from conftest import SAMPLES
+
+    files = sorted((SAMPLES / "ripe_atlas").glob("*"))
+    sources = [str(f) for f in files + files[:1]]  # the repeat: duplicates across files
+    summary = flow_ingest.ingest_flow(sources, "atlas", str(tmp_path / "out"), min_points=1,
+                                      experiment="test-ingest-fanout", run_name=f"fan-{runner}", runner=runner, workers=2,
+                                      fan_out_files=True)
+    seq = ingest(sources, "atlas", tmp_path / "seq")
+    assert pq.read_table(tmp_path / "out" / "data.parquet").equals(pq.read_table(tmp_path / "seq" / "data.parquet"))
+    assert (tmp_path / "out" / "quarantine.jsonl").read_text() == (tmp_path / "seq" / "quarantine.jsonl").read_text()
+    import json
+
+    written = json.loads((tmp_path / "out" / "ingest_report.json").read_text())
+    got = {k: v for k, v in written.items() if k not in ("data_path", "quarantine_path")}
+    want = {k: v for k, v in seq.to_dict().items() if k not in ("data_path", "quarantine_path")}
+    assert got == want and want["dropped"]["duplicate"] > 0
+    assert summary["cached"]["ingest"] is False
+    assert not [p for p in (tmp_path / "out").iterdir() if "ingest-parts" in p.name]
+
+    async def file_task_runs():
+        async with get_client() as client:
+            runs = await client.read_task_runs()
+            return [r for r in runs if r.name.startswith("ingest-file") and r.state.is_completed()]
+
+    import asyncio
+
+    assert len(asyncio.run(file_task_runs())) >= len(sources)
