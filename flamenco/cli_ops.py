@@ -183,23 +183,13 @@ def ui_cmd(
 # --------------------------------------------------------------------------------------------- compare
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and v != v):
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.3f}"
-    return str(v)
-
-
 def comparison_markdown(table, metric: str, experiment: str) -> str:
-    """The comparison as a Markdown table (what ``compare`` writes to ``compare.md``)."""
-    cols = [c for c in table.columns if c not in ("lf_pack",)]
-    lines = [f"# LF-combination comparison: {experiment} (by {metric})", "",
-             "| " + " | ".join(cols) + " |", "| " + " | ".join("---:" if str(table[c].dtype).startswith(("float", "int")) else "---"
-                                                            for c in cols) + " |"]
-    for _, row in table.iterrows():
-        lines.append("| " + " | ".join(_fmt(row[c]).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
+    """The comparison as a Markdown table (what ``compare`` writes to ``compare.md``), through the project's
+    one Markdown writer; undefined values show "-"."""
+    from flamenco_core.evaluation.tables import to_markdown
+
+    body = to_markdown(table.drop(columns=["lf_pack"], errors="ignore"), index=False, na="-", headings=None, pad=False)
+    return f"# LF-combination comparison: {experiment} (by {metric})\n\n{body}"
 
 
 def compare_legend(table) -> dict[str, str]:
