@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
-import resource
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.procs import in_fresh_process, peak_mb  # noqa: E402
 
 
 def _atlas_baseline(paths):
@@ -51,15 +51,6 @@ def _ours(paths, fmt):
 
     with tempfile.TemporaryDirectory() as d:
         return ingest(paths, fmt, d).rows
-
-
-def _peak_mb() -> float:
-    # VmHWM belongs to this process image; ru_maxrss would carry the parent's peak across exec on Linux.
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 _IMPORTS = {
@@ -89,17 +80,11 @@ def _child(fn_name, args, q):
     t = time.perf_counter()
     rows = fn(*args)
     dt = time.perf_counter() - t
-    q.put((rows, dt, _peak_mb(), t_imp))
+    q.put((rows, dt, peak_mb(), t_imp))
 
 
 def measure(fn_name, *args):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(fn_name, args, q))
-    p.start()
-    out = q.get()
-    p.join()
-    return out
+    return in_fresh_process(_child, fn_name, args)
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import tempfile
@@ -30,13 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-
-def _peak_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
+from benchmarks.procs import in_fresh_process, peak_mb  # noqa: E402
 
 
 def _sequential(paths, fmt, out, workers):
@@ -79,17 +72,11 @@ def _child(case, args, q):
     fn = {"sequential": _sequential, "processes": lambda *a: _fanned(*a, "processes"),
           "threads": lambda *a: _fanned(*a, "threads")}[case]
     rows, dt = fn(*args)
-    q.put((rows, dt, _peak_mb()))
+    q.put((rows, dt, peak_mb()))
 
 
 def _measure(case, *args):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    proc = ctx.Process(target=_child, args=(case, args, q))
-    proc.start()
-    out = q.get()
-    proc.join()
-    return out
+    return in_fresh_process(_child, case, args)
 
 
 def _same(a: Path, b: Path) -> bool:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import multiprocessing as mp
 import shutil
 import sys
 import tempfile
@@ -43,15 +42,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.procs import in_fresh_process, peak_mb  # noqa: E402
+
 CHUNK = 50_000  # results drawn per numpy call
-
-
-def _peak_mb() -> float:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def _addr(rng: np.random.Generator, n: int, net: int) -> list[str]:
@@ -258,16 +251,11 @@ def _child(fn_name, args, q):
     rows = globals()[fn_name](*args)
     dt = time.perf_counter() - t
     rows, extra = rows if isinstance(rows, tuple) else (rows, {})
-    q.put((rows, dt, _peak_mb(), extra))
+    q.put((rows, dt, peak_mb(), extra))
 
 
 def measure(fn_name, *args):
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(fn_name, args, q))
-    p.start()
-    out = q.get()
-    p.join()
+    out = in_fresh_process(_child, fn_name, args)
     return out[:3] if len(out) == 4 and not out[3] else out
 
 
