@@ -5,19 +5,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import resource
+from pathlib import Path
 from typing import Any, Callable
 
 
 def peak_mb() -> float:
     """This process's peak resident memory in MB (VmHWM: ru_maxrss would carry the parent's peak across
     exec on Linux)."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    status = Path("/proc/self/status")
+    if status.is_file():  # Linux; elsewhere ru_maxrss is this process's own
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
