@@ -79,12 +79,17 @@ def print_latency_summary(console: Console, summary: dict) -> None:
     heads = ("unlabeled good", "unlabeled noise", "unlabeled macro") if unl else ()
     bu = avg.get("baselines_unlabeled", {})
 
-    def row(method, scores: dict, unlabeled: dict) -> dict:
-        return {"method": method, **{k: scores.get(k) for k in keys}, **{h: unlabeled.get(k) for h, k in zip(heads, keys)}}
+    pooled = avg.get("f1_unlabeled_pooled") or {}
+    # F1 over all unlabeled rows at once (a big pair weighs more), beside the pair average
+    pooled_head = ("unlabeled macro, all rows",) if pooled else ()
 
-    rows = [row(Text("flamenco", style="bold"), avg, avg.get("f1_unlabeled", {}))]
-    rows += [row(m, avg["baselines"].get(m, {}), bu.get(m, {})) for m in sorted(set(avg["baselines"]) | set(bu))]
-    cols = ("method", *keys, *heads)
+    def row(method, name: str, scores: dict, unlabeled: dict) -> dict:
+        return {"method": method, **{k: scores.get(k) for k in keys}, **{h: unlabeled.get(k) for h, k in zip(heads, keys)},
+                **{h: pooled.get(name, {}).get("f1_macro") for h in pooled_head}}
+
+    rows = [row(Text("flamenco", style="bold"), "flamenco", avg, avg.get("f1_unlabeled", {}))]
+    rows += [row(m, m, avg["baselines"].get(m, {}), bu.get(m, {})) for m in sorted(set(avg["baselines"]) | set(bu))]
+    cols = ("method", *keys, *heads, *pooled_head)
     console.print(rich_table(rows, columns=cols, justify={c: "left" if c == "method" else "right" for c in cols},
                              title=f"latency: {avg.get('pairs_scored', 0)} pairs scored (pool: {summary['label_source_of_pool']} labels)"))
     typer.echo(outcome_line(summary))

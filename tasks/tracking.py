@@ -442,7 +442,8 @@ def latency_metrics(scores: Mapping[str, Any]) -> dict[str, float]:
     """The latency headline metrics under one set of keys, for a pair's child run (its report) and the
     parent run (the average, same shape): ``f1_good``, ``f1_noise``, ``f1_macro``; on the rows outside the
     labeled pool ``f1_unlabeled_good|noise|macro``; per baseline ``<method>.f1_*`` and
-    ``unlabeled.<method>.f1_*``. Undefined scores (NaN, ``None``) are left out: MLflow has no null."""
+    ``unlabeled.<method>.f1_*``; on the parent, F1 over all those rows at once
+    ``pooled.<method>.f1_*``. Undefined scores (NaN, ``None``) are left out: MLflow has no null."""
     import math
 
     out: dict[str, Any] = {k: scores.get(k) for k in ("f1_good", "f1_noise", "f1_macro")}
@@ -451,6 +452,8 @@ def latency_metrics(scores: Mapping[str, Any]) -> dict[str, float]:
         out.update({f"{m}.{k}": x for k, x in v.items()})
     for m, v in (scores.get("baselines_unlabeled") or {}).items():
         out.update({f"unlabeled.{m}.{k}": x for k, x in v.items()})
+    for m, v in (scores.get("f1_unlabeled_pooled") or {}).items():
+        out.update({f"pooled.{m}.{k}": x for k, x in v.items() if k != "rows"})
     return {k: float(v) for k, v in out.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 

@@ -5,8 +5,11 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from flamenco_core.experiments.latency import LatencyConfig, attach_labels, run_pair, summarize
+from flamenco_core.experiments.latency import LatencyConfig, attach_labels, run_pair, score_labels, summarize
+from flamenco_core.experiments.latency.results import confusion, pooled_scores
 
 FAST = {"model": {"forest": {"n_iter": 2, "n_splits": 2}, "lstm": {"epochs": 3}}, "snuba": {"budget": 3}}
 
@@ -59,6 +62,12 @@ def test_model_labels_hold_on_rows_the_labels_did_not_come_from():
     # ``predicted`` is the model's label on every row, the labeled ones included
     agree = (res.labels["predicted"][~outside] == df["truth"][~outside]).mean()
     assert agree > 0.97 and rep["truth_rows"] == int(outside.sum())
+    # the counts behind pooled F1 cover exactly the scored rows and give the pair's own F1 back
+    for m, counts in rep["confusion_unlabeled"].items():
+        assert np.sum(counts) == rep["truth_rows"], m
+        want = unl if m == "flamenco" else rep["baselines_unlabeled"][m]
+        got = pooled_scores([counts])
+        assert all(np.isclose(got[k], want[k], equal_nan=True) for k in want), (m, got, want)
 
 
 def test_sparse_labels_keep_the_end_model():
@@ -205,3 +214,38 @@ def test_hold_out_labels_keeps_the_end_of_each_pair_and_truth_joins_back():
     assert joined["label"].notna().sum() == 56 and joined["truth"].notna().all()
     with pytest.raises(ValueError, match="no row of the truth file matched"):
         attach_truth(data, truth.assign(src="1.2.3.4"), name="t.parquet")
+
+
+_names = st.lists(st.sampled_from(["good", "noise"]), min_size=1, max_size=60)
+
+
+@given(st.lists(st.tuples(_names, st.integers(0, 2**31)), min_size=1, max_size=5))
+def test_pooled_f1_is_f1_of_all_rows_at_once(parts):
+    truths, preds = [], []
+    for truth, seed in parts:
+        rng = np.random.default_rng(seed)
+        truths.append(np.array(truth, dtype=object))
+        preds.append(np.where(rng.random(len(truth)) < 0.3, "noise", "good").astype(object))
+    got = pooled_scores([confusion(t, p) for t, p in zip(truths, preds)])
+    want = score_labels(np.concatenate(truths), np.concatenate(preds))
+    assert got["rows"] == sum(len(t) for t in truths)
+    for k in want:
+        assert np.isclose(got[k], want[k], equal_nan=True), (k, got, want)
+
+
+def test_summary_pools_unlabeled_rows_beside_the_pair_average():
+    # a small pair labeled badly and a big one labeled well: the pair average weighs them alike, the
+    # pooled F1 by their rows
+    def record(truth, pred):
+        t, p = np.array(truth, dtype=object), np.array(pred, dtype=object)
+        sc = score_labels(t, p)
+        return {"src": "a", "dst": str(len(t)), "outcome": "ok", **sc, "baselines": {}, "truth_rows": len(t),
+                "f1_unlabeled": sc, "baselines_unlabeled": {}, "confusion_unlabeled": {"flamenco": confusion(t, p)}}
+
+    small = record(["noise"] * 5 + ["good"] * 5, ["good"] * 10)
+    big = record(["noise"] * 100 + ["good"] * 900, ["noise"] * 100 + ["good"] * 900)
+    avg = summarize([small, big])["average"]
+    pooled = avg["f1_unlabeled_pooled"]["flamenco"]
+    assert pooled["rows"] == 1010
+    assert pooled["f1_noise"] == pytest.approx(2 * 100 / (2 * 100 + 5))
+    assert avg["f1_unlabeled"]["f1_noise"] == pytest.approx(0.5)  # (0 + 1) / 2

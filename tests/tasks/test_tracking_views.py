@@ -68,6 +68,8 @@ def test_json_artifacts_are_strict_and_latency_keys_match(mlflow_uri, tmp_path):
     keys = tracking.latency_metrics(pair)
     assert keys == {"f1_good": 1.0, "f1_macro": 0.5, "f1_unlabeled_macro": 0.4, "lof.f1_macro": 0.3,
                     "unlabeled.lof.f1_macro": 0.2}
+    avg = {**pair, "f1_unlabeled_pooled": {"flamenco": {"f1_macro": 0.45, "f1_noise": math.nan, "rows": 1000}}}
+    assert tracking.latency_metrics(avg) == {**keys, "pooled.flamenco.f1_macro": 0.45}
 
 
 def test_ui_command_runs_as_printed():

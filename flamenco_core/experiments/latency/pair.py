@@ -13,7 +13,7 @@ import pandas as pd
 from .config import CLASSES, LatencyConfig
 from .features import baseline_features, pair_features, prepare_pair, subset_features
 from .levels import Learner, SourceLevel, describe_subset, envelope_labels, guard_labels, learn_level, learnable
-from .results import PairResult, SubsetResult, class_scores, encode_labels, labels_frame, score_labels
+from .results import PairResult, SubsetResult, class_scores, confusion, encode_labels, labels_frame, score_labels
 
 
 def preload(threads: Optional[int] = 1) -> None:
@@ -110,10 +110,12 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         extra["truth_rows"] = int(outside.sum())
         if outside.any():
             t_true = truth[outside].to_numpy()
-            extra["f1_unlabeled"] = score_labels(t_true, predicted[outside].fillna("good").to_numpy())
-            extra["baselines_unlabeled"] = {
-                m: score_labels(t_true, np.where(col[outside].fillna(0).to_numpy() == 1, "noise", "good"))
-                for m, col in base_cols.items() if col[outside].notna().any()}
+            ours = predicted[outside].fillna("good").to_numpy()
+            theirs = {m: np.where(col[outside].fillna(0).to_numpy() == 1, "noise", "good")
+                      for m, col in base_cols.items() if col[outside].notna().any()}
+            extra["f1_unlabeled"] = score_labels(t_true, ours)
+            extra["baselines_unlabeled"] = {m: score_labels(t_true, v) for m, v in theirs.items()}
+            extra["confusion_unlabeled"] = {m: confusion(t_true, v) for m, v in {"flamenco": ours, **theirs}.items()}
     ok = [r for r in results if r.outcome == "ok"]
     labeled = [r for r in results if r.outcome in ("ok", "fallback")]
     if ok and len(ok) == len(results):

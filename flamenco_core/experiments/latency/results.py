@@ -94,6 +94,8 @@ class PairResult:
             rec["f1_unlabeled"] = {k: fu.get(k, float("nan")) for k in METRIC_KEYS}
             rec["baselines_unlabeled"] = {m: {k: v.get(k, float("nan")) for k in METRIC_KEYS}
                                           for m, v in self.extra.get("baselines_unlabeled", {}).items()}
+            if "confusion_unlabeled" in self.extra:
+                rec["confusion_unlabeled"] = self.extra["confusion_unlabeled"]
         return rec
 
     def write(self, out_dir: Union[str, Path], *, render: bool = True) -> list[Path]:
@@ -163,6 +165,29 @@ def score_labels(truth, pred) -> dict[str, float]:
     return class_scores(encode_labels(pd.Series(np.asarray(truth, dtype=object))), encode_labels(pd.Series(np.asarray(pred, dtype=object))))
 
 
+def confusion(truth, pred) -> list[list[int]]:
+    """Row counts ``[true class][predicted class]`` (classes in :data:`CLASSES` order) of class-name arrays,
+    what pooled F1 adds up over pairs. Rows without a truth are left out; a prediction that is missing
+    counts as "good", the abstain-is-negative policy of :func:`score_labels`."""
+    t = encode_labels(pd.Series(np.asarray(truth, dtype=object)))
+    p = encode_labels(pd.Series(np.asarray(pred, dtype=object)))
+    keep = ~np.isnan(t)
+    cells = t[keep].astype(np.int64) * len(CLASSES) + np.nan_to_num(p[keep], nan=0.0).astype(np.int64)
+    counts = np.bincount(cells, minlength=len(CLASSES) ** 2).reshape(len(CLASSES), len(CLASSES))
+    return counts.tolist()
+
+
+def pooled_scores(matrices: Sequence[Sequence[Sequence[int]]]) -> dict[str, float]:
+    """F1 (good, noise, macro) over every row of the :func:`confusion` matrices together: each row counts
+    once, so a pair of 100 rows weighs a hundredth of one of 10,000 (the pair average weighs them alike).
+    Scored by the same kernel as :func:`score_labels`, on the rows the counts stand for."""
+    total = np.sum(np.asarray(matrices, dtype=np.int64).reshape(-1, len(CLASSES), len(CLASSES)), axis=0)
+    k = len(CLASSES)
+    y_true = np.repeat(np.repeat(np.arange(k), k), total.ravel()).astype("float64")
+    y_pred = np.repeat(np.tile(np.arange(k), k), total.ravel()).astype("float64")
+    return {**class_scores(y_true, y_pred), "rows": int(total.sum())}
+
+
 def encode_labels(labels: pd.Series) -> np.ndarray:
     return labels.map({c: i for i, c in enumerate(CLASSES)}).to_numpy(dtype="float64")
 
@@ -218,6 +243,11 @@ def summarize(pairs: Sequence[Union[PairResult, dict]]) -> dict[str, Any]:
             m: {k: _nanmean([r["baselines_unlabeled"][m][k] for r in truth if m in r["baselines_unlabeled"]]) for k in METRIC_KEYS}
             for m in um}
         avg["pairs_with_truth"] = len(truth)
+        conf = [r["confusion_unlabeled"] for r in truth if r.get("confusion_unlabeled")]
+        if conf:
+            # beside the pair average: F1 over all the rows at once, where a big pair weighs more
+            methods = sorted({m for c in conf for m in c}, key=lambda m: (m != "flamenco", m))
+            avg["f1_unlabeled_pooled"] = {m: pooled_scores([c[m] for c in conf if m in c]) for m in methods}
         ours, rule = avg["f1_unlabeled"]["f1_macro"], avg["baselines_unlabeled"].get("rolling_mad", {}).get("f1_macro")
         if rule is not None and ours == ours and rule == rule:
             below = [f"{r['src']}->{r['dst']}" for r in truth
@@ -245,4 +275,8 @@ def comparison_frame(summary: dict[str, Any]) -> pd.DataFrame:
         for m in unl:
             if m not in table.index:
                 table.loc[m] = [float("nan")] * len(METRIC_KEYS) + [unl[m].get(k, float("nan")) for k in METRIC_KEYS]
+        pooled = avg.get("f1_unlabeled_pooled") or {}
+        if pooled:
+            for k in ("f1_noise", "f1_macro"):
+                table[f"pooled_{k}"] = [pooled.get(m, {}).get(k, float("nan")) for m in table.index]
     return table
