@@ -9,7 +9,8 @@ from prefect import flow
 from prefect.artifacts import create_markdown_artifact
 
 from tasks import tracking
-from tasks.collaboration import collaborate_task, log_collaboration_task
+from tasks.collaboration import collaborate_task, finish_collaboration_run_task, log_collaboration_task
+from tasks.common import close_failed_parent_run, start_parent_run_task
 from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-collaboration"
@@ -41,21 +42,18 @@ def collaboration_flow(
     key = tracking.run_key("flamenco-collaboration", [f for f in files if Path(f).is_file()],
                            params | {"dataset": dataset, "out_dir": str(Path(out_dir).resolve())})
     name = run_name or tracking.run_name("collaboration", dataset, "+".join(Path(p).stem for p in packs))
-    parent = tracking.start_run(experiment, name, params=params, key=key,
-                                tags=tracking.standard_tags(pipeline="collaboration", dataset=dataset))
-    state = collaborate_task(packs, data, out_dir, labeled, label_column=label_column, allow=allow,
-                             label_model=label_model, seed=seed, abstain=abstain, positive=positive,
-                             return_state=True)
-    if not state.is_completed():
-        err = state.result(raise_on_failure=False)
-        tracking.log(parent, tags={"flamenco.error": f"{type(err).__name__}: {err}"[:5000]})
-        tracking.end_run(parent, "FAILED")
-        state.result()  # re-raise: an audit refusal or bad input fails the flow
-    report = state.result()
-    children = log_collaboration_task(report, experiment, parent, dataset)
-    tracking.log_artifacts(parent, [Path(out_dir) / "report.json", Path(out_dir) / "report.md"])
-    tracking.log(parent, metrics={"packs": len(packs), "rows": report["data"]["rows"]})
-    tracking.end_run(parent)
+    parent = start_parent_run_task(experiment, name, params=params, key=key,
+                                   tags=tracking.standard_tags(pipeline="collaboration", dataset=dataset))
+    # Whatever ends the run early (an audit refusal, bad input, an interrupt), the parent run ends FAILED
+    # with the reason in flamenco.error.
+    try:
+        report = collaborate_task(packs, data, out_dir, labeled, label_column=label_column, allow=allow,
+                                  label_model=label_model, seed=seed, abstain=abstain, positive=positive)
+        children = log_collaboration_task(report, experiment, parent, dataset)
+        finish_collaboration_run_task(parent, out_dir, report)
+    except BaseException as exc:
+        close_failed_parent_run(parent, exc)
+        raise
     create_markdown_artifact((Path(out_dir) / "report.md").read_text(), key="collaboration-report")
     page = write_report_task(str(out_dir), parent)  # index.html, and the comparison on the parent run
     return {"experiment": experiment, "parent_run_id": parent, "comparison": report["comparison"],

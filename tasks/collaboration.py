@@ -82,3 +82,11 @@ def log_collaboration_task(report: dict, experiment: str, parent_run_id: str, da
         tracking.end_run(run_id)
         out.append({"item": row["name"], "run_id": run_id, **metrics})
     return out
+
+
+@task(name="finish-collaboration-run", retries=2, retry_delay_seconds=1)
+def finish_collaboration_run_task(parent_run_id: str, out_dir: str, report: dict) -> None:
+    """The parent run's report files and totals; the run ends FINISHED with outcome ``ok``."""
+    tracking.log_artifacts(parent_run_id, [Path(out_dir) / "report.json", Path(out_dir) / "report.md"])
+    tracking.log(parent_run_id, metrics={"packs": len(report["packs"]), "rows": report["data"]["rows"]})
+    tracking.close_run(parent_run_id, "FINISHED", outcome="ok")

@@ -19,6 +19,7 @@ from flamenco_core.labeling.analysis import (
     lf_f1,
     lf_summary,
 )
+from flamenco_core.labeling.expr import SpecError
 from flamenco_core.labeling.label_model import ABSTAIN, labeled_mask, make_label_model
 from flamenco_core.outputs import json_ready
 
@@ -226,7 +227,7 @@ def narrow_windows(pack: Any, df: pd.DataFrame, min_share: float = DEFAULT_MIN_W
     never vote and are not reported; nor are thresholds that cannot be resolved (missing feature or
     statistic, NaN): applying reports those.
     """
-    from flamenco_core.labeling.expr import SpecError, parse_expression
+    from flamenco_core.labeling.expr import parse_expression
     from flamenco_core.labeling.stats import DataStatistics, MissingStatistic
 
     if min_share <= 0:
@@ -291,6 +292,17 @@ def check_windows(packs: Sequence[Any], df: pd.DataFrame, min_share: float = DEF
         )
 
 
+def _check_fit(packs: Sequence[Any], frame: pd.DataFrame, where: str) -> None:
+    from flamenco_core.labeling.applier import pack_problems
+
+    problems = [e for p in packs for e in pack_problems(p, frame, where)]
+    if len(problems) == 1:
+        raise problems[0]
+    if problems:
+        more = len(problems) - 1
+        raise SpecError(f"{problems[0]} (and {more} more problem{'s' if more > 1 else ''})")
+
+
 def collaborate(
     packs: Sequence[Any],
     df: pd.DataFrame,
@@ -331,6 +343,11 @@ def collaborate(
             raise ValueError(f"pack {p.name!r} has no LFs")
     if len({p.name for p in packs}) != len(packs):
         raise ValueError("two packs share a name; the report could not tell them apart")
+    # A pack that does not fit the data is bad input (exit 2), found before anything is counted: read for
+    # the packs' features only, such data would otherwise look empty ("0 rows").
+    _check_fit(packs, df, "local data")
+    if labeled is not None:
+        _check_fit(packs, labeled, "labeled data")
     if len(df) < min_rows:
         raise CollaborationRefused(f"the local data has {len(df)} rows; reports need at least {min_rows} (aggregates of a few rows describe those rows)")
     allowed = audit_packs(packs, allow)

@@ -341,3 +341,16 @@ def test_cli_collaborate_refuses_leaky_pack(cli_app, files, tmp_path):
     assert res.exit_code == 1 and "bytes_gt_1500" in _flat(res.output)
     res = CliRunner().invoke(cli_app, base + ["--allow", "bytes_gt_1500"])
     assert res.exit_code == 0, res.output
+
+
+def test_cli_collaborate_names_a_feature_the_data_lacks(cli_app, files, tmp_path):
+    # read for the packs' features only, such data once looked empty: "refused: the local data has 0 rows"
+    import yaml
+
+    p = tmp_path / "typo.yaml"
+    p.write_text(yaml.safe_dump(dict(PACK_A, pack="typo", lfs=[
+        {"name": "big", "label": "attack", "when": [{"feature": "byts", "op": ">=", "value": "p75"}]}])))
+    res = CliRunner().invoke(cli_app, ["collaborate", "--pack", str(p), "--data", str(files["data"]),
+                                       "--out", str(tmp_path / "o")])
+    assert res.exit_code == 2, res.output
+    assert "unknown feature 'byts'" in res.output and "0 rows" not in res.output

@@ -468,6 +468,19 @@ def test_collaboration_flow_and_compare(tmp_path, cli):
                                  label_model="majority")
     assert [r["name"] for r in summary["comparison"]] == ["ntp-a", "ntp-b", "ntp-a+ntp-b"]
     assert (tmp_path / "collab" / "report.md").is_file()
+    parent = _runs("test-compare").set_index("run_id").loc[summary["parent_run_id"]]
+    assert parent["status"] == "FINISHED" and parent["tags.flamenco.outcome"] == "ok"
+    assert parent["metrics.packs"] == 2 and parent["metrics.rows"] == 800
+
+    # a pack that does not fit the data fails the flow, and its parent run says why
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({**PACK_A, "pack": "ntp-bad", "lfs": [
+        {"name": "x", "label": "attack", "when": [{"feature": "no_such_column", "op": ">=", "value": "p75"}]}]}))
+    with pytest.raises(Exception, match="no_such_column"):
+        collaboration_flow([str(bad)], str(tmp_path / "local.parquet"), str(tmp_path / "collab_bad"),
+                           experiment="test-compare-bad", dataset="ntp")
+    failed = _runs("test-compare-bad")
+    assert list(failed["status"]) == ["FAILED"] and "no_such_column" in failed["tags.flamenco.error"].iloc[0]
 
     # Classifier runs of two datasets, two SD pairs for one combination: the table averages them.
     for ds, comb, f1s in (("ark", "port", [0.8, 0.6]), ("ark", "port+size", [0.9]), ("cic", "port", [0.5])):
