@@ -73,6 +73,15 @@ def _strip_debug(args: Sequence[str]) -> list[str]:
     return out
 
 
+def _one_line_short_help(cmd: click.Command) -> None:
+    """A command list shows each command's first docstring paragraph; Typer's rich mode keeps its line
+    breaks there, which cuts the list's lines short mid-sentence. Join them (and in subgroups)."""
+    if cmd.short_help is None and cmd.help:
+        cmd.short_help = " ".join(cmd.help.split("\n\n")[0].split())
+    for sub in getattr(cmd, "commands", {}).values():
+        _one_line_short_help(sub)
+
+
 class FlamencoGroup(TyperGroup):
     """The app's group: ``--debug`` anywhere on the line, and expected failures as one line and an exit
     code instead of a traceback (:func:`describe`; unexpected ones say to rerun with ``--debug``)."""
@@ -80,6 +89,12 @@ class FlamencoGroup(TyperGroup):
     def main(self, args: Optional[Sequence[str]] = None, *a: Any, **kw: Any) -> Any:
         args = _strip_debug(sys.argv[1:] if args is None else list(args))
         return super().main(args, *a, **kw)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _one_line_short_help(cmd)
+        return cmd
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

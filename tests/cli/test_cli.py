@@ -25,6 +25,24 @@ def test_help_is_fast_and_imports_nothing_heavy():
     assert time.perf_counter() - t < 5  # generous on a loaded CI box; about 0.4 s here
 
 
+def test_command_lists_show_each_summary_as_one_sentence():
+    # Typer's rich mode keeps a docstring's line breaks in the command list, cutting lines mid-sentence
+    import click
+    import typer
+
+    root = typer.main.get_command(app)
+    ctx = click.Context(root)
+    seen = 0
+    for name in root.list_commands(ctx):
+        cmd = root.get_command(ctx, name)
+        for c in [cmd, *getattr(cmd, "commands", {}).values()]:
+            if c.help:
+                seen += 1
+                assert c.short_help and "\n" not in c.short_help, (c.name, c.short_help)
+                assert c.short_help.split() == c.help.split("\n\n")[0].split(), c.name
+    assert seen >= 15
+
+
 def test_ingest_writes_data_report_and_quarantine(tmp_path, samples):
     src = samples / "cicddos2019" / "DrDoS_NTP.csv"
     res = runner.invoke(app, ["ingest", str(src), "--format", "cicflowmeter", "--out", str(tmp_path)])
