@@ -19,7 +19,7 @@ import pyarrow as pa
 from flamenco_core.errors import UsageError
 from flamenco_core.ingest import base
 from flamenco_core.ingest.base import IngestError
-from flamenco_core.ingest.merge import dedupe_sort_parts, open_parts
+from flamenco_core.ingest.merge import SAMPLE_STRIDE, TimestampSample, dedupe_sort_parts, open_parts
 from flamenco_core.ingest.pipeline import (
     DATA_FILE,
     REPORT_FILE,
@@ -48,6 +48,7 @@ class FilePart:
     template: pd.DataFrame | None
     folder: str
     rows: int  # rows in the part (before de-duplication across files)
+    sample_stride: int = SAMPLE_STRIDE  # of the timestamp sample in sample.npy
 
     @property
     def parts(self) -> Path:
@@ -102,7 +103,8 @@ def ingest_file(path: str | Path, index: int, fmt: str, parts_dir: str | Path, *
                 writer.close()
     with open(part.quarantine, "w") as fh:
         fh.writelines(quarantine_lines(fr.quarantined))
-    np.save(part.sample, np.concatenate(fr.samples) if fr.samples else np.empty(0, np.int64))
+    np.save(part.sample, fr.sample.values())
+    part.sample_stride = fr.sample.stride
     part.kind, part.names, part.template, part.rows = fr.kind, dict(fr.names), fr.template, fr.rows
     return part
 
@@ -154,7 +156,10 @@ def merge_files(parts: list[FilePart], fmt: str, out_dir: str | Path, *, remove_
             with AtomicOutputs(out, report=REPORT_FILE) as outputs:
                 dups: Counter | None = None
                 if with_rows:
-                    sample = np.concatenate([np.load(p.sample) for p in with_rows])
+                    merged = TimestampSample()
+                    for p in with_rows:
+                        merged.merge(np.load(p.sample), p.sample_stride)
+                    sample = merged.values()
                     dups = dedupe_sort_parts([p.parts for p in with_rows], outputs.path(DATA_FILE),
                                              output_schema(schema, kind, names), scratch, sample=sample,
                                              total=sum(p.rows for p in with_rows), parts_schema=schema)

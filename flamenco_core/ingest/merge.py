@@ -20,8 +20,12 @@ SEQ_COL = "__seq"
 FILE_COL = "__file_idx"
 INTERNAL = (SEQ_COL, FILE_COL)
 
-#: One timestamp in this many is kept to place the bucket bounds (100M rows: 6M samples, 50 MB).
+#: One timestamp in this many is kept to place the bucket bounds, at first (see :class:`TimestampSample`).
 SAMPLE_STRIDE = 16
+#: At most this many sampled timestamps are held (32 MB); past it the stride doubles. 4M samples still
+#: put ~20,000 samples in each bucket of a 350M-row dump, far more than even buckets need. (A fixed
+#: stride held 170 MB at 5 GB of Atlas gzip and grew on with the dump.)
+SAMPLE_CAP = 4_000_000
 #: Bucket size by default (uncompressed Arrow bytes): ~2M latency rows or ~190k 88-column flow rows. A
 #: bucket's sort holds it three to four times over (the bucket, its sorted copy, the candidates for
 #: de-duplication, the Parquet writer's pages), so a spilled ingest peaks near 0.7 GB whatever the dump's
@@ -61,23 +65,67 @@ def _all_batches(parts: Sequence[Path], schema: pa.Schema | None = None):
 
 def _sample_parts(parts: Sequence[Path]) -> tuple[np.ndarray, int]:
     """(timestamp sample, rows) of scratch IPC files, for callers that kept no sample while writing."""
-    rows, samples = 0, []
+    rows, sample = 0, TimestampSample()
     for b in _all_batches(parts):
         rows += b.num_rows
-        samples.append(ts_sample(_ts_int(b.column("timestamp"))))
-    return (np.concatenate(samples) if samples else np.empty(0, np.int64)), rows
+        sample.add(_ts_int(b.column("timestamp")))
+    return sample.values(), rows
 
 
-def ts_sample(ts: np.ndarray) -> np.ndarray:
-    """Every :data:`SAMPLE_STRIDE`-th timestamp (int64 us) of a batch: the driver keeps these while it
-    writes the parts, so the bucket bounds need no extra pass over them. A copy, not a view: a view would
-    keep every batch's timestamps (or its Arrow buffer) alive, memory growing with the dump."""
-    return np.array(ts[::SAMPLE_STRIDE], dtype=np.int64)
+class TimestampSample:
+    """Every ``stride``-th timestamp (int64 us) of the rows seen, kept while the driver writes the parts so
+    that the bucket bounds need no extra pass over them. Memory is bounded whatever the dump's size: when
+    more than ``cap`` are held, every other one is dropped and the stride doubles, so the sample stays
+    spread evenly over the rows.
+
+    Kept values are copies, not views: a view would keep every batch's timestamps (or its Arrow buffer)
+    alive, memory growing with the dump."""
+
+    def __init__(self, cap: int | None = None, stride: int | None = None) -> None:
+        # the module's values are read at call time, so that a test can shrink them
+        cap = SAMPLE_CAP if cap is None else cap
+        stride = SAMPLE_STRIDE if stride is None else stride
+        if cap < 1 or stride < 1:
+            raise ValueError(f"cap and stride must be >= 1, got {cap} and {stride}")
+        self.cap, self.stride = cap, stride
+        self._parts: list[np.ndarray] = []
+        self._held = 0
+
+    def __len__(self) -> int:
+        return self._held
+
+    def add(self, ts: np.ndarray) -> None:
+        """Sample one batch's timestamps."""
+        self._append(np.array(ts[::self.stride], dtype=np.int64))
+
+    def merge(self, values: np.ndarray, stride: int) -> None:
+        """Add another sample taken with ``stride`` (another file's): the finer of the two is thinned to
+        the coarser stride first, so that each keeps its share of the rows."""
+        while self.stride < stride:
+            self._thin()
+        if stride < self.stride:
+            values = values[::max(1, self.stride // stride)]
+        self._append(np.array(values, dtype=np.int64))
+
+    def values(self) -> np.ndarray:
+        """The sampled timestamps, in the order seen."""
+        return np.concatenate(self._parts) if self._parts else np.empty(0, np.int64)
+
+    def _append(self, values: np.ndarray) -> None:
+        if len(values):
+            self._parts.append(values)
+            self._held += len(values)
+        while self._held > self.cap:
+            self._thin()
+
+    def _thin(self) -> None:
+        kept = self.values()[::2].copy()
+        self._parts, self._held, self.stride = ([kept] if len(kept) else []), len(kept), self.stride * 2
 
 
 def bucket_bounds(sample: np.ndarray, total: int, bucket_rows: int) -> np.ndarray:
     """Upper timestamp bounds (int64 us, exclusive, ascending) of time buckets holding about
-    ``bucket_rows`` of the ``total`` rows, cut at quantiles of ``sample`` (:func:`ts_sample`); the last
+    ``bucket_rows`` of the ``total`` rows, cut at quantiles of ``sample`` (:class:`TimestampSample`); the last
     bound is past every timestamp. One bound means one bucket.
 
     Any bounds give the right result (duplicates share a timestamp, so they share a bucket); the sample
@@ -166,7 +214,7 @@ def dedupe_sort_parts(
     file ``out_path`` with ``schema`` (the canonical schema with its metadata, without the internal
     columns), one bucket at a time (docs/ingest.md, merge.py).
 
-    ``sample`` and ``total``: the :func:`ts_sample` s and row count the caller kept while writing the
+    ``sample`` and ``total``: the :class:`TimestampSample` values and row count the caller kept while writing the
     parts (else one pass over the parts finds them). ``bucket_rows`` defaults to ``bucket_bytes`` (default
     :data:`DEFAULT_BUCKET_BYTES`) over the parts' bytes per row. ``progress(stage, rows)`` is called per bucket.
     Several parts files (one per input file, in the files' order) are read as one, each batch cast to

@@ -44,7 +44,7 @@ from flamenco_core.ingest.merge import (
     dedupe_sort_parts,
     dedupe_sort_tables,
     open_parts,
-    ts_sample,
+    TimestampSample,
 )
 from flamenco_core.ingest.schema import (
     DISPLAY_NAMES_KEY,
@@ -270,7 +270,7 @@ class FileReader:
         self.report = FileReport(file=str(path), sha256="")
         self.rows = 0  # rows yielded (before de-duplication)
         self.schema: pa.Schema | None = None  # of the first batch, internal columns included
-        self.samples: list[np.ndarray] = []  # every 16th timestamp, to cut the sort into time buckets
+        self.sample = TimestampSample()  # to cut the sort into time buckets
 
     @property
     def names(self) -> dict[str, str]:
@@ -317,7 +317,7 @@ class FileReader:
             table = table.append_column(SEQ_COL, pa.array(np.arange(first, first + n, dtype=np.int64)))
             table = table.append_column(FILE_COL, pa.array(np.full(n, self.index, dtype=np.int32)))
             self.rows += n
-            self.samples.append(ts_sample(table["timestamp"].cast(pa.int64()).to_numpy()))
+            self.sample.add(table["timestamp"].cast(pa.int64()).to_numpy())
             if self.schema is None:
                 self.schema = table.schema
             yield table
@@ -353,7 +353,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
     schema: pa.Schema | None = None
     template: pd.DataFrame | None = None
     total = 0  # rows read, all files
-    samples: list = []
+    sample = TimestampSample()
     held: list[pa.Table] = []  # batches kept in memory until they outgrow one sort bucket
     held_bytes = 0
     early: EarlyWriter | None = None  # writes the held rows as they come, while they are in time order
@@ -395,7 +395,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                     del table
                 kind = fr.kind
                 total += fr.rows
-                samples.extend(fr.samples)
+                sample.merge(fr.sample.values(), fr.sample.stride)
                 if template is None and fr.template is not None:
                     template = fr.template
                 names.update(fr.names)
@@ -408,11 +408,11 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                     writer.close()
                     writer = None
                     dups = dedupe_sort_parts(tmp_path, outputs.path(DATA_FILE), out_schema, scratch,
-                                             sample=np.concatenate(samples), total=total)
+                                             sample=sample.values(), total=total)
                 else:
                     dups = dedupe_sort_tables(held, outputs.path(DATA_FILE), out_schema, early)
                     held = []
-                del samples
+                del sample
             else:
                 dups = None
             report = write_outputs(outputs, out, fmt, kind, template, names, file_reports,

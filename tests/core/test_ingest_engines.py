@@ -13,6 +13,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flamenco_core.ingest import cicflowmeter_fast, merge
 from flamenco_core.ingest.clean import dedupe_and_sort
@@ -80,6 +82,7 @@ def test_spilled_parts_and_many_buckets_give_the_same_tables(tmp_path, monkeypat
 
     monkeypatch.setattr(pipeline, "HOLD_BYTES", 20_000)  # spill after a few batches
     monkeypatch.setattr(merge, "DEFAULT_BUCKET_BYTES", 30_000)  # and sort in many buckets
+    monkeypatch.setattr(merge, "SAMPLE_CAP", 8)  # bucket bounds from a sample thinned many times over
     buckets = []
     real = merge._partition
     monkeypatch.setattr(merge, "_partition", lambda *a: buckets.append(real(*a)) or buckets[-1])
@@ -314,3 +317,36 @@ def test_concurrent_ingests_restore_arrow_default_pool():
     release.set()
     t.join()
     assert pa.default_memory_pool().backend_name == before  # the last one out restores the default
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 300), max_size=40), st.integers(1, 50), st.integers(1, 8))
+def test_timestamp_sample_stays_bounded_and_even(sizes, cap, stride):
+    """Whatever the number of rows, at most ``cap`` timestamps are held, and they stay an even sample:
+    in order, and no gap between two kept rows (or before the first) wider than twice the final stride."""
+    sample = merge.TimestampSample(cap=cap, stride=stride)
+    start = 0
+    for n in sizes:
+        sample.add(np.arange(start, start + n, dtype=np.int64))
+        start += n
+        assert len(sample) <= cap
+    values = sample.values()
+    assert len(values) == len(sample) <= cap
+    assert sample.stride % stride == 0 and (sample.stride // stride) & (sample.stride // stride - 1) == 0
+    if sample.stride == stride:  # never thinned: exactly every stride-th row of each batch
+        assert values.tolist() == [v for s, n in zip(np.cumsum([0] + sizes[:-1]), sizes) for v in range(s, s + n, stride)]
+    if start:
+        assert len(values) and values[0] < 2 * sample.stride
+        assert np.all(np.diff(values) > 0) and np.all(np.diff(values) <= 2 * sample.stride)
+        assert start - values[-1] <= 2 * sample.stride
+
+
+def test_timestamp_samples_of_two_strides_merge_at_the_coarser_one():
+    fine, coarse = merge.TimestampSample(cap=10**6, stride=2), merge.TimestampSample(cap=10**6, stride=8)
+    fine.add(np.arange(0, 1000))
+    coarse.add(np.arange(1000, 2000))
+    fine.merge(coarse.values(), coarse.stride)
+    assert fine.stride == 8
+    assert np.array_equal(fine.values(), np.concatenate([np.arange(0, 1000, 8), np.arange(1000, 2000, 8)]))
+    coarse.merge(np.arange(0, 1000, 2), 2)  # a finer sample is thinned to the coarse stride
+    assert coarse.stride == 8 and len(coarse) == 250
