@@ -190,3 +190,29 @@ def test_the_repeat_checker_sees_a_copied_block(tmp_path):
     (tmp_path / "flamenco_core" / "a.py").write_text(block + "\n")
     (tmp_path / "flamenco_core" / "b.py").write_text("x = 1\n\n" + block.replace("\n", "\n# a comment\n") + "\n")
     assert _repeated_blocks(tmp_path) == ["flamenco_core/a.py:1 ~ flamenco_core/b.py:3"]
+
+
+def test_every_library_module_imports_first():
+    """Each ``flamenco_core`` module imports in an interpreter where no other project module is loaded yet,
+    so that no import cycle hides behind the order in which tests (or a CLI command) happen to import."""
+    import subprocess
+    import sys
+
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__") for p in _files("flamenco_core")]
+    # One interpreter, the project's modules dropped before each import (third-party ones stay loaded:
+    # they cannot close a cycle through the project, and reloading them would take minutes).
+    code = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        f"for name in {names!r}:\n"
+        "    for k in [k for k in sys.modules if k == 'flamenco_core' or k.startswith('flamenco_core.')]:\n"
+        "        del sys.modules[k]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as e:\n"
+        "        failed.append(f'{name}: {type(e).__name__}: {e}')\n"
+        "print('\\n'.join(failed))\n"
+        "sys.exit(1 if failed else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]

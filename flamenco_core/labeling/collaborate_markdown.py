@@ -6,10 +6,12 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from flamenco_core.evaluation.tables import format_cell, to_markdown
-
 
 def _fmt(v: Any) -> str:
+    # evaluation imports labeling (its F1 keeps the abstain policy), and labeling's package imports this
+    # module: importing the writer at call time keeps either package importable first.
+    from flamenco_core.evaluation.tables import format_cell
+
     return format_cell(v, ".4f", na="-")
 
 
@@ -20,6 +22,8 @@ def _table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     # counts as integers where a missing cell would otherwise turn the column to float.
     frame = pd.DataFrame([[r.get(key) for key, _ in columns] for r in rows], columns=[k for k, _ in columns],
                          dtype=object)
+    from flamenco_core.evaluation.tables import to_markdown
+
     return to_markdown(frame, ".4f", index=False, na="-", headings=dict(columns), pad=False)
 
 
