@@ -19,8 +19,12 @@ INPUT_FORMATS = ("cicflowmeter", "nfdump", "csv", "parquet")
 
 
 #: Column names of the per-class table.
-SHORT = {"majority": "MV", "snorkel": "Snorkel", "dawid_skene": "DS", "one_coin_ds": "1coinDS", "mmsr": "MMSR",
-         "end_classifier": "end", "majority_class": "majcls", "isolation_forest": "IF", "simplest_rule": "rule"}
+#: Per-class table headings, at most four characters so that nine models and the class fit 80 columns.
+SHORT = {"majority": "MV", "snorkel": "Snk", "dawid_skene": "DS", "one_coin_ds": "DS1", "mmsr": "MMSR",
+         "end_classifier": "end", "majority_class": "maj", "isolation_forest": "IF", "simplest_rule": "rule"}
+LONG = {"majority": "majority vote", "snorkel": "Snorkel LabelModel", "dawid_skene": "Dawid-Skene",
+        "one_coin_ds": "one-coin Dawid-Skene", "mmsr": "MMSR", "end_classifier": "end classifier",
+        "majority_class": "majority class", "isolation_forest": "Isolation Forest", "simplest_rule": "simplest rule"}
 
 
 def compare_models_cmd(
@@ -86,17 +90,21 @@ def compare_models_cmd(
     except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, OutputInUse
         fail(str(exc), exc.exit_code)
 
-    rows = [{"model": str(key), "macro F1 covered": row.get("f1_macro_covered"), "macro F1": row.get("f1_macro"),
-             "weighted F1": row.get("f1_weighted"), "coverage": row.get("coverage"),
+    # Every table fits 80 columns with nothing cut, and every line prints whole (soft_wrap): a pipe or a
+    # narrow window must not break a path or a score.
+    rows = [{"model": str(key), "F1 covered": row.get("f1_macro_covered"), "F1 all": row.get("f1_macro"),
+             "weighted": row.get("f1_weighted"), "coverage": row.get("coverage"),
              "fit s": float(row.get("fit_seconds", 0.0))} for key, row in comp.table.iterrows()]
-    cols = ("model", "macro F1 covered", "macro F1", "weighted F1", "coverage", "fit s")
+    cols = ("model", "F1 covered", "F1 all", "weighted", "coverage", "fit s")
     console.print(rich_table(rows, columns=cols, floatfmt={c: ".2f" if c == "fit s" else ".3f" for c in cols},
                              justify={c: "left" if c == "model" else "right" for c in cols},
+                             column_options={"model": {"no_wrap": True, "min_width": 16}},
                              title=f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))
+    console.print(Text("  F1: macro F1 over the covered classes / over all classes, weighted F1"), soft_wrap=True)
     for key, row in comp.table.iterrows():
         if row.get("fallback") or row.get("kind") != "label_model":
             used = f"{row.get('model')}" + (f" (fallback: {row.get('fallback')})" if row.get("fallback") else "")
-            console.print(Text(f"  {key}: {used}"))
+            console.print(Text(f"  {key}: {used}"), soft_wrap=True)
     # classes as rows, models as columns: a table that stays readable in 80 columns
     per = comp.per_class().T
     from rich import box
@@ -105,13 +113,16 @@ def compare_models_cmd(
     rows = [{"class": cls + ("" if cls in comp.covered else " *"), **dict(zip(models, row))} for cls, row in per.iterrows()]
     console.print(rich_table(rows, columns=["class", *models], headings=SHORT, floatfmt=".2f",
                              justify={"class": "left", **{m: "right" for m in models}},
-                             column_options={"class": {"no_wrap": True}},
-                             title="F1 per class (test split)", box=box.SIMPLE, padding=(0, 1), pad_edge=False))
-    console.print(Text("* not covered: no LF of the pack votes for the class on the training split"))
+                             column_options={"class": {"no_wrap": True}, **{m: {"min_width": 5, "no_wrap": True} for m in models}},
+                             title="F1 per class (test split)", box=box.SIMPLE, padding=(0, 0), pad_edge=False))
+    console.print(Text("  " + ", ".join(f"{SHORT.get(m, m)} = {LONG.get(m, m)}" for m in models)), soft_wrap=True)
+    console.print(Text("* not covered: no LF of the pack votes for the class on the training split"), soft_wrap=True)
     uncovered = report["uncovered_classes"]
-    console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"))
-    console.print(Text(f"best label model (chosen on validation): {comp.best_label_model}"))
-    console.print(Text(f"report: {out / 'report.json'}   tables: {out / 'comparison.md'}, {out / 'per_class_f1.md'}"))
+    console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"),
+                  soft_wrap=True)
+    console.print(Text(f"best label model (chosen on validation): {comp.best_label_model}"), soft_wrap=True)
+    for name in ("report.json", "comparison.md", "per_class_f1.md"):
+        console.print(Text(f"wrote {out / name}"), soft_wrap=True)
     if mlflow:
         from tasks.label_models import log_label_model_comparison
         from tasks.tracking import input_hashes
@@ -122,4 +133,4 @@ def compare_models_cmd(
             report, dataset=name,
             inputs=input_hashes(files),
             artifacts=[out / "comparison.csv", out / "per_class_f1.csv", out / "report.json", *pngs])
-        console.print(Text(f"MLflow: experiment flamenco-label-models, parent run {run_id}"))
+        console.print(Text(f"MLflow: experiment flamenco-label-models, parent run {run_id}"), soft_wrap=True)

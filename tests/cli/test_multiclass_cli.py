@@ -35,8 +35,14 @@ def test_compare_models_on_the_real_files(samples, tmp_path):
     res = CliRunner().invoke(app, ["lf", "compare-models", str(MULTI), "--data", str(samples / "cicddos2019"),
                                    "--class-map", str(CIC_MAP), "--out", str(out), "--label-model", "majority",
                                    "--label-model", "mmsr", "--no-end-model", "--dataset", "cic13-test"],
-                             env={"COLUMNS": "200"})
+                             env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    tables = [ln for ln in lines if ln[:1] in "┏┃┡│└" or ln.startswith((" class", " benign", " dns"))]
+    assert len(tables) > 10 and max(map(len, tables)) <= 80, "\n".join(tables)
+    assert not any("…" in ln for ln in tables), "\n".join(tables)  # model names and scores whole
+    assert any(ln.startswith("│ isolation_forest ") for ln in tables)
+    assert f"wrote {out / 'report.json'}" in lines  # a path on one line, however long
     assert "not covered: ntp, tftp, portmap" in res.output
     assert "best label model (chosen on validation): " in res.output
     report = json.loads((out / "report.json").read_text())
