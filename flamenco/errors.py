@@ -24,6 +24,13 @@ from flamenco_core.errors import EXIT_UNUSABLE, FlamencoError
 DEBUG_FLAG = "--debug"
 EXIT_INTERRUPTED = 130
 
+#: What click (or the copy of click that recent Typer versions ship as ``typer._click``) handles itself:
+#: usage errors print click's usage line and exit 2, exits and aborts keep their codes.
+_CLICK_HANDLES = tuple({
+    typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException,
+    *(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+})
+
 
 def _os_message(exc: OSError) -> str:
     where = exc.filename if exc.filename is not None else ""
@@ -99,7 +106,7 @@ class FlamencoGroup(TyperGroup):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _CLICK_HANDLES:
             raise
         except KeyboardInterrupt:
             if debug_enabled():

@@ -71,6 +71,16 @@ def test_ingest_errors_name_the_file_and_exit_nonzero(tmp_path):
     assert res.exit_code == 2
 
 
+def test_unknown_and_missing_options_are_usage_errors():
+    """Typer's own copy of click (``typer._click`` in recent versions) raises its usage errors from its
+    own classes: they must still print click's usage line and exit 2, never "internal error"."""
+    for args in (["ingest", "x", "--bogus"], ["run", "latency", "--nope"], ["lf", "analyze", "p.yaml", "--class-mapp", "m"],
+                 ["run", "latency", "--input", "x"]):
+        res = subprocess.run([FLAMENCO, *args], capture_output=True, text=True, timeout=120)
+        assert res.returncode == 2, (args, res.stdout, res.stderr)
+        assert "internal error" not in res.stderr and "Usage: flamenco" in res.stderr, (args, res.stderr)
+
+
 def test_ingest_split_pairs(tmp_path, samples):
     src = samples / "scamper_json" / "pantrace_trace.json"
     res = runner.invoke(app, ["ingest", str(src), "--format", "scamper", "--out", str(tmp_path), "--split-pairs", "1",
