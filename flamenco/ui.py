@@ -14,10 +14,12 @@ from rich.text import Text
 from flamenco.errors import fail as _exit_with
 from flamenco_core.errors import EXIT_USAGE
 
+# Lines print whole (soft_wrap): a path or a command broken at the window's edge no longer copies, and
+# a pipe would carry the breaks into the file. Tables still fit the width (rich_table).
 #: Tables and summaries (stdout).
-console = Console()
+console = Console(soft_wrap=True)
 #: Warnings and progress that must not mix with a command's output (stderr).
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -71,6 +73,10 @@ def rich_table(
     ``headings`` maps column keys to the headings shown, ``index`` adds the frame's index as the first
     column, ``column_options`` passes extra ``add_column`` arguments per column (``min_width``,
     ``overflow``...); other keyword arguments go to ``Table``.
+
+    Nothing is cut with "…" when the table is wider than the console: a number keeps its width (it is
+    never shrunk) and a text wraps inside its cell (``overflow="fold"``), unless ``column_options`` says
+    otherwise.
     """
     import pandas as pd
 
@@ -86,11 +92,19 @@ def rich_table(
     headings, justify, options = headings or {}, justify or {}, column_options or {}
     fmts = {str(c): (floatfmt if isinstance(floatfmt, str) else floatfmt.get(str(c), ".3f")) for c in df.columns}
     table = Table(title=escape(title) if isinstance(title, str) else title, **table_kwargs)
-    for c in df.columns:
-        key = str(c)
-        side = justify.get(key, "right" if _numeric(df[c]) else "left")
-        table.add_column(escape(headings.get(key, key)), justify=side, **options.get(key, {}))
     keys = [str(c) for c in df.columns]
-    for row in df.itertuples(index=False, name=None):
-        table.add_row(*(v if _renderable(v) else escape(format_cell(v, fmts[k], na)) for k, v in zip(keys, row)))
+    body = [[v if _renderable(v) else escape(format_cell(v, fmts[k], na)) for k, v in zip(keys, row)]
+            for row in df.itertuples(index=False, name=None)]
+    for j, c in enumerate(df.columns):
+        key = str(c)
+        numeric = _numeric(df[c])
+        side = justify.get(key, "right" if numeric else "left")
+        if numeric:
+            widest = max((len(r[j]) for r in body if isinstance(r[j], str)), default=1)
+            defaults = {"no_wrap": True, "min_width": widest}
+        else:
+            defaults = {"overflow": "fold"}
+        table.add_column(escape(headings.get(key, key)), justify=side, **{**defaults, **options.get(key, {})})
+    for cells in body:
+        table.add_row(*cells)
     return table

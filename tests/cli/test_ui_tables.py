@@ -82,3 +82,25 @@ def test_analysis_table_renders_class_names_and_lf_names():
     df = lf_summary(L.T, ["a", "b|pipe", "[c]"], Y, ["benign", "attack"])
     text = render(rich_table(display_frame(df, ".3f"), title="LFs", index=True, na="nan"))
     assert "Emp. Acc." in text and "attack" in text and "b|pipe" in text and "[c]" in text
+
+
+def test_nothing_is_cut_in_a_narrow_console():
+    """A table wider than the console keeps every number whole and wraps long names inside their cell
+    rather than cutting them with an ellipsis; plain lines print whole (soft wrap)."""
+    from flamenco import ui
+
+    rows = [{"LF": "a_labeling_function_name_that_is_long_" + str(i), "Coverage": 0.123456 * i, "Overlaps": 12345.678,
+             "Conflicts": 0.5, "Accuracy": 0.25, "F1": 0.75} for i in range(3)]
+    out = io.StringIO()
+    narrow = Console(file=out, width=60)
+    narrow.print(rich_table(rows))
+    text = out.getvalue()
+    assert "…" not in text, text
+    assert max(map(len, text.splitlines())) <= 60
+    assert "12345.678" in text and "0.247" in text
+    assert "".join(ln.split("│")[1].strip() for ln in text.splitlines() if ln.startswith("│")).count("long_") == 3
+    path = "/a/" + "very_long_folder/" * 8 + "report.json"
+    assert ui.console.soft_wrap and ui.err.soft_wrap
+    out = io.StringIO()
+    Console(file=out, width=60, soft_wrap=True).print(Text(f"wrote {path}"))
+    assert out.getvalue().strip() == f"wrote {path}"
