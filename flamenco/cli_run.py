@@ -57,7 +57,7 @@ def flows_cmd(
     lfs: List[Path] = typer.Option(..., "--lfs", help="LF pack (YAML/JSON); repeat for packs of several groups"),
     experiments: Optional[Path] = typer.Option(None, "--experiments", help="experiment file: LF combinations to compare "
                                                 "(default: every single LF, every pair, the whole pack)"),
-    alerts: Optional[Path] = typer.Option(None, "--alerts", help="alert windows (CSV/YAML: start, end, [target], [port]) "
+    alerts: Optional[Path] = typer.Option(None, "--alerts", help="alert windows (CSV/YAML: start, end, optional target and port) "
                                            "as ground truth instead of the label column"),
     out: Path = typer.Option(..., "--out", help="output folder: labels.parquet, report.json, tables/, trees/"),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML overrides of conf/flow_records.yaml"),

@@ -89,3 +89,28 @@ def test_ingest_split_pairs(tmp_path, samples):
     split = json.loads((tmp_path / "pairs.json").read_text())
     assert split["pairs"]
     assert sum(p["rows"] for p in split["pairs"]) == json.loads((tmp_path / "ingest_report.json").read_text())["rows"]
+
+
+def test_help_texts_lose_no_bracketed_words():
+    """Typer renders help as rich markup, where "[word]" is a style tag and vanishes: every option's help
+    must show whole in ``--help``."""
+    import re
+
+    import typer
+
+    def walk(cmd, path):
+        yield cmd, path
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, [*path, name])
+
+    root = typer.main.get_command(app)
+    checked = 0
+    for cmd, path in walk(root, []):
+        texts = [p.help for p in cmd.params if getattr(p, "help", None)] + ([cmd.help] if cmd.help else [])
+        if not any("[" in t for t in texts):
+            continue
+        shown = " ".join(runner.invoke(app, [*path, "--help"], env={"COLUMNS": "400"}).output.split())
+        for t in texts:
+            for tag in re.findall(r"\[[a-z_ /]+\]", t):
+                checked += 1
+                assert tag in shown, (path, tag)
