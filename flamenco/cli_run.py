@@ -120,13 +120,21 @@ def flows_cmd(
 
     from flamenco_core.experiments.flow_records.record import SUMMARY_COLUMNS
 
-    # n/a: a score undefined (NaN, e.g. F1 of a class with no test row) or never computed
+    from flamenco_core.report import lf_legend, short_name
+
+    # n/a: a score undefined (NaN, e.g. F1 of a class with no test row) or never computed.
+    # Combinations by their A/B/C letters (spelled out below, one LF per line), as `flamenco compare` and
+    # the MLflow child runs name them: full names would squeeze the scores out of 80 columns.
     text_cols = ("combination", "outcome")
+    legend = lf_legend(r.get("lfs") or str(r["combination"]).split(" + ") for r in summary["combinations"])
+    rows = [{**r, "combination": short_name(r.get("lfs") or str(r["combination"]).split(" + "), legend)}
+            for r in summary["combinations"]]
     console.print(rich_table(
-        summary["combinations"], columns=list(SUMMARY_COLUMNS), headings=SUMMARY_COLUMNS,
+        rows, columns=list(SUMMARY_COLUMNS), headings=SUMMARY_COLUMNS,
         justify={k: "left" if k in text_cols else "right" for k in SUMMARY_COLUMNS},
-        column_options={k: {"overflow": "fold"} for k in SUMMARY_COLUMNS},
         title=f"flow records: {summary.get('dataset', '')}"))
+    for name, letter in legend.items():
+        console.print(Text(f"  {letter} = {name}"))
     s = summary["summary"]
     console.print(f"{s['ok']} ok, {s['skipped']} skipped, {s['failed']} failed")
     for f in s.get("failures", []):

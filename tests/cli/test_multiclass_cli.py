@@ -89,8 +89,12 @@ def test_run_flows_on_several_inputs_with_a_class_map_and_a_label_model(samples,
     res = CliRunner().invoke(app, ["run", "flows", "--input", str(files[0]), "--input", str(files[1]),
                                    "--format", "cicflowmeter", "--lfs", str(NTP_PACK), "--class-map", str(BINARY_MAP),
                                    "--label-model", "mmsr", "--experiments", str(tmp_path / "exp.yaml"),
-                                   "--config", str(tmp_path / "fast.yaml"), "--out", str(out)], env={"COLUMNS": "200"})
+                                   "--config", str(tmp_path / "fast.yaml"), "--out", str(out)], env={"COLUMNS": "80"})
     assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert table and max(map(len, table)) <= 80 and not any("…" in ln for ln in table), "\n".join(table)
+    assert any(ln.startswith("│ A ") for ln in table) and "  A = src_port_le_6600_attack" in lines
     report = json.loads((out / "report.json").read_text())
     sources = report["preparation"]["sources"]
     assert [Path(f["file"]).name for f in sources["inputs"]] == ["DrDoS_NTP.csv", "Portmap.csv"]
