@@ -130,7 +130,7 @@ def flows_cmd(
     rows = [{**r, "combination": short_name(r.get("lfs") or str(r["combination"]).split(" + "), legend)}
             for r in summary["combinations"]]
     console.print(rich_table(
-        rows, columns=list(SUMMARY_COLUMNS), headings=SUMMARY_COLUMNS,
+        rows, columns=list(SUMMARY_COLUMNS), headings={**SUMMARY_COLUMNS, "combination": "LFs"},
         justify={k: "left" if k in text_cols else "right" for k in SUMMARY_COLUMNS},
         title=f"flow records: {summary.get('dataset', '')}"))
     for name, letter in legend.items():
