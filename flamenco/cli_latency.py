@@ -15,7 +15,8 @@ LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
 
 
 def latency_cmd(
-    inputs: List[Path] = typer.Option(..., "--input", help="input file(s); repeat --input for several"),
+    inputs: List[Path] = typer.Option(..., "--input", help="input file or folder (its files of the format); "
+                                      "repeat --input for several"),
     fmt: str = typer.Option(..., "--format", help=" | ".join(LATENCY_FORMATS)),
     out: Path = typer.Option(..., "--out", help="output folder: labels.parquet, report.json, comparison.*"),
     labels: Optional[Path] = typer.Option(None, "--labels", help="labeled pool joined on src, dst, timestamp (good/noise)"),
@@ -32,7 +33,15 @@ def latency_cmd(
     if fmt not in LATENCY_FORMATS:
         typer.echo(f"error: unknown format {fmt!r}; choose one of {', '.join(LATENCY_FORMATS)}", err=True)
         raise typer.Exit(2)
-    for p in [*inputs, *([labels] if labels else []), *([truth] if truth else []), *([config] if config else [])]:
+    from flamenco_core.errors import UsageError
+    from flamenco_core.experiments.inputs import expand_inputs
+
+    try:
+        inputs = expand_inputs(inputs, fmt)
+    except UsageError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2)
+    for p in [*([labels] if labels else []), *([truth] if truth else []), *([config] if config else [])]:
         if not p.is_file():
             typer.echo(f"error: {p}: no such file", err=True)
             raise typer.Exit(2)
@@ -76,22 +85,29 @@ def print_latency_summary(console: Console, summary: dict) -> None:
     avg = summary["average"]
     unl = "f1_unlabeled" in avg
     keys = ("f1_good", "f1_noise", "f1_macro")
-    heads = ("unlabeled good", "unlabeled noise", "unlabeled macro") if unl else ()
+    # Short headings (legend below) so that the eight columns fit 80 with every score whole.
+    tests = ("test good", "test noise", "test macro")
+    heads = ("unl good", "unl noise", "unl macro") if unl else ()
     bu = avg.get("baselines_unlabeled", {})
 
     pooled = avg.get("f1_unlabeled_pooled") or {}
     # F1 over all unlabeled rows at once (a big pair weighs more), beside the pair average
-    pooled_head = ("unlabeled macro, all rows",) if pooled else ()
+    pooled_head = ("unl macro all rows",) if pooled else ()
 
     def row(method, name: str, scores: dict, unlabeled: dict) -> dict:
-        return {"method": method, **{k: scores.get(k) for k in keys}, **{h: unlabeled.get(k) for h, k in zip(heads, keys)},
+        return {"method": method, **{h: scores.get(k) for h, k in zip(tests, keys)},
+                **{h: unlabeled.get(k) for h, k in zip(heads, keys)},
                 **{h: pooled.get(name, {}).get("f1_macro") for h in pooled_head}}
 
     rows = [row(Text("flamenco", style="bold"), "flamenco", avg, avg.get("f1_unlabeled", {}))]
     rows += [row(m, m, avg["baselines"].get(m, {}), bu.get(m, {})) for m in sorted(set(avg["baselines"]) | set(bu))]
-    cols = ("method", *keys, *heads, *pooled_head)
+    cols = ("method", *tests, *heads, *pooled_head)
     console.print(rich_table(rows, columns=cols, justify={c: "left" if c == "method" else "right" for c in cols},
+                             column_options={"method": {"no_wrap": True, "min_width": 17}},
                              title=f"latency: {avg.get('pairs_scored', 0)} pairs scored (pool: {summary['label_source_of_pool']} labels)"))
-    typer.echo(outcome_line(summary))
+    console.print(Text("  F1 per pair, averaged: test = the labeled pool's test split"
+                       + ("; unl = rows outside the labeled pool, against --truth; all rows = pooled over every pair's"
+                          " unlabeled rows" if unl else "")))
+    console.print(Text(outcome_line(summary)))
     if avg.get("vs_rolling_mad"):
-        typer.echo(avg["vs_rolling_mad"]["verdict"])
+        console.print(Text(avg["vs_rolling_mad"]["verdict"]))

@@ -75,8 +75,9 @@ def rich_table(
     ``overflow``...); other keyword arguments go to ``Table``.
 
     Nothing is cut with "…" when the table is wider than the console: a number keeps its width (it is
-    never shrunk) and a text wraps inside its cell (``overflow="fold"``), unless ``column_options`` says
-    otherwise.
+    never shrunk) and texts and headings wrap inside their cell (``overflow="fold"``), unless
+    ``column_options`` says otherwise. A table whose numbers alone are wider than the console needs
+    shorter headings or fewer columns (the caller's choice).
     """
     import pandas as pd
 
@@ -101,7 +102,8 @@ def rich_table(
         side = justify.get(key, "right" if numeric else "left")
         if numeric:
             widest = max((len(r[j]) for r in body if isinstance(r[j], str)), default=1)
-            defaults = {"no_wrap": True, "min_width": widest}
+            # a number keeps its width; its heading wraps (at spaces, else folded)
+            defaults = {"min_width": widest, "overflow": "fold"}
         else:
             defaults = {"overflow": "fold"}
         table.add_column(escape(headings.get(key, key)), justify=side, **{**defaults, **options.get(key, {})})

@@ -21,6 +21,10 @@ SUFFIXES = {
     "nfdump": (".csv", ".txt", ".nfdump"),
     "csv": (".csv",),
     "parquet": (".parquet",),
+    # latency dumps, plain or compressed (readers detect gzip and bzip2 by content)
+    "atlas": (".json", ".jsonl", ".gz", ".bz2"),
+    "scamper": (".json", ".jsonl", ".gz", ".bz2"),
+    "warts": (".warts", ".gz", ".bz2"),
 }
 
 

@@ -60,3 +60,32 @@ def test_flamenco_ui_serves_the_projects_store(tmp_path):
     finally:
         stop_all([svc])
     assert "MLflow UI on http://127.0.0.1:" in svc.tail()
+
+
+def test_latency_summary_fits_80_columns_with_every_score_whole():
+    import io
+
+    from rich.console import Console
+
+    from flamenco.cli_latency import print_latency_summary
+
+    scores = {"f1_good": 0.991, "f1_noise": 0.802, "f1_macro": 0.896}
+    methods = ("elliptic_envelope", "isolation_forest", "lof", "robust_covariance", "rolling_mad")
+    summary = {
+        "label_source_of_pool": "heuristic",
+        "outcomes": {"pairs": {"ok": 5, "partial": 0, "fallback": 18, "skipped": 2, "failed": 0},
+                     "subsets_by_level": {"envelope": 19, "subset": 5}},
+        "average": {"pairs_scored": 23, **scores, "f1_unlabeled": scores,
+                    "baselines": {m: {**scores, "f1_macro": 0.123} for m in methods},
+                    "baselines_unlabeled": {m: {**scores, "f1_macro": 0.456} for m in methods},
+                    "f1_unlabeled_pooled": {m: {"f1_macro": 0.789} for m in ("flamenco", *methods)}},
+    }
+    out = io.StringIO()
+    print_latency_summary(Console(file=out, width=80, soft_wrap=True), summary)
+    lines = out.getvalue().splitlines()
+    table = [ln for ln in lines if ln[:1] in "┏┃┡│└"]
+    assert max(map(len, table)) <= 80 and not any("…" in ln for ln in table), "\n".join(table)
+    for m in ("flamenco", *methods):
+        row = next(ln for ln in table if ln.startswith(f"│ {m} "))
+        assert row.count("0.") == 7, row  # three test, three unlabeled and the pooled score
+    assert any(ln.startswith("pairs: ok 5, partial 0, fallback 18, skipped 2") for ln in lines)

@@ -555,3 +555,22 @@ def test_garbage_never_crashes_and_counts_balance(samples: Path, fmt: str, data)
         assert (ctx_p.input_records, ctx_p.dropped, len(ctx_p.quarantined)) == (
             ctx.input_records, ctx.dropped, len(ctx.quarantined),
         )
+
+
+def test_a_folder_of_latency_dumps_gives_its_dump_files_only(tmp_path):
+    """``run latency --input FOLDER``: the generators write their ground truth (Parquet) beside the dumps;
+    only the format's files are inputs, sorted by name; an empty folder or a missing path is a usage error."""
+    import pytest
+
+    from flamenco_core.errors import UsageError
+    from flamenco_core.experiments.inputs import expand_inputs
+
+    for name in ("b.jsonl", "a.json.gz", "labels.parquet", ".hidden.jsonl", "notes.txt"):
+        (tmp_path / name).write_text("")
+    assert [p.name for p in expand_inputs([tmp_path], "atlas")] == ["a.json.gz", "b.jsonl"]
+    (tmp_path / "t.warts").write_text("")
+    assert [p.name for p in expand_inputs([tmp_path], "warts")] == ["a.json.gz", "t.warts"]
+    with pytest.raises(UsageError, match="no atlas file"):
+        expand_inputs([tmp_path / "empty"] if (tmp_path / "empty").mkdir() is None else [], "atlas")
+    with pytest.raises(UsageError, match="no such file or folder"):
+        expand_inputs([tmp_path / "missing"], "atlas")
