@@ -350,3 +350,28 @@ def test_timestamp_samples_of_two_strides_merge_at_the_coarser_one():
     assert np.array_equal(fine.values(), np.concatenate([np.arange(0, 1000, 8), np.arange(1000, 2000, 8)]))
     coarse.merge(np.arange(0, 1000, 2), 2)  # a finer sample is thinned to the coarse stride
     assert coarse.stride == 8 and len(coarse) == 250
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 1.5, -2.0, 1e308, float("nan"), float("inf"), -float("inf"), None]),
+                          st.sampled_from([1.0, float("nan"), None]),
+                          st.sampled_from(["a", None])), max_size=200))
+def test_arrow_cleaning_drops_what_the_pandas_cleaning_drops(rows):
+    """The Arrow cleaning (a sum per column, invalid rows cut out by slices or by a filter) keeps exactly
+    the rows and counts of the pandas one; 1e308 + 1e308 overflows the sum, not the check."""
+    from collections import Counter
+
+    from flamenco_core.ingest.clean import drop_invalid, drop_invalid_arrow
+
+    frame = pd.DataFrame({"rtt_ms": pd.array([r[0] for r in rows], dtype="float64"),
+                          "x": pd.array([r[1] for r in rows], dtype="float64"),
+                          "label": pd.array([r[2] for r in rows], dtype="string")})
+    # NaN stays a float NaN in Arrow (None is a null): both are "nan" drops
+    table = pa.table({"rtt_ms": pa.array([r[0] for r in rows], pa.float64(), from_pandas=False),
+                      "x": pa.array([r[1] for r in rows], pa.float64(), from_pandas=False),
+                      "label": pa.array([r[2] for r in rows], pa.string())})
+    got, got_counts = drop_invalid_arrow(table)
+    want, want_counts = drop_invalid(frame)
+    assert Counter(got_counts) == Counter(want_counts)
+    assert [(r["rtt_ms"], r["x"], r["label"]) for r in got.to_pylist()] == list(
+        zip(want["rtt_ms"].tolist(), want["x"].tolist(), [None if pd.isna(v) else v for v in want["label"]]))
