@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-from flamenco_core.env import setup_environment
+from flamenco_core.env import debug_enabled, setup_environment
 
 log_ = logging.getLogger(__name__)
 
@@ -70,6 +70,10 @@ def client():
     setup_environment()
     from mlflow import MlflowClient
 
+    # MLflow's INFO lines ("Creating initial MLflow database tables...", "View run ... at: URL") would
+    # interleave with a command's own summary; its warnings still show, and --debug shows everything
+    if not debug_enabled():
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
     return MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
 
 

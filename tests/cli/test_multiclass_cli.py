@@ -136,3 +136,21 @@ def test_flow_records_core_on_the_13_files_is_multiclass(samples, tmp_path):
     whole_lf = table[(table["combination"] == whole["combination"]) & (table["scorer"] == "LFs")].iloc[0]
     assert whole_lf["not covered"] == "ntp, tftp, portmap"
     assert whole_lf["macro (covered)"] == pytest.approx(whole["lf_f1_macro_covered"])
+
+
+def test_mlflow_info_lines_stay_out_of_a_commands_output(samples, tmp_path):
+    """A fresh store makes MLflow log "Creating initial MLflow database tables..." at INFO: a command's
+    output holds its own summary only (MLflow's warnings would still show)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FLAMENCO_HOME": str(tmp_path / "home")}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    res = subprocess.run([str(Path(sys.executable).with_name("flamenco")), "lf", "compare-models", str(MULTI),
+                          "--data", str(samples / "cicddos2019" / "DrDoS_DNS.csv"), "--class-map", str(CIC_MAP),
+                          "--out", str(tmp_path / "o"), "--label-model", "majority", "--no-end-model"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "MLflow: experiment flamenco-label-models" in res.stdout
+    assert "INFO mlflow" not in res.stdout + res.stderr, res.stderr
