@@ -282,9 +282,9 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
               "pair is labeled) and macro F1 on its test split, averaged over SD pairs"))
     for key in ("ark", "atlas"):
         r = results[key]
-        console.print(Text(f"  {key}-like: {outcome_line(r)}"), soft_wrap=True)
+        console.print(Text(f"  {key}-like: {outcome_line(r)}"))
         if r["average"].get("vs_rolling_mad"):
-            console.print(Text(f"    {r['average']['vs_rolling_mad']['verdict']}"), soft_wrap=True)
+            console.print(Text(f"    {r['average']['vs_rolling_mad']['verdict']}"))
         if r.get("skipped"):
             console.print(Text(f"    {len(r['skipped'])} pairs skipped: fewer than min_points rows (the largest "
                                f"{max(x['rows'] for x in r['skipped'])}); lower min_points in conf/demo_latency.yaml to label them"))
@@ -302,7 +302,7 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
     console.print(rich_table(rows, columns=cols, na="-", justify={c: "left" if c in ("LFs", "outcome") else "right" for c in cols},
                              title="CIC-like NTP: LF combinations (F1 of attack on test; faithful trees)"))
     for k, v in letter.items():  # one per line: a legend wrapped mid-name cannot be read
-        console.print(Text(f"  {v} = {k}"), soft_wrap=True)
+        console.print(Text(f"  {v} = {k}"))
     collab = results["collab"]
     widest = max((len(str(r["name"])) for r in collab["comparison"]), default=4)
     # pack names whole (min_width) in 80 columns: short headings, spelled out below the table
@@ -313,7 +313,7 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
         justify={k: "left" if k == "name" else "right" for k in cols},
         column_options={k: {"overflow": "fold", **({"min_width": widest} if k == "name" else {})} for k in cols},
         title="two-group collaboration (aggregates only: what the groups share)"))
-    console.print(Text("  F1 vote: majority vote of the LFs; F1 model: the label model"), soft_wrap=True)
+    console.print(Text("  F1 vote: majority vote of the LFs; F1 model: the label model"))
     from flamenco_core.report import write_demo_index
     from tasks.tracking import ui_command
 
@@ -323,16 +323,16 @@ def _print_demo(results: dict, out: Path, home: Path) -> None:
     parts = {"latency, Ark-like": "latency_ark", "latency, Atlas-like": "latency_atlas",
              "flow records, CIC-like (NTP pack)": "flows_cic", "two-group collaboration": "collaboration"}
     page = write_demo_index(out, parts, commands=commands)
-    console.print(Text(f"\nResults under {out}:"), soft_wrap=True)
-    console.print(Text(f"  report page: {page}"), soft_wrap=True)
+    console.print(Text(f"\nResults under {out}:"))
+    console.print(Text(f"  report page: {page}"))
     for key in ("ark", "atlas"):
         console.print(Text(f"  latency {key}: {out / f'latency_{key}'}/ (index.html, report.json, labels.parquet, "
-                           "comparison.png, per_pair/)"), soft_wrap=True)
-    console.print(Text(f"  flows: {out / 'flows_cic'}/ (index.html, report.json, tables/, trees/)"), soft_wrap=True)
-    console.print(Text(f"  collaboration: {out / 'collaboration'}/ (index.html, report.md)"), soft_wrap=True)
-    console.print(Text(f"MLflow runs: {commands[0][1]}"), soft_wrap=True)
-    console.print(Text(f"  or, from this folder: {commands[1][1]}"), soft_wrap=True)
-    console.print(Text(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})"), soft_wrap=True)
+                           "comparison.png, per_pair/)"))
+    console.print(Text(f"  flows: {out / 'flows_cic'}/ (index.html, report.json, tables/, trees/)"))
+    console.print(Text(f"  collaboration: {out / 'collaboration'}/ (index.html, report.md)"))
+    console.print(Text(f"MLflow runs: {commands[0][1]}"))
+    console.print(Text(f"  or, from this folder: {commands[1][1]}"))
+    console.print(Text(f"Prefect home: {os.environ['PREFECT_HOME']} (flamenco home {home})"))
 
 
 def _venv_bin(name: str) -> str:

@@ -197,4 +197,4 @@ def collaborate_cmd(
     from flamenco_core.report import write_index
 
     page = write_index(out)  # the report as a page beside it (aggregates only, like the report)
-    console.print(Text(f"wrote {out / 'report.json'}, {out / 'report.md'} and {page} (aggregates only)"), soft_wrap=True)
+    console.print(Text(f"wrote {out / 'report.json'}, {out / 'report.md'} and {page} (aggregates only)"))

@@ -49,7 +49,7 @@ def explain_cmd(
     for f in missing:
         hint = difflib.get_close_matches(f, unused, n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        err.print(Text.assemble(("warning: ", "bold yellow"), f"the point has no value for {f!r}; its test is false{extra}"), soft_wrap=True)
+        err.print(Text.assemble(("warning: ", "bold yellow"), f"the point has no value for {f!r}; its test is false{extra}"))
 
     rows = [{"#": k, "test": condition_text(t, t.nodes[s.node]), "value": None if s.value is None else float(s.value),
              "outcome": Text("true", style="green") if s.outcome else Text("false", style="red"), "LF": ", ".join(s.lfs)}

@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from flamenco.ui import console, rich_table
+from flamenco.ui import console, fail, rich_table
 
 LATENCY_FORMATS = ["atlas", "scamper", "warts", "csv", "parquet"]
 
@@ -39,8 +39,7 @@ def latency_cmd(
     try:
         inputs = expand_inputs(inputs, fmt)
     except UsageError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2)
+        fail(str(exc))
     for p in [*([labels] if labels else []), *([truth] if truth else []), *([config] if config else [])]:
         if not p.is_file():
             typer.echo(f"error: {p}: no such file", err=True)

@@ -90,8 +90,7 @@ def compare_models_cmd(
     except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, OutputInUse
         fail(str(exc), exc.exit_code)
 
-    # Every table fits 80 columns with nothing cut, and every line prints whole (soft_wrap): a pipe or a
-    # narrow window must not break a path or a score.
+    # Every table fits 80 columns with nothing cut (the console prints every line whole).
     rows = [{"model": str(key), "F1 covered": row.get("f1_macro_covered"), "F1 all": row.get("f1_macro"),
              "weighted": row.get("f1_weighted"), "coverage": row.get("coverage"),
              "fit s": float(row.get("fit_seconds", 0.0))} for key, row in comp.table.iterrows()]
@@ -100,11 +99,11 @@ def compare_models_cmd(
                              justify={c: "left" if c == "model" else "right" for c in cols},
                              column_options={"model": {"no_wrap": True, "min_width": 16}},
                              title=f"label models: {pack.name} on {len(files)} file(s), {prep.meta['rows']['test']} test rows"))
-    console.print(Text("  F1: macro F1 over the covered classes / over all classes, weighted F1"), soft_wrap=True)
+    console.print(Text("  F1: macro F1 over the covered classes / over all classes, weighted F1"))
     for key, row in comp.table.iterrows():
         if row.get("fallback") or row.get("kind") != "label_model":
             used = f"{row.get('model')}" + (f" (fallback: {row.get('fallback')})" if row.get("fallback") else "")
-            console.print(Text(f"  {key}: {used}"), soft_wrap=True)
+            console.print(Text(f"  {key}: {used}"))
     # classes as rows, models as columns: a table that stays readable in 80 columns
     per = comp.per_class().T
     from rich import box
@@ -115,14 +114,13 @@ def compare_models_cmd(
                              justify={"class": "left", **{m: "right" for m in models}},
                              column_options={"class": {"no_wrap": True}, **{m: {"min_width": 5, "no_wrap": True} for m in models}},
                              title="F1 per class (test split)", box=box.SIMPLE, padding=(0, 0), pad_edge=False))
-    console.print(Text("  " + ", ".join(f"{SHORT.get(m, m)} = {LONG.get(m, m)}" for m in models)), soft_wrap=True)
-    console.print(Text("* not covered: no LF of the pack votes for the class on the training split"), soft_wrap=True)
+    console.print(Text("  " + ", ".join(f"{SHORT.get(m, m)} = {LONG.get(m, m)}" for m in models)))
+    console.print(Text("* not covered: no LF of the pack votes for the class on the training split"))
     uncovered = report["uncovered_classes"]
-    console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"),
-                  soft_wrap=True)
-    console.print(Text(f"best label model (chosen on validation): {comp.best_label_model}"), soft_wrap=True)
+    console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"))
+    console.print(Text(f"best label model (chosen on validation): {comp.best_label_model}"))
     for name in ("report.json", "comparison.md", "per_class_f1.md"):
-        console.print(Text(f"wrote {out / name}"), soft_wrap=True)
+        console.print(Text(f"wrote {out / name}"))
     if mlflow:
         from tasks.label_models import log_label_model_comparison
         from tasks.tracking import input_hashes
@@ -133,4 +131,4 @@ def compare_models_cmd(
             report, dataset=name,
             inputs=input_hashes(files),
             artifacts=[out / "comparison.csv", out / "per_class_f1.csv", out / "report.json", *pngs])
-        console.print(Text(f"MLflow: experiment flamenco-label-models, parent run {run_id}"), soft_wrap=True)
+        console.print(Text(f"MLflow: experiment flamenco-label-models, parent run {run_id}"))

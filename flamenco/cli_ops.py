@@ -170,7 +170,7 @@ def ui_cmd(
         fail(f"{host}:{port} is already in use (pick another --port)", 1)
     cmd = [tool("mlflow"), "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port), "--workers", "1"]
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")  # no GenAI job runner: nothing uses it
-    console.print(Text(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it"), soft_wrap=True)
+    console.print(Text(f"MLflow UI on http://{host}:{port} (store {uri}); Ctrl-C stops it"))
     proc = subprocess.Popen(cmd, env=env)
     try:
         raise typer.Exit(proc.wait())
@@ -279,7 +279,7 @@ def compare_cmd(
                                  column_options={c: {"overflow": "fold"} for c in shown},
                                  title=f"{experiment} / {d or '-'}: by {metric}", min_width=40))
     for name, letter in legend.items():  # one per line: a wrapped LF name cannot be read or copied
-        console.print(Text(f"  {letter} = {name}"), soft_wrap=True)
+        console.print(Text(f"  {letter} = {name}"))
     console.print(Text(f"{len(runs)} runs"))
     if log:
         key = tracking.run_key("flamenco-compare", None, {"experiment": experiment, "metric": metric, "dataset": dataset})
@@ -290,4 +290,4 @@ def compare_cmd(
         tracking.end_run(rid)
         console.print(Text(f"logged to run {rid}"))
     for f in ("compare.csv", "compare_runs.csv", "compare.md", "compare.png"):
-        console.print(Text(f"wrote {target / f}"), soft_wrap=True)
+        console.print(Text(f"wrote {target / f}"))

@@ -126,9 +126,8 @@ def flows_cmd(
     # Combinations by their A/B/C letters (spelled out below, one LF per line), as `flamenco compare` and
     # the MLflow child runs name them: full names would squeeze the scores out of 80 columns.
     text_cols = ("combination", "outcome")
-    legend = lf_legend(r.get("lfs") or str(r["combination"]).split(" + ") for r in summary["combinations"])
-    rows = [{**r, "combination": short_name(r.get("lfs") or str(r["combination"]).split(" + "), legend)}
-            for r in summary["combinations"]]
+    legend = lf_legend(summary["combinations"])  # every summary record carries its "lfs"
+    rows = [{**r, "combination": short_name(r["lfs"], legend)} for r in summary["combinations"]]
     console.print(rich_table(
         rows, columns=list(SUMMARY_COLUMNS), headings={**SUMMARY_COLUMNS, "combination": "LFs"},
         justify={k: "left" if k in text_cols else "right" for k in SUMMARY_COLUMNS},
@@ -142,12 +141,12 @@ def flows_cmd(
     undefined = next((r["f1_undefined"] for r in summary["combinations"] if r.get("f1_undefined")), None)
     if undefined:
         console.print(Text(f"n/a: {undefined} in the test split"))
-    console.print(Text(f"report: {summary['report']}"), soft_wrap=True)  # paths whole, never wrapped mid-word
+    console.print(Text(f"report: {summary['report']}"))  # paths whole, never wrapped mid-word
     if summary.get("page"):
-        console.print(Text(f"page: {summary['page']}"), soft_wrap=True)
+        console.print(Text(f"page: {summary['page']}"))
     if summary.get("labels"):
         console.print(Text(f"labels: {summary['labels']['path']} ({json.dumps(summary['labels']['by_source'])})"))
         console.print(Text(f"tables: {Path(out) / 'tables'}   trees: {Path(out) / 'trees'}"))
-    console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"), soft_wrap=True)
+    console.print(Text(f"MLflow: experiment {summary['experiment']}, parent run {summary['parent_run_id']}"))
     if s["ok"] + s["skipped"] == 0:
         fail(f"every combination failed; nothing usable (report: {summary['report']})", 1)

@@ -570,7 +570,8 @@ def test_a_folder_of_latency_dumps_gives_its_dump_files_only(tmp_path):
     assert [p.name for p in expand_inputs([tmp_path], "atlas")] == ["a.json.gz", "b.jsonl"]
     (tmp_path / "t.warts").write_text("")
     assert [p.name for p in expand_inputs([tmp_path], "warts")] == ["a.json.gz", "t.warts"]
+    (tmp_path / "empty").mkdir()
     with pytest.raises(UsageError, match="no atlas file"):
-        expand_inputs([tmp_path / "empty"] if (tmp_path / "empty").mkdir() is None else [], "atlas")
+        expand_inputs([tmp_path / "empty"], "atlas")
     with pytest.raises(UsageError, match="no such file or folder"):
         expand_inputs([tmp_path / "missing"], "atlas")
