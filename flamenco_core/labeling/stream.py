@@ -1,10 +1,12 @@
 """Labeling at dump scale: a Parquet dataset in, a label matrix and labels out, memory bounded by a batch.
 
-:func:`label_parquet` makes three passes (apply, count vote patterns, label); the label model is fitted on
-the patterns and their counts, which is exact. See docs/labeling.md, section ``stream.py``."""
+:func:`label_parquet` makes two passes (apply and count vote patterns, then label); the label model is
+fitted on the patterns and their counts, which is exact. See docs/labeling.md, section ``stream.py``."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -108,19 +110,35 @@ class PatternCounter:
         self.codes = np.empty(0, dtype=np.int64)
         self.counts = np.empty(0, dtype=np.int64)
 
+    @property
+    def code_dtype(self) -> np.dtype:
+        """The narrowest integer type that holds every code (what :meth:`encode` returns)."""
+        for t in (np.uint16, np.uint32):
+            if self.space <= int(np.iinfo(t).max) + 1:
+                return np.dtype(t)
+        return np.dtype(np.int64)
+
     def encode(self, L: np.ndarray) -> np.ndarray:
-        """One int64 code per row of ``L`` (votes -1..k-1)."""
-        codes = np.zeros(L.shape[0], dtype=np.int64)
-        for j in range(self.m):  # one pass per LF keeps the temporary at n int64s
-            codes += (L[:, j].astype(np.int64) + 1) * self.powers[j]
+        """One code per row of ``L`` (votes -1..k-1), of :attr:`code_dtype`."""
+        # int32 arithmetic where the codes fit: half the memory traffic of int64 on the hot path
+        work = np.int32 if self.space <= 1 << 31 else np.int64
+        codes = np.zeros(L.shape[0], dtype=work)
+        for j in range(self.m):  # one pass per LF keeps the temporary at n integers
+            codes += (L[:, j].astype(work) + 1) * work(self.powers[j])
+        return codes.astype(self.code_dtype, copy=False)
+
+    def add(self, L: np.ndarray) -> np.ndarray:
+        """Count the rows of ``L``; returns their codes."""
+        codes = self.encode(L)
+        self.add_codes(codes)
         return codes
 
-    def add(self, L: np.ndarray) -> None:
-        codes = self.encode(L)
+    def add_codes(self, codes: np.ndarray) -> None:
+        """Count rows given by their codes (from :meth:`encode`)."""
         if self.dense is not None:
             self.dense += np.bincount(codes, minlength=self.space)
             return
-        u, c = np.unique(codes, return_counts=True)
+        u, c = np.unique(codes.astype(np.int64, copy=False), return_counts=True)
         allc = np.concatenate((self.codes, u))
         allk = np.concatenate((self.counts, c))
         self.codes, inv = np.unique(allc, return_inverse=True)
@@ -135,14 +153,6 @@ class PatternCounter:
             codes, counts = self.codes, self.counts
         patterns = (codes[:, None] // self.powers[None, :]) % self.base - 1
         return codes, counts, patterns.astype(np.int8)
-
-
-def _matrix_batches(path: Path, batch_rows: int):
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=batch_rows):
-        yield np.column_stack([batch.column(j).to_numpy() for j in range(batch.num_columns)]).astype(np.int8)
 
 
 def label_parquet(
@@ -167,24 +177,39 @@ def label_parquet(
     (majority vote below 3 LFs, as :func:`~flamenco_core.labeling.label_model.make_label_model`) or
     ``majority``. ``matrix_path``: write the label matrix there instead of ``out_dir``. Deterministic for a
     given ``seed``."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from .applier import apply_lfs_parquet
-    from .label_model import make_label_model
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     matrix = Path(matrix_path) if matrix_path is not None else out / L_FILE
-    _, meta = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=matrix, n_jobs=n_jobs,
-                                return_meta=True)
     names = list(pack.lf_names)
     k = len(pack.classes)
     counter = PatternCounter(len(names), k)
-    n_rows = 0
-    for Lb in _matrix_batches(matrix, batch_rows):
-        counter.add(Lb)
-        n_rows += Lb.shape[0]
+    # Each row's pattern code is spooled to a scratch file while the pack is applied, so the labels pass
+    # reads 2-8 bytes a row instead of decoding the matrix twice; the file never outlives the call.
+    spool_fd, spool_name = tempfile.mkstemp(prefix=".codes-", suffix=".tmp", dir=out)
+    spool = Path(spool_name)
+    try:
+        with os.fdopen(spool_fd, "wb") as fh:
+            _, meta = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=matrix, n_jobs=n_jobs,
+                                        return_meta=True, on_batch=lambda Lb: fh.write(counter.add(Lb).tobytes()))
+        return _write_labels(pack, counter, spool, out, meta, label_model, label_model_params, seed, batch_rows,
+                             matrix)
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def _write_labels(pack, counter: PatternCounter, spool: Path, out: Path, meta, label_model, label_model_params, seed,
+                  batch_rows, matrix) -> StreamResult:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .label_model import make_label_model
+    from .parquet_apply import BackgroundWriter
+
+    names = list(pack.lf_names)
+    k = len(pack.classes)
+    n_rows = int(meta.n_rows)
     codes, counts, patterns = counter.result()
 
     lm = make_label_model(label_model, n_lfs=len(names), cardinality=k, seed=seed, **(label_model_params or {}))
@@ -209,14 +234,14 @@ def label_parquet(
     if counter.dense is not None:  # code -> pattern index by one gather instead of a binary search
         lut = np.zeros(counter.space, dtype=np.int64)
         lut[codes] = np.arange(len(codes))
-    with pq.ParquetWriter(labels_path, schema) as writer:
-        for Lb in _matrix_batches(matrix, batch_rows):
-            c = counter.encode(Lb)
-            idx = lut[c] if lut is not None else np.searchsorted(codes, c)
-            y = y_pat[idx]
-            label_counts += np.bincount(y.astype(np.int64) + 1, minlength=k + 1)
-            cols = [pa.array(y)] + [pa.array(p_pat[idx, j]) for j in range(k)]
-            writer.write_table(pa.Table.from_arrays(cols, schema=schema))
+    with pq.ParquetWriter(labels_path, schema) as writer, open(spool, "rb") as fh:
+        with BackgroundWriter(writer) as bg:
+            while (c := np.fromfile(fh, dtype=counter.code_dtype, count=batch_rows)).size:
+                idx = lut[c] if lut is not None else np.searchsorted(codes, c)
+                y = y_pat[idx]
+                label_counts += np.bincount(y.astype(np.int64) + 1, minlength=k + 1)
+                cols = [pa.array(y)] + [pa.array(p_pat[idx, j]) for j in range(k)]
+                bg.write(pa.Table.from_arrays(cols, schema=schema))
         if n_rows == 0:
             writer.write_table(schema.empty_table())
     return StreamResult(

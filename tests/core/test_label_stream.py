@@ -61,3 +61,45 @@ def test_pattern_counter_sparse_path_equals_dense():
     assert counts.sum() == len(L)
     u, c = np.unique(L, axis=0, return_counts=True)
     assert len(u) == len(codes) and sorted(c) == sorted(counts)
+
+
+@pytest.mark.parametrize("m, dtype", [(6, np.uint16), (16, np.uint32), (30, np.int64)])
+def test_pattern_codes_round_trip_in_the_narrowest_type(m, dtype):
+    rng = np.random.default_rng(m)
+    L = rng.integers(-1, 2, size=(3000, m)).astype(np.int8)
+    L[0] = 1  # the largest code: every LF votes the last class
+    counter = PatternCounter(m, 2)
+    codes = counter.add(L)
+    assert codes.dtype == dtype and counter.code_dtype == dtype
+    got_codes, counts, patterns = counter.result()
+    u, c = np.unique(L, axis=0, return_counts=True)
+    order = np.lexsort(patterns.T[::-1])  # compare as sets of (pattern, count)
+    np.testing.assert_array_equal(patterns[order], u)
+    np.testing.assert_array_equal(counts[order], c)
+
+
+def test_stream_leaves_only_its_outputs(tmp_path):
+    bench = _bench()
+    data = tmp_path / "flows.parquet"
+    pq.write_table(pa.Table.from_pandas(bench.synth_flows(5_000, seed=2), preserve_index=False), data)
+    pack = LFPack.from_dict(bench.PACK)
+    out = tmp_path / "out"
+    label_parquet(pack, data, out, batch_rows=1024)
+    assert sorted(p.name for p in out.iterdir()) == ["label_matrix.parquet", "labels.parquet"]
+    # a failing run (a column the pack needs is missing) leaves no scratch file either
+    pq.write_table(pa.table({"unrelated": [1.0, 2.0]}), data)
+    with pytest.raises(Exception, match="flows.parquet"):
+        label_parquet(pack, data, tmp_path / "bad", batch_rows=1024)
+    assert not [p for p in (tmp_path / "bad").iterdir() if p.name.startswith(".codes-")]
+
+
+def test_background_writer_raises_the_write_error():
+    from flamenco_core.labeling.parquet_apply import BackgroundWriter
+
+    class Broken:
+        def write_table(self, table):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(OSError, match="No space left"):
+        with BackgroundWriter(Broken()) as bg:
+            bg.write(pa.table({"a": [1]}))
