@@ -31,7 +31,7 @@ MCD_MAX_ROWS = 2_000
 LOF_MAX_ROWS = 50_000
 # kd-trees find the same neighbours as brute force; up to this many columns (the latency path's
 # correlated window and deviation features) they are several times faster at 30k+ rows, beyond it
-# scikit-learn's own choice (brute force) is kept.
+# scikit-learn's own choice of search is kept.
 _KD_TREE_MAX_FEATURES = 20
 # Rows scored per block when LOF scores rows outside its fit: bounds the neighbour arrays' memory.
 _LOF_CHUNK = 65_536
@@ -62,25 +62,51 @@ def _check_contamination(c, method):
     return c
 
 
+def _knn_graph(tree, Q: np.ndarray, k: int, n_fit: int):
+    """Each row of ``Q``'s ``k`` nearest fit rows as a sparse distance graph (scikit-learn's ``precomputed``
+    neighbours format: rows sorted by distance)."""
+    from scipy import sparse
+
+    d, i = tree.query(Q, k=k)
+    n = len(Q)
+    return sparse.csr_matrix((d.reshape(n, k).ravel(), i.reshape(n, k).ravel(), np.arange(0, n * k + 1, k)),
+                             shape=(n, n_fit))
+
+
 def _lof(X, contamination, seed, n_neighbors: int = 20, _notes=None):
     from sklearn.neighbors import LocalOutlierFactor
 
-    algorithm = "kd_tree" if X.shape[1] <= _KD_TREE_MAX_FEATURES else "auto"
-    if len(X) <= LOF_MAX_ROWS:
-        m = LocalOutlierFactor(n_neighbors=min(n_neighbors, len(X) - 1), contamination=contamination, algorithm=algorithm)
-        pred = m.fit_predict(X)
+    big = len(X) > LOF_MAX_ROWS
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), LOF_MAX_ROWS, replace=False)) if big else None
+    fit = X[rows] if big else X
+    k = min(n_neighbors, len(fit) - 1)
+    if X.shape[1] <= _KD_TREE_MAX_FEATURES:
+        # scipy's kd-tree (unbalanced: faster to build and query on these correlated columns) finds the
+        # neighbours, scikit-learn's LOF takes them precomputed: the same LOF as scikit-learn's own kd-tree
+        # (scores within 1e-15, labels equal on a 110k-row Ark-like pair) in less than half the time.
+        from scipy.spatial import cKDTree
+
+        tree = cKDTree(fit, balanced_tree=False, compact_nodes=False)
+        m = LocalOutlierFactor(n_neighbors=k, contamination=contamination, metric="precomputed", novelty=big)
+        # k + 1 from the fit rows themselves: scikit-learn drops each row from its own neighbours
+        fit_in = _knn_graph(tree, fit, k + 1, len(fit))
+        query = lambda part: _knn_graph(tree, part, k, len(fit))  # noqa: E731
+    else:
+        m = LocalOutlierFactor(n_neighbors=k, contamination=contamination, novelty=big)
+        fit_in = fit
+        query = lambda part: part  # noqa: E731
+    if not big:
+        pred = m.fit_predict(fit_in)
         return (pred == -1), -m.negative_outlier_factor_
     # The fit rows keep their LOF within the sample (as fit_predict would give them); every other row is
     # scored as a new point against the sample, in blocks, with the same offset.
-    rows = np.sort(np.random.default_rng(seed).choice(len(X), LOF_MAX_ROWS, replace=False))
-    m = LocalOutlierFactor(n_neighbors=n_neighbors, contamination=contamination, algorithm=algorithm, novelty=True)
-    m.fit(X[rows])
+    m.fit(fit_in)
     nof = np.empty(len(X))
     nof[rows] = m.negative_outlier_factor_
     rest = np.setdiff1d(np.arange(len(X)), rows, assume_unique=True)
     for lo in range(0, len(rest), _LOF_CHUNK):
         part = rest[lo:lo + _LOF_CHUNK]
-        nof[part] = m.score_samples(X[part])
+        nof[part] = m.score_samples(query(X[part]))
     if _notes is not None:
         _notes.append(f"LOF fitted on a seeded subsample of {LOF_MAX_ROWS} of {len(X)} rows; the others scored against it")
     return nof < m.offset_, -nof

@@ -131,3 +131,32 @@ def test_lof_beyond_its_cap_fits_a_seeded_subsample(monkeypatch):
     assert "subsample of 1000 of 2000 rows" in a.attrs["outcomes"]["lof"]["reason"]
     full = LocalOutlierFactor(n_neighbors=20).fit_predict(_standardized(X)) == -1
     assert (a["lof"].to_numpy(dtype=bool) == full).mean() > 0.97
+
+
+def test_lof_beyond_its_cap_equals_scikit_learns_own_neighbour_search(monkeypatch):
+    """scipy's kd-tree feeds scikit-learn's LOF precomputed neighbours: the same scores as LOF's own search."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    monkeypatch.setattr(baselines, "LOF_MAX_ROWS", 1200)
+    X = _data(3000, 4, 8)
+    got = run_baselines(X, ["lof"], "auto", 5)
+    Xs = _standardized(X)
+    rows = np.sort(np.random.default_rng(5).choice(len(X), 1200, replace=False))
+    m = LocalOutlierFactor(n_neighbors=20, algorithm="brute", novelty=True).fit(Xs[rows])
+    nof = np.empty(len(X))
+    nof[rows] = m.negative_outlier_factor_
+    rest = np.setdiff1d(np.arange(len(X)), rows)
+    nof[rest] = m.score_samples(Xs[rest])
+    np.testing.assert_array_equal(got["lof"].to_numpy(dtype=bool), nof < m.offset_)
+
+
+def test_lof_on_tied_rows_agrees_with_brute_force():
+    """Rounded RTTs repeat: among equal distances the two searches may pick different neighbours, which
+    moves a few borderline rows at most."""
+    from sklearn.neighbors import LocalOutlierFactor
+
+    X = np.round(_data(2000, 2, 9), 1)
+    assert len(np.unique(X, axis=0)) < len(X)  # ties are really there
+    got = run_baselines(X, ["lof"])["lof"].to_numpy(dtype=bool)
+    want = LocalOutlierFactor(n_neighbors=20, algorithm="brute").fit_predict(_standardized(X)) == -1
+    assert (got == want).mean() > 0.99
