@@ -5,8 +5,6 @@ fitted on the patterns and their counts, which is exact. See docs/labeling.md, s
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -128,21 +126,17 @@ class PatternCounter:
         return codes.astype(self.code_dtype, copy=False)
 
     def add(self, L: np.ndarray) -> np.ndarray:
-        """Count the rows of ``L``; returns their codes."""
+        """Count the rows of ``L``; returns their codes (:meth:`encode`)."""
         codes = self.encode(L)
-        self.add_codes(codes)
-        return codes
-
-    def add_codes(self, codes: np.ndarray) -> None:
-        """Count rows given by their codes (from :meth:`encode`)."""
         if self.dense is not None:
             self.dense += np.bincount(codes, minlength=self.space)
-            return
+            return codes
         u, c = np.unique(codes.astype(np.int64, copy=False), return_counts=True)
         allc = np.concatenate((self.codes, u))
         allk = np.concatenate((self.counts, c))
         self.codes, inv = np.unique(allc, return_inverse=True)
         self.counts = np.bincount(inv, weights=allk).astype(np.int64)
+        return codes
 
     def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(sorted codes, counts, patterns U x m with votes -1..k-1)."""
@@ -177,6 +171,8 @@ def label_parquet(
     (majority vote below 3 LFs, as :func:`~flamenco_core.labeling.label_model.make_label_model`) or
     ``majority``. ``matrix_path``: write the label matrix there instead of ``out_dir``. Deterministic for a
     given ``seed``."""
+    from flamenco_core.outputs import temp_name
+
     from .applier import apply_lfs_parquet
 
     out = Path(out_dir)
@@ -186,11 +182,11 @@ def label_parquet(
     k = len(pack.classes)
     counter = PatternCounter(len(names), k)
     # Each row's pattern code is spooled to a scratch file while the pack is applied, so the labels pass
-    # reads 2-8 bytes a row instead of decoding the matrix twice; the file never outlives the call.
-    spool_fd, spool_name = tempfile.mkstemp(prefix=".codes-", suffix=".tmp", dir=out)
-    spool = Path(spool_name)
+    # reads 2-8 bytes a row instead of decoding the matrix twice. The call removes it, failed or not; a
+    # killed run's file carries the project's temporary name, which the next run's output lock sweeps.
+    spool = out / temp_name("codes")
     try:
-        with os.fdopen(spool_fd, "wb") as fh:
+        with open(spool, "xb") as fh:
             _, meta = apply_lfs_parquet(pack, data, stats=stats, batch_rows=batch_rows, out=matrix, n_jobs=n_jobs,
                                         return_meta=True, on_batch=lambda Lb: fh.write(counter.add(Lb).tobytes()))
         return _write_labels(pack, counter, spool, out, meta, label_model, label_model_params, seed, batch_rows,

@@ -90,7 +90,9 @@ def test_stream_leaves_only_its_outputs(tmp_path):
     pq.write_table(pa.table({"unrelated": [1.0, 2.0]}), data)
     with pytest.raises(Exception, match="flows.parquet"):
         label_parquet(pack, data, tmp_path / "bad", batch_rows=1024)
-    assert not [p for p in (tmp_path / "bad").iterdir() if p.name.startswith(".codes-")]
+    from flamenco_core.outputs import is_temporary
+
+    assert not [p for p in (tmp_path / "bad").iterdir() if is_temporary(p.name)]
 
 
 def test_background_writer_raises_the_write_error():
