@@ -71,11 +71,15 @@ def apply(
             stats = load_profile(profile)
         except (OSError, ValueError, TypeError) as exc:
             fail(f"{profile}: cannot read profile: {exc}")
-    from flamenco_core.outputs import atomic_path, atomic_write_text
+    from flamenco_core.outputs import atomic_path, atomic_write_text, sweep_temporaries, temp_name
 
     if out.is_dir():
         fail(f"--out {out} is a folder; give the label matrix's file name")
     out.parent.mkdir(parents=True, exist_ok=True)
+    # the output's folder may be shared with other work, so it is not locked; what a killed `lf apply`
+    # left there (temporaries of processes that are gone) is removed before this run writes
+    for folder in {out.parent, *((labels.parent,) if labels is not None and labels.parent.is_dir() else ())}:
+        sweep_temporaries(folder, recursive=False)
     try:
         streamed = None
         if labels is not None and not (data.is_dir() or data.suffix.lower() == ".parquet"):
@@ -84,11 +88,11 @@ def apply(
             from flamenco_core.labeling.stream import label_parquet
 
             import shutil
-            import tempfile
 
             # memory bounded by a batch: the matrix, the vote-pattern counts and the labels stream
             with atomic_path(out) as tmp, atomic_path(labels) as tmp_labels:
-                work = Path(tempfile.mkdtemp(prefix=".labels-", dir=tmp_labels.parent))
+                work = tmp_labels.parent / temp_name("labels-work")  # a temporary name: swept after a kill
+                work.mkdir()
                 try:
                     streamed = label_parquet(pack, data, work, stats=stats, label_model=label_model, seed=seed,
                                              batch_rows=batch_rows, n_jobs=jobs, matrix_path=tmp)
