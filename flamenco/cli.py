@@ -112,7 +112,7 @@ def _load_column_map(path: Optional[Path]) -> dict:
 
 @app.command()
 def ingest(
-    sources: List[Path] = typer.Argument(..., help="input files"),
+    sources: List[Path] = typer.Argument(..., metavar="FILE", help="input files (gzip or bzip2 dumps are read as they are)"),
     fmt: str = typer.Option(..., "--format", help=" | ".join(FORMATS)),
     out: Path = typer.Option(..., "--out", help="output folder: data.parquet, quarantine.jsonl, ingest_report.json"),
     column_map: Optional[Path] = typer.Option(None, "--column-map", help="YAML for csv/parquet: {kind:, columns: {canonical: original}}"),
