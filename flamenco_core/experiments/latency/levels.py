@@ -193,24 +193,8 @@ def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
     return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
 
 
-def _deviation_scores(config: LatencyConfig) -> tuple[str, ...]:
-    # how far a row stands above its local baselines: centred and neighbour (two-sided), else causal
-    return ("rtt_ms_pair_crz", "rtt_ms_pair_nrz") if config.two_sided else ("rtt_ms_pair_rz",)
-
-
 def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig):
-    """Learned labels, less the noise of rows that do not stand out from any local baseline (see
-    ``LatencyConfig.noise_min_z``), with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
-    cols = [c for c in _deviation_scores(config) if c in rows.columns]
-    if config.noise_min_z and cols:
-        # An LF on roughness alone learns "a jumpy neighbourhood", and then calls the baseline RTTs
-        # around a burst or a route change noise: a noise RTT is one that stands above a baseline.
-        dev = np.fmax.reduce([rows[c].to_numpy(dtype="float64") for c in cols])
-        calm = (np.asarray(lab) == 1) & (dev < config.noise_min_z)  # NaN: no baseline, left as learned
-        res.autolf["deviation_floor_removed"] = int(calm.sum())
-        lab = np.where(calm, 0, lab)
-        p = np.where(calm, 0.0, p)
-        src = np.where(calm, "deviation_floor", src)
+    """Learned labels, with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
     if envelope is None or not config.envelope_guard:
         return lab, p, src
     env = envelope[0].loc[rows.index].to_numpy().astype(bool)
