@@ -78,8 +78,8 @@ def apply(
     out.parent.mkdir(parents=True, exist_ok=True)
     # the output's folder may be shared with other work, so it is not locked; what a killed `lf apply`
     # left there (temporaries of processes that are gone) is removed before this run writes
-    for folder in {out.parent, *((labels.parent,) if labels is not None and labels.parent.is_dir() else ())}:
-        sweep_temporaries(folder, recursive=False)
+    for folder in {out.parent} | ({labels.parent} if labels is not None else set()):
+        sweep_temporaries(folder, recursive=False)  # a missing folder holds nothing to sweep
     try:
         streamed = None
         if labels is not None and not (data.is_dir() or data.suffix.lower() == ".parquet"):
