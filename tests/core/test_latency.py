@@ -249,3 +249,63 @@ def test_summary_pools_unlabeled_rows_beside_the_pair_average():
     assert pooled["rows"] == 1010
     assert pooled["f1_noise"] == pytest.approx(2 * 100 / (2 * 100 + 5))
     assert avg["f1_unlabeled"]["f1_noise"] == pytest.approx(0.5)  # (0 + 1) / 2
+
+
+def test_the_deviation_floor_is_learned_from_the_calmest_labeled_noise():
+    from flamenco_core.experiments.latency.levels import deviation_floor
+
+    work = pd.DataFrame({"rtt_ms_pair_crz": [9.0, 6.0, 0.4, 0.1, np.nan],
+                         "rtt_ms_pair_nrz": [4.0, 7.0, 1.2, 0.2, 8.0]})
+    pool = pd.Series(["noise", "noise", "good", pd.NA, "noise"], index=work.index, dtype="string")
+    cfg = LatencyConfig()
+    assert deviation_floor(work, pool, cfg)[0] == cfg.noise_min_z  # both labeled noise rows stand above 3
+    # a labeled noise row only 1.2 sigmas up: the user calls such rows noise, so the floor steps down to it
+    low = pool.copy()
+    low.iloc[2] = "noise"
+    z, why = deviation_floor(work, low, cfg)
+    assert z == pytest.approx(1.2) and "calmest of 4" in why  # one score is enough to stand up
+    # no labeled noise: nothing tells how calm noise may be, so there is no floor
+    assert deviation_floor(work, pool.where(pool != "noise"), cfg)[0] == 0.0
+    assert deviation_floor(work, pool, LatencyConfig(noise_min_z=0))[0] == 0.0
+
+
+def test_learned_noise_needs_a_row_above_the_floor():
+    from flamenco_core.experiments.latency.levels import guard_labels
+    from flamenco_core.experiments.latency.results import SubsetResult
+
+    rows = pd.DataFrame({"rtt_ms_pair_crz": [0.5, 5.0, 0.2, np.nan, 0.1],
+                         "rtt_ms_pair_nrz": [1.0, 0.5, 4.0, np.nan, 0.1]})
+    res = SubsetResult(subset=0, rows=5, outcome="ok")
+    lab, p, src = guard_labels(np.array([1, 1, 1, 1, 0]), np.array([0.9, 0.8, 0.7, 0.6, 0.1]),
+                               np.full(5, "label_model", dtype=object), None, rows, res, LatencyConfig(), floor=3.0)
+    assert lab.tolist() == [0, 1, 1, 1, 0]  # one score above the floor is enough; no score, no change
+    assert p.tolist() == [0.0, 0.8, 0.7, 0.6, 0.1]
+    assert src.tolist() == ["deviation_floor", *["label_model"] * 4]
+    assert res.autolf["deviation_floor_removed"] == 1
+    off = guard_labels(np.array([1, 1, 1, 1, 0]), np.zeros(5), np.full(5, "x", dtype=object), None, rows,
+                       SubsetResult(subset=0, rows=5, outcome="ok"), LatencyConfig(), floor=0.0)
+    assert off[0].tolist() == [1, 1, 1, 1, 0]
+
+
+def test_a_bursty_pair_gets_no_learned_noise_at_its_baseline():
+    """The scenario generator's spike bursts (seed 7, pair 3): LFs learned on a subset cut on roughness
+    alone, and called RTTs at the route's own level noise around the bursts (23 before the floor)."""
+    from flamenco_core.preprocess.baseline import two_sided_features
+    from flamenco_core.synth.scenarios import generate
+
+    cfg = LatencyConfig()
+    df = generate("spike_bursts", n_pairs=4, seed=7)
+    pair = [g for _, g in df.groupby(["src", "dst"], sort=False)][3].sort_values("timestamp", kind="stable")
+    pair = pair.reset_index(drop=True)
+    res = run_pair(pair.drop(columns=["family"]), cfg, source="ark")
+    assert res.extra["deviation_floor"]["z"] == cfg.noise_min_z  # its labeled spikes all stand far above
+    out = res.labels.reset_index(drop=True)
+    learned = out["label_source"].isin(["label_model", "classifier"]).to_numpy()
+    assert learned.sum() > 1000 and (out["label_source"] == "deviation_floor").any()
+    dev = two_sided_features(pair[["timestamp", "rtt_ms"]], by=None, prefix="rtt_ms_pair", window=cfg.two_sided_window,
+                             neighbour_window=cfg.neighbour_window)
+    top = np.fmax(dev["rtt_ms_pair_crz"].to_numpy(), dev["rtt_ms_pair_nrz"].to_numpy())
+    noise = learned & (out["label"] == "noise").to_numpy()
+    assert noise.sum() > 50 and not (noise & (top < cfg.noise_min_z)).any()
+    # and on the rows the user did not label, FLAMENCO beats the rule a user would write
+    assert res.extra["f1_unlabeled"]["f1_noise"] > res.extra["baselines_unlabeled"]["rolling_mad"]["f1_noise"]

@@ -80,6 +80,10 @@ class LatencyConfig(BaseModel):
                                   "of the medians of the half-window before and after the row)")
     min_class_rows: int = Field(5, ge=1, description="labeled rows of each class a level needs to learn LFs")
     heuristic_k: float = Field(3.5, gt=0, description="without user labels: robust z above which the heuristic pool says noise")
+    noise_min_z: float = Field(3.0, ge=0, description="learned labels never call noise a row that stands less than "
+                               "this many robust standard deviations above both its centred and its neighbour "
+                               "baseline (causal: its rolling baseline), nor less than the calmest of the pair's "
+                               "labeled noise rows; no floor where the pair has no labeled noise; 0 turns it off")
     envelope_guard: bool = Field(True, description="rows beyond the envelope of the labeled good rows are noise even "
                                                    "where the learned LFs say good")
     envelope_floor: float = Field(6.0, gt=0, description="the envelope never calls noise a row less than this many "

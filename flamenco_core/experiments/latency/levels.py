@@ -193,8 +193,50 @@ def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
     return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
 
 
-def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig):
-    """Learned labels, with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
+def _deviation_scores(config: LatencyConfig) -> tuple[str, ...]:
+    # how far a row stands above its local baselines: centred and neighbour (two-sided), else causal
+    return ("rtt_ms_pair_crz", "rtt_ms_pair_nrz") if config.two_sided else ("rtt_ms_pair_rz",)
+
+
+def _deviation(rows: pd.DataFrame, config: LatencyConfig) -> Optional[np.ndarray]:
+    cols = [c for c in _deviation_scores(config) if c in rows.columns]
+    if not cols:
+        return None
+    return np.fmax.reduce([rows[c].to_numpy(dtype="float64") for c in cols])
+
+
+def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[float, str]:
+    """The deviation below which a learned noise label is turned back to good (0: none), and why.
+
+    An LF that cuts on roughness alone learns "a jumpy neighbourhood" and then calls the baseline RTTs
+    around a burst or a route change noise. A noise RTT usually stands above a local baseline, but not
+    always: on some routes the user's noise includes RTTs within a few sigmas of both baselines (a slow
+    congestion episode, a level the median has already followed). The pair's labeled noise rows say
+    which: the floor is ``noise_min_z`` or the calmest labeled noise row, whichever is lower, and
+    there is no floor when the pair holds no labeled noise to learn it from."""
+    dev = _deviation(work, config)
+    if not config.noise_min_z or dev is None:
+        return 0.0, "off"
+    noise = (pool.reindex(work.index) == "noise").fillna(False).to_numpy()
+    calm = dev[noise & np.isfinite(dev)]
+    if not calm.size:
+        return 0.0, "no labeled noise rows with a baseline to learn it from"
+    low = float(calm.min())
+    if low < config.noise_min_z:
+        return max(low, 0.0), f"the calmest of {calm.size} labeled noise rows ({low:.2f} robust sigmas)"
+    return config.noise_min_z, f"noise_min_z (the {calm.size} labeled noise rows all stand higher)"
+
+
+def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig, floor: float = 0.0):
+    """Learned labels, less the noise of rows that stand out from no local baseline (:func:`deviation_floor`),
+    with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
+    dev = _deviation(rows, config)
+    if floor > 0 and dev is not None:
+        calm = (np.asarray(lab) == 1) & (dev < floor)  # NaN: no baseline, left as learned
+        res.autolf["deviation_floor_removed"] = int(calm.sum())
+        lab = np.where(calm, 0, lab)
+        p = np.where(calm, 0.0, p)
+        src = np.where(calm, "deviation_floor", src)
     if envelope is None or not config.envelope_guard:
         return lab, p, src
     env = envelope[0].loc[rows.index].to_numpy().astype(bool)

@@ -12,7 +12,8 @@ import pandas as pd
 
 from .config import CLASSES, LatencyConfig
 from .features import baseline_features, pair_features, prepare_pair, subset_features
-from .levels import Learner, SourceLevel, describe_subset, envelope_labels, guard_labels, learn_level, learnable
+from .levels import (Learner, SourceLevel, describe_subset, deviation_floor, envelope_labels, guard_labels, learn_level,
+                     learnable)
 from .results import PairResult, SubsetResult, class_scores, confusion, encode_labels, labels_frame, score_labels
 
 
@@ -76,6 +77,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     # The labeled good rows bound normal behaviour: far beyond that bound is noise whatever the learned
     # LFs say (they learned their cuts from the labeled noise, which may not show every kind of noise).
     envelope = envelope_labels(work, pool, config)
+    floor = deviation_floor(work, pool, config)
 
     labels = empty.copy()
     predicted = pd.Series(pd.NA, index=df.index, dtype="string")
@@ -83,7 +85,8 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     base_cols: dict[str, pd.Series] = {}
     for i in range(len(split.subsets)):
         rows = work[work["subset"] == i]
-        r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair, pool_source, config, envelope)
+        r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair, pool_source, config, envelope,
+                             floor[0])
         results.append(r)
         labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
         predicted.loc[lab.index] = lab["label"].astype("string")
@@ -104,7 +107,8 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         labels.loc[given, "label_source"] = "user"
         labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
     extra = {"pool_source": pool_source, "pair_reason": pair.reason,
-             "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled))}
+             "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled)),
+             "deviation_floor": {"z": floor[0], "from": floor[1]}}
     if truth is not None:
         outside = (pool.reindex(df.index).isna() & truth.notna()).to_numpy()
         extra["truth_rows"] = int(outside.sum())
@@ -133,7 +137,8 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
 
 
 def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair: "_PairLevel",
-                pool_source: str, config: LatencyConfig, envelope) -> tuple[SubsetResult, pd.DataFrame]:
+                pool_source: str, config: LatencyConfig, envelope,
+                floor: float = 0.0) -> tuple[SubsetResult, pd.DataFrame]:
     """Label one modality subset at the best level its labeled rows support."""
     res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
     out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
@@ -160,7 +165,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
     elif ok_sub:
         why = f"{len(tr)} unlabeled rows, fewer than the window of {config.window}"
     if learner is not None:
-        lab, p, src = guard_labels(*learner.predict(rows), envelope, rows, res, config)
+        lab, p, src = guard_labels(*learner.predict(rows), envelope, rows, res, config, floor)
         res.model, res.level, res.trials = learner.kind, "subset", learner.trials
         if learner.reason:
             res.reason = learner.reason
@@ -169,7 +174,7 @@ def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, 
         pair_learner = pair.learner
         mine = pair.pred.loc[rows.index]
         lab, p, src = guard_labels(mine["label"].to_numpy(), mine["probability"].to_numpy(), mine["label_source"].to_numpy(),
-                             envelope, rows, res, config)
+                                   envelope, rows, res, config, floor)
         res.model, res.level = pair_learner.kind, pair_learner.level
         res.trials = list(getattr(pair_learner, "trials", []))
         res.reason = f"learned at the {pair_learner.level} level ({why})"

@@ -81,12 +81,13 @@ class PairResult:
             "subsets": [
                 {"subset": s.subset, "rows": s.rows, "outcome": s.outcome, "reason": s.reason, "label_source": s.label_source,
                  "level": s.level, "model": s.model, **s.scores, "lfs": [h["name"] for h in s.autolf.get("heuristics", [])],
-                 "envelope_added": int(s.autolf.get("envelope_added", 0)), "notes": list(s.notes)}
+                 "envelope_added": int(s.autolf.get("envelope_added", 0)),
+                 "deviation_floor_removed": int(s.autolf.get("deviation_floor_removed", 0)), "notes": list(s.notes)}
                 for s in self.subsets
             ],
             "seconds": round(self.seconds, 2),
         }
-        for k in ("pool_source", "pool_rows", "unlabeled_rows", "pair_reason", "truth_rows"):
+        for k in ("pool_source", "pool_rows", "unlabeled_rows", "pair_reason", "truth_rows", "deviation_floor"):
             if k in self.extra:
                 rec[k] = self.extra[k]
         if "truth_rows" in self.extra:
