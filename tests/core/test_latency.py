@@ -254,37 +254,50 @@ def test_summary_pools_unlabeled_rows_beside_the_pair_average():
 def test_the_deviation_floor_is_learned_from_the_calmest_labeled_noise():
     from flamenco_core.experiments.latency.levels import deviation_floor
 
-    work = pd.DataFrame({"rtt_ms_pair_crz": [9.0, 6.0, 0.4, 0.1, np.nan],
-                         "rtt_ms_pair_nrz": [4.0, 7.0, 1.2, 0.2, 8.0]})
+    work = pd.DataFrame({"rtt_ms_pair_crz": [9.0, 1.0, 0.4, 0.1, np.nan],
+                         "rtt_ms_pair_nrz": [4.0, 7.0, 1.2, 0.2, 8.0],
+                         "rtt_ms_pair_rough": [0.3, 12.0, 0.8, 0.5, 6.0]})
     pool = pd.Series(["noise", "noise", "good", pd.NA, "noise"], index=work.index, dtype="string")
     cfg = LatencyConfig()
-    assert deviation_floor(work, pool, cfg)[0] == cfg.noise_min_z  # both labeled noise rows stand above 3
-    # a labeled noise row only 1.2 sigmas up: the user calls such rows noise, so the floor steps down to it
+    f = deviation_floor(work, pool, cfg)
+    # every labeled noise row stands 3 sigmas above a baseline, and those that do not stand above the
+    # centred one jump (roughness 6 and 12): both floors stay at their caps
+    assert (f.z, f.rough) == (cfg.noise_min_z, cfg.noise_min_rough)
+    # a labeled noise row 1.2 sigmas up and calm: the user calls such rows noise, so both floors step down
     low = pool.copy()
     low.iloc[2] = "noise"
-    z, why = deviation_floor(work, low, cfg)
-    assert z == pytest.approx(1.2) and "calmest of 4" in why  # one score is enough to stand up
+    f = deviation_floor(work, low, cfg)
+    assert f.z == pytest.approx(1.2) and "calmest of 4" in f.z_from  # one score is enough to stand up
+    assert f.rough == pytest.approx(0.8) and "calmest of 3" in f.rough_from  # row 0 stands on the centred z
     # no labeled noise: nothing tells how calm noise may be, so there is no floor
-    assert deviation_floor(work, pool.where(pool != "noise"), cfg)[0] == 0.0
-    assert deviation_floor(work, pool, LatencyConfig(noise_min_z=0))[0] == 0.0
+    none = deviation_floor(work, pool.where(pool != "noise"), cfg)
+    assert (none.z, none.rough) == (0.0, 0.0)
+    off = deviation_floor(work, pool, LatencyConfig(noise_min_z=0))
+    assert (off.z, off.rough) == (0.0, 0.0)
+    assert deviation_floor(work, pool, LatencyConfig(noise_min_rough=0)).rough == 0.0
 
 
 def test_learned_noise_needs_a_row_above_the_floor():
-    from flamenco_core.experiments.latency.levels import guard_labels
+    from flamenco_core.experiments.latency.levels import NoiseFloor, guard_labels
     from flamenco_core.experiments.latency.results import SubsetResult
 
-    rows = pd.DataFrame({"rtt_ms_pair_crz": [0.5, 5.0, 0.2, np.nan, 0.1],
-                         "rtt_ms_pair_nrz": [1.0, 0.5, 4.0, np.nan, 0.1]})
-    res = SubsetResult(subset=0, rows=5, outcome="ok")
-    lab, p, src = guard_labels(np.array([1, 1, 1, 1, 0]), np.array([0.9, 0.8, 0.7, 0.6, 0.1]),
-                               np.full(5, "label_model", dtype=object), None, rows, res, LatencyConfig(), floor=3.0)
-    assert lab.tolist() == [0, 1, 1, 1, 0]  # one score above the floor is enough; no score, no change
-    assert p.tolist() == [0.0, 0.8, 0.7, 0.6, 0.1]
-    assert src.tolist() == ["deviation_floor", *["label_model"] * 4]
-    assert res.autolf["deviation_floor_removed"] == 1
-    off = guard_labels(np.array([1, 1, 1, 1, 0]), np.zeros(5), np.full(5, "x", dtype=object), None, rows,
-                       SubsetResult(subset=0, rows=5, outcome="ok"), LatencyConfig(), floor=0.0)
-    assert off[0].tolist() == [1, 1, 1, 1, 0]
+    rows = pd.DataFrame({"rtt_ms_pair_crz": [0.5, 5.0, 0.2, np.nan, 0.1, 0.3, 0.4],
+                         "rtt_ms_pair_nrz": [1.0, 0.5, 4.0, np.nan, 0.1, 30.0, 30.0],
+                         "rtt_ms_pair_rough": [1.0, 0.1, 9.0, np.nan, 1.0, 1.1, 15.0]})
+    learned = np.array([1, 1, 1, 1, 0, 1, 1])
+    res = SubsetResult(subset=0, rows=7, outcome="ok")
+    lab, p, src = guard_labels(learned, np.array([0.9, 0.8, 0.7, 0.6, 0.1, 0.9, 0.9]),
+                               np.full(7, "label_model", dtype=object), None, rows, res, LatencyConfig(),
+                               floor=NoiseFloor(z=3.0, rough=2.0))
+    # row 0 stands above no baseline; row 5 stands above its neighbours only, in a calm stretch (a short
+    # stay on another route), while row 6 does so jumping (a burst) and row 2 with a jump too
+    assert lab.tolist() == [0, 1, 1, 1, 0, 0, 1]
+    assert p.tolist() == [0.0, 0.8, 0.7, 0.6, 0.1, 0.0, 0.9]
+    assert src.tolist()[:2] == ["deviation_floor", "label_model"] and src[5] == "deviation_floor"
+    assert res.autolf["deviation_floor_removed"] == 2
+    off = guard_labels(learned, np.zeros(7), np.full(7, "x", dtype=object), None, rows,
+                       SubsetResult(subset=0, rows=7, outcome="ok"), LatencyConfig(), floor=NoiseFloor())
+    assert off[0].tolist() == learned.tolist()
 
 
 def test_a_bursty_pair_gets_no_learned_noise_at_its_baseline():

@@ -205,34 +205,71 @@ def _deviation(rows: pd.DataFrame, config: LatencyConfig) -> Optional[np.ndarray
     return np.fmax.reduce([rows[c].to_numpy(dtype="float64") for c in cols])
 
 
-def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> tuple[float, str]:
-    """The deviation below which a learned noise label is turned back to good (0: none), and why.
+@dataclass
+class NoiseFloor:
+    """What a learned noise row must show to stay noise (see :func:`deviation_floor`): stand ``z`` robust
+    sigmas above its centred or its neighbour baseline, and, where it does not stand ``noise_min_z``
+    above the centred one, jump at least ``rough`` (roughness) around it. 0: no such condition."""
+
+    z: float = 0.0
+    z_from: str = "off"
+    rough: float = 0.0
+    rough_from: str = "off"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"z": self.z, "from": self.z_from, "rough": self.rough, "rough_from": self.rough_from}
+
+
+def _floor(values: np.ndarray, cap: float, what: str, unit: str) -> tuple[float, str]:
+    if not values.size:
+        return 0.0, f"no labeled noise rows {what} to learn it from"
+    low = float(values.min())
+    if low < cap:
+        return max(low, 0.0), f"the calmest of {values.size} labeled noise rows {what} ({low:.2f} {unit})"
+    return cap, f"the cap {cap:g} (the {values.size} labeled noise rows {what} all stand higher)"
+
+
+def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> NoiseFloor:
+    """The floor under learned noise labels, learned from the pair's labeled noise rows.
 
     An LF that cuts on roughness alone learns "a jumpy neighbourhood" and then calls the baseline RTTs
-    around a burst or a route change noise. A noise RTT usually stands above a local baseline, but not
-    always: on some routes the user's noise includes RTTs within a few sigmas of both baselines (a slow
-    congestion episode, a level the median has already followed). The pair's labeled noise rows say
-    which: the floor is ``noise_min_z`` or the calmest labeled noise row, whichever is lower, and
-    there is no floor when the pair holds no labeled noise to learn it from."""
+    around a burst or a route change noise; an LF on the neighbour score alone calls a calm short stay on
+    another route noise (both neighbour medians lie on the usual route, as they do around a burst). A
+    noise RTT usually stands above a local baseline, and one that stands above its neighbours only (a
+    burst's rows) usually jumps. But not always: on some routes the user's noise includes calm RTTs
+    within a few sigmas of both baselines (a congestion episode the median has already followed). The
+    pair's labeled noise rows say which: each floor is its cap (``noise_min_z``, ``noise_min_rough``) or
+    the calmest labeled noise row, whichever is lower, and there is none without labeled noise."""
+    out = NoiseFloor()
     dev = _deviation(work, config)
     if not config.noise_min_z or dev is None:
-        return 0.0, "off"
+        return out
     noise = (pool.reindex(work.index) == "noise").fillna(False).to_numpy()
-    calm = dev[noise & np.isfinite(dev)]
-    if not calm.size:
-        return 0.0, "no labeled noise rows with a baseline to learn it from"
-    low = float(calm.min())
-    if low < config.noise_min_z:
-        return max(low, 0.0), f"the calmest of {calm.size} labeled noise rows ({low:.2f} robust sigmas)"
-    return config.noise_min_z, f"noise_min_z (the {calm.size} labeled noise rows all stand higher)"
+    out.z, out.z_from = _floor(dev[noise & np.isfinite(dev)], config.noise_min_z, "with a baseline", "robust sigmas")
+    if config.noise_min_rough and config.two_sided and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(work.columns):
+        crz = work["rtt_ms_pair_crz"].to_numpy(dtype="float64")
+        rough = work["rtt_ms_pair_rough"].to_numpy(dtype="float64")
+        low = noise & np.isfinite(rough) & ~(crz >= config.noise_min_z)
+        out.rough, out.rough_from = _floor(rough[low], config.noise_min_rough,
+                                           f"under {config.noise_min_z:g} sigmas above the centred baseline", "roughness")
+    return out
 
 
-def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig, floor: float = 0.0):
-    """Learned labels, less the noise of rows that stand out from no local baseline (:func:`deviation_floor`),
-    with the envelope's noise added (see ``LatencyConfig.envelope_guard``)."""
+def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: LatencyConfig,
+                 floor: Optional[NoiseFloor] = None):
+    """Learned labels, less the noise of rows that stand out from no local baseline, or only from their
+    neighbours without jumping (:func:`deviation_floor`), with the envelope's noise added (see
+    ``LatencyConfig.envelope_guard``)."""
+    lab = np.asarray(lab)
+    calm = np.zeros(len(lab), dtype=bool)
     dev = _deviation(rows, config)
-    if floor > 0 and dev is not None:
-        calm = (np.asarray(lab) == 1) & (dev < floor)  # NaN: no baseline, left as learned
+    if floor is not None and floor.z > 0 and dev is not None:
+        calm |= (lab == 1) & (dev < floor.z)  # NaN: no baseline, left as learned
+    if floor is not None and floor.rough > 0 and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(rows.columns):
+        crz = rows["rtt_ms_pair_crz"].to_numpy(dtype="float64")
+        rough = rows["rtt_ms_pair_rough"].to_numpy(dtype="float64")
+        calm |= (lab == 1) & (crz < config.noise_min_z) & (rough < floor.rough)
+    if floor is not None:
         res.autolf["deviation_floor_removed"] = int(calm.sum())
         lab = np.where(calm, 0, lab)
         p = np.where(calm, 0.0, p)

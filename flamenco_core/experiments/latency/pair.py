@@ -86,7 +86,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
     for i in range(len(split.subsets)):
         rows = work[work["subset"] == i]
         r, lab = _run_subset(i, rows, pool, val_idx, test_idx, train_idx, pair, pool_source, config, envelope,
-                             floor[0])
+                             floor)
         results.append(r)
         labels.loc[lab.index, ["label", "probability", "label_source", "level"]] = lab[["label", "probability", "label_source", "level"]]
         predicted.loc[lab.index] = lab["label"].astype("string")
@@ -108,7 +108,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
         labels.loc[given, "probability"] = (df.loc[given, "label"] == "noise").astype(float)
     extra = {"pool_source": pool_source, "pair_reason": pair.reason,
              "pool_rows": int(pool.notna().sum()), "unlabeled_rows": int(len(unlabeled)),
-             "deviation_floor": {"z": floor[0], "from": floor[1]}}
+             "deviation_floor": floor.to_dict()}
     if truth is not None:
         outside = (pool.reindex(df.index).isna() & truth.notna()).to_numpy()
         extra["truth_rows"] = int(outside.sum())
@@ -138,7 +138,7 @@ def run_pair(df: pd.DataFrame, config: LatencyConfig, *, source: str = "ark", pl
 
 def _run_subset(i: int, rows: pd.DataFrame, pool: pd.Series, val_idx, test_idx, train_idx, pair: "_PairLevel",
                 pool_source: str, config: LatencyConfig, envelope,
-                floor: float = 0.0) -> tuple[SubsetResult, pd.DataFrame]:
+                floor=None) -> tuple[SubsetResult, pd.DataFrame]:
     """Label one modality subset at the best level its labeled rows support."""
     res = SubsetResult(subset=i, rows=len(rows), outcome="ok", label_source=pool_source)
     out = pd.DataFrame(index=rows.index, data={"label": pd.Series(pd.NA, index=rows.index, dtype="string"),
