@@ -229,6 +229,26 @@ def _floor(values: np.ndarray, cap: float, what: str, unit: str) -> tuple[float,
     return cap, f"the cap {cap:g} (the {values.size} labeled noise rows {what} all stand higher)"
 
 
+def _crz_rough(frame: pd.DataFrame, config: LatencyConfig) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    # the centred z and the roughness: a row above its neighbours only must jump to be a burst's
+    if not (config.two_sided and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(frame.columns)):
+        return None
+    return frame["rtt_ms_pair_crz"].to_numpy(dtype="float64"), frame["rtt_ms_pair_rough"].to_numpy(dtype="float64")
+
+
+def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -> np.ndarray:
+    """Rows under ``floor``: too calm to be noise whatever the learned LFs say (NaN scores: not under)."""
+    below = np.zeros(len(rows), dtype=bool)
+    dev = _deviation(rows, config)
+    if floor.z > 0 and dev is not None:
+        below |= dev < floor.z
+    scores = _crz_rough(rows, config)
+    if floor.rough > 0 and scores is not None:
+        crz, rough = scores
+        below |= (crz < config.noise_min_z) & (rough < floor.rough)
+    return below
+
+
 def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) -> NoiseFloor:
     """The floor under learned noise labels, learned from the pair's labeled noise rows.
 
@@ -246,9 +266,9 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
         return out
     noise = (pool.reindex(work.index) == "noise").fillna(False).to_numpy()
     out.z, out.z_from = _floor(dev[noise & np.isfinite(dev)], config.noise_min_z, "with a baseline", "robust sigmas")
-    if config.noise_min_rough and config.two_sided and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(work.columns):
-        crz = work["rtt_ms_pair_crz"].to_numpy(dtype="float64")
-        rough = work["rtt_ms_pair_rough"].to_numpy(dtype="float64")
+    scores = _crz_rough(work, config)
+    if config.noise_min_rough and scores is not None:
+        crz, rough = scores
         low = noise & np.isfinite(rough) & ~(crz >= config.noise_min_z)
         out.rough, out.rough_from = _floor(rough[low], config.noise_min_rough,
                                            f"under {config.noise_min_z:g} sigmas above the centred baseline", "roughness")
@@ -261,15 +281,8 @@ def guard_labels(lab, p, src, envelope, rows, res: SubsetResult, config: Latency
     neighbours without jumping (:func:`deviation_floor`), with the envelope's noise added (see
     ``LatencyConfig.envelope_guard``)."""
     lab = np.asarray(lab)
-    calm = np.zeros(len(lab), dtype=bool)
-    dev = _deviation(rows, config)
-    if floor is not None and floor.z > 0 and dev is not None:
-        calm |= (lab == 1) & (dev < floor.z)  # NaN: no baseline, left as learned
-    if floor is not None and floor.rough > 0 and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(rows.columns):
-        crz = rows["rtt_ms_pair_crz"].to_numpy(dtype="float64")
-        rough = rows["rtt_ms_pair_rough"].to_numpy(dtype="float64")
-        calm |= (lab == 1) & (crz < config.noise_min_z) & (rough < floor.rough)
     if floor is not None:
+        calm = (lab == 1) & _below_floor(rows, config, floor)
         res.autolf["deviation_floor_removed"] = int(calm.sum())
         lab = np.where(calm, 0, lab)
         p = np.where(calm, 0.0, p)
