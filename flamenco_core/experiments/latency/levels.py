@@ -162,15 +162,16 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
         parts = []
         for f in rule:
             x = work[f].to_numpy(dtype="float64")
-            # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level
-            floor = RARITY_FLOOR if f == LEVEL_FEATURE else config.envelope_floor
+            floor = _envelope_floor(f, config)
             if f not in bounds:
                 if good.any():
                     top = float(np.nanmax(x[good]))
                     bound = max(floor, config.envelope_margin * top)
                     how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
-                    if noise.any() and float(np.nanmin(x[noise])) > top:
-                        bound = min(bound, max(floor, (top + float(np.nanmin(x[noise]))) / 2))
+                    low = float(np.nanmin(x[noise])) if noise.any() else -np.inf
+                    midway = max(floor, (top + low) / 2)
+                    if low > top and midway < bound:
+                        bound = midway
                         how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
                 else:
                     bound, how = floor, "the floor: no labeled good rows to bound it"
@@ -183,13 +184,29 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     return pd.Series(hit.astype(int), index=work.index), " or ".join(f"[{w}]" for w in words)
 
 
+#: The envelope's relative-excess score: how far above its centred median a row lies, as a share of it.
+EXCESS_SHARE = "rtt_ms_pair_crel"
+
+
+def _envelope_floor(feature: str, config: LatencyConfig) -> float:
+    # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level; the
+    # excess share has no floor: the labeled good rows' own spread (times the margin) is its bound
+    if feature == LEVEL_FEATURE:
+        return RARITY_FLOOR
+    return 0.0 if feature == EXCESS_SHARE else config.envelope_floor
+
+
 def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
-    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z; the neighbour
-    score with the rarity of the RTT's level (the neighbour score alone also fires on the first rows after
-    a route change, which lie on a common level); the neighbour score with roughness (inside a burst of
-    spikes every RTT jumps, so the centred z, whose median the burst pulled up, misses them)."""
+    """Conjunctions of scores, any of which makes a row noise: the pair's centred robust z with the
+    excess as a share of the centred median (a z-score alone calls heavy-tailed jitter noise wherever
+    the 21-point window's MAD happens to be small: the share of the RTT it adds is then no larger than
+    labeled good rows show); the neighbour score with the rarity of the RTT's level (the neighbour score
+    alone also fires on the first rows after a route change, which lie on a common level); the neighbour
+    score with roughness (inside a burst of spikes every RTT jumps, so the centred z, whose median the
+    burst pulled up, misses them)."""
     if config.two_sided:
-        return [("rtt_ms_pair_crz",), ("rtt_ms_pair_nrz", LEVEL_FEATURE), ("rtt_ms_pair_nrz", "rtt_ms_pair_rough")]
+        return [("rtt_ms_pair_crz", EXCESS_SHARE), ("rtt_ms_pair_nrz", LEVEL_FEATURE),
+                ("rtt_ms_pair_nrz", "rtt_ms_pair_rough")]
     return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
 
 
