@@ -60,3 +60,41 @@ def test_heavy_tail_scenario_gets_no_noise():
     out = res.labels.reset_index(drop=True)
     unl = pair["label"].isna().to_numpy()
     assert unl.sum() > 1500 and (out["label"][unl] == "good").all()
+
+
+def _burst_work(n_outstanding: int) -> tuple[pd.DataFrame, pd.Series]:
+    """1,000 labeled good rows, calm in both scores; 20 labeled good rows beside a burst (roughness is a
+    window statistic, so they inherit the burst's, 30, while standing near their neighbours); and
+    ``n_outstanding`` labeled good rows that stand out from their neighbours (8-12 sigmas) calmly. Then
+    four unlabeled rows: a burst's row on a common level (neighbour z 30, roughness 14), a calm short stay
+    on another route (neighbour z 30, roughness 1.5), a calm row beside a burst, and a plain row."""
+    rng = np.random.default_rng(1)
+    nrz = np.concatenate([rng.uniform(-2.0, 5.0, 1000), np.full(20, 1.0), np.linspace(8.0, 12.0, n_outstanding),
+                          [30.0, 30.0, 1.0, 0.5]])
+    rough = np.concatenate([rng.uniform(0.5, 2.5, 1000), np.full(20, 30.0), np.full(n_outstanding, 3.0),
+                            [14.0, 1.5, 30.0, 1.0]])
+    work = pd.DataFrame({"rtt_ms_pair_crz": 0.0, "rtt_ms_pair_crel": 0.0, "rtt_ms_pair_nrz": nrz,
+                         "rtt_ms_rarity": 0.0, "rtt_ms_pair_rough": rough})
+    pool = pd.Series(pd.NA, index=work.index, dtype="string")
+    pool.iloc[:-4] = "good"
+    return work, pool
+
+
+def test_roughness_is_bounded_by_the_good_rows_that_stand_out():
+    """The roughness bound comes from the labeled good rows that stand above their neighbours (here 10,
+    at 3 at most, so the floor of 10 holds), not from the calm rows beside a burst (30): a burst's row on
+    a common level is noise, a calm short route visit and a calm row beside a burst stay good."""
+    work, pool = _burst_work(10)
+    hit, words = envelope_labels(work, pool, LatencyConfig())
+    assert hit.to_numpy()[-4:].tolist() == [1, 0, 0, 0] and hit.to_numpy()[:-4].sum() == 0
+    assert "rtt_ms_pair_rough > 10.00 (the floor 10; 1.5 x the highest of 10 labeled good rows with rtt_ms_pair_nrz > 6" in words
+
+
+def test_too_few_outstanding_good_rows_keep_the_bound_of_all_good_rows():
+    """With fewer than min_class_rows labeled good rows standing out, the labels say nothing about how
+    rough such a row may be: the bound falls back to all labeled good rows (1.5 x 30), and the burst's
+    row is left to the learned LFs."""
+    work, pool = _burst_work(3)
+    hit, words = envelope_labels(work, pool, LatencyConfig())
+    assert hit.to_numpy()[-4:].tolist() == [0, 0, 0, 0]
+    assert "rtt_ms_pair_rough > 45.00 (1.5 x the highest of 1023 labeled good rows)" in words

@@ -148,7 +148,9 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
 
     The labeled good rows bound how far good RTTs stray: per score, ``envelope_margin`` times the highest
     of them (at least ``envelope_floor``); a few labeled noise rows lower a bound to midway between the two
-    classes where they do not overlap. A row is noise when it lies beyond the bound of every score of one
+    classes where they do not overlap. Roughness beside the neighbour score is bounded by the labeled good
+    rows that stand out on that score (at least ``min_class_rows`` of them, else by all), not by the calm
+    rows beside a burst that inherit its roughness. A row is noise when it lies beyond the bound of every score of one
     of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
     good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
     index) and the rule in words."""
@@ -160,23 +162,21 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     for rule in _envelope_rules(config):
         both = np.ones(len(work), dtype=bool)
         parts = []
+        lead = rule[0]
         for f in rule:
             x = work[f].to_numpy(dtype="float64")
-            floor = _envelope_floor(f, config)
-            if f not in bounds:
-                if good.any():
-                    top = float(np.nanmax(x[good]))
-                    bound = max(floor, config.envelope_margin * top)
-                    how = f"{config.envelope_margin:g} x the highest of {int(good.sum())} labeled good rows"
-                    low = float(np.nanmin(x[noise])) if noise.any() else -np.inf
-                    midway = max(floor, (top + low) / 2)
-                    if low > top and midway < bound:
-                        bound = midway
-                        how = f"midway between {int(good.sum())} labeled good and {int(noise.sum())} labeled noise rows"
-                else:
-                    bound, how = floor, "the floor: no labeled good rows to bound it"
-                bounds[f] = (bound, how)
-            bound, how = bounds[f]
+            ref, key, among = good, f, "labeled good rows"
+            if f == ROUGHNESS and f != lead:
+                # Roughness is a window statistic: the calm good rows beside a burst inherit the burst's. How
+                # rough a good row that stands out on the rule's lead score can be is told by such rows only,
+                # where the labels hold enough of them.
+                out = good & (work[lead].to_numpy(dtype="float64") > _envelope_floor(lead, config))
+                if int(out.sum()) >= config.min_class_rows:
+                    ref, key = out, (f, lead)
+                    among = f"labeled good rows with {lead} > {_envelope_floor(lead, config):g}"
+            if key not in bounds:
+                bounds[key] = _envelope_bound(x, ref, noise, among, _envelope_floor(f, config), config)
+            bound, how = bounds[key]
             both &= x > bound
             parts.append(f"{f} > {bound:.2f} ({how})")
         hit |= both
@@ -184,15 +184,45 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     return pd.Series(hit.astype(int), index=work.index), " or ".join(f"[{w}]" for w in words)
 
 
+def _envelope_bound(x: np.ndarray, ref: np.ndarray, noise: np.ndarray, among: str, floor: float,
+                    config: LatencyConfig) -> tuple[float, str]:
+    """One score's bound: ``envelope_margin`` x the highest of the ``ref`` rows (labeled good), at least
+    ``floor``, lowered to midway between the classes where the labeled noise rows all lie beyond."""
+    if not ref.any():
+        return floor, f"the floor: no {among} to bound it"
+    top = float(np.nanmax(x[ref]))
+    bound = max(floor, config.envelope_margin * top)
+    how = f"{config.envelope_margin:g} x the highest of {int(ref.sum())} {among}"
+    if bound == floor and floor > config.envelope_margin * top:
+        how = f"the floor {floor:g}; {how} is {config.envelope_margin * top:.2f}"
+    low = float(np.nanmin(x[noise])) if noise.any() else -np.inf
+    midway = max(floor, (top + low) / 2)
+    if low > top and midway < bound:
+        bound = midway
+        how = f"midway between {int(ref.sum())} {among.replace(' rows', '', 1)} and {int(noise.sum())} labeled noise rows"
+    return bound, how
+
+
 #: The envelope's relative-excess score: how far above its centred median a row lies, as a share of it.
 EXCESS_SHARE = "rtt_ms_pair_crel"
 
 
+#: The envelope's roughness score: the median jump around a row over the series' median jump.
+ROUGHNESS = "rtt_ms_pair_rough"
+
+#: The envelope's floor for roughness: jumps ten times the series' usual ones. A level that only the
+#: unlabeled period visits can jitter 6-9 times as much as the labeled ones (`level_shift_unlabeled`).
+ROUGH_FLOOR = 10.0
+
+
 def _envelope_floor(feature: str, config: LatencyConfig) -> float:
-    # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level; the
-    # excess share has no floor: the labeled good rows' own spread (times the margin) is its bound
+    # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level;
+    # roughness in multiples of the series' usual jump; the excess share has no floor: the labeled good
+    # rows' own spread (times the margin) is its bound
     if feature == LEVEL_FEATURE:
         return RARITY_FLOOR
+    if feature == ROUGHNESS:
+        return ROUGH_FLOOR
     return 0.0 if feature == EXCESS_SHARE else config.envelope_floor
 
 
