@@ -150,8 +150,8 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     of them (at least ``envelope_floor``); a few labeled noise rows lower a bound to midway between the two
     classes where they do not overlap. Roughness beside the neighbour score is bounded by the labeled good
     rows that stand out on that score (at least ``min_class_rows`` of them, else by all), not by the calm
-    rows beside a burst that inherit its roughness. A row is noise when it lies beyond the bound of every score of one
-    of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
+    rows beside a burst that inherit its roughness. A row is noise when it lies beyond the bound of every
+    score of one of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
     good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
     index) and the rule in words."""
     lab = pool.reindex(work.index)
