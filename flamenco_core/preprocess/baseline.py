@@ -148,11 +148,10 @@ def two_sided_features(df: pd.DataFrame, window: int = 21, feature: str = "rtt_m
     return pd.DataFrame(out, index=df.index, columns=[f"{p}_{s}" for s in TWO_SIDED_SUFFIXES])
 
 
-def rarity(values, grid, density, common: float = 0.0) -> np.ndarray:
+def rarity(values, grid, density) -> np.ndarray:
     """How rare each value's RTT level is in its pair: ``-log10(kde(x) / max kde)`` on the pair's KDE
     (``grid``/``density`` of :func:`~flamenco_core.preprocess.modality.detect_modes`). 0 at the busiest
-    level; every order of magnitude less density adds 1. Values under ``common`` become 0: every level at
-    least ``10 ** -common`` as dense as the busiest is equally common (no rule should cut between them).
+    level; every order of magnitude less density adds 1.
 
     Routes, however they drift or flap, keep returning to levels that many RTTs share; a spike lands where
     few do. Unlike a distance to the modes' medians, a level held for a while counts as common even when
@@ -164,10 +163,7 @@ def rarity(values, grid, density, common: float = 0.0) -> np.ndarray:
         return np.zeros(x.size)
     rel = np.interp(x, g, d, left=0.0, right=0.0) / np.nanmax(d)
     # below 1e-6 of the peak every value is "never seen": cap so that one far spike is not infinitely rarer
-    out = -np.log10(np.clip(rel, 1e-6, 1.0))
-    if common > 0:
-        out[out < common] = 0.0
-    return out
+    return -np.log10(np.clip(rel, 1e-6, 1.0))
 
 
 def rolling_mad(values, window: int = 21, k: float = 3.5, center: bool = True, side: str = "upper") -> np.ndarray:

@@ -20,12 +20,6 @@ RZ = "rtt_ms_rz"
 LEVEL_FEATURE = "rtt_ms_rarity"
 
 
-#: Rarity under this (a level with at least a tenth of the busiest level's density) is a common level,
-#: 0: an LF must not cut between the RTTs of a busy route (seed 19 `route_flapping`, pair 3: a cut at
-#: 0.0055, 1.3% under the peak, called 78 RTTs of the pair's busiest route noise).
-COMMON_LEVEL = 1.0
-
-
 #: The envelope's floor for rarity: a level with at most 1% of the busiest level's density.
 RARITY_FLOOR = 2.0
 
@@ -150,7 +144,7 @@ def prepare_pair(df: pd.DataFrame, config: LatencyConfig, source: str, has_label
         subset_of.loc[sub.index] = i
     kept = subset_of >= 0
     work = _add_features(df[kept].assign(subset=subset_of[kept]), config)
-    work["rtt_ms_rarity"] = rarity(work["rtt_ms"].to_numpy(), mod.grid, mod.density, common=COMMON_LEVEL)
+    work["rtt_ms_rarity"] = rarity(work["rtt_ms"].to_numpy(), mod.grid, mod.density)
     pool, pool_source, val_idx, test_idx = _pool(work, config, resolve_ratios(config, source), has_labels)
     unlabeled = work.index.difference(pool.dropna().index)
     # The LFs' unlabeled data: the rows without a label; a fully labeled pair lends its own rows.
