@@ -151,8 +151,8 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     classes where they do not overlap. Roughness beside the neighbour score is bounded by the labeled good
     rows that stand out on that score (at least ``min_class_rows`` of them, else by all), not by the calm
     rows beside a burst that inherit its roughness. A row is noise when it lies beyond the bound of every
-    score of one of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore labels it all
-    good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
+    score of one of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore
+    labels it all good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
     index) and the rule in words."""
     lab = pool.reindex(work.index)
     good = (lab == "good").fillna(False).to_numpy()
@@ -170,10 +170,10 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
                 # Roughness is a window statistic: the calm good rows beside a burst inherit the burst's. How
                 # rough a good row that stands out on the rule's lead score can be is told by such rows only,
                 # where the labels hold enough of them.
-                out = good & (work[lead].to_numpy(dtype="float64") > _envelope_floor(lead, config))
+                lead_floor = _envelope_floor(lead, config)
+                out = good & (work[lead].to_numpy(dtype="float64") > lead_floor)
                 if int(out.sum()) >= config.min_class_rows:
-                    ref, key = out, (f, lead)
-                    among = f"labeled good rows with {lead} > {_envelope_floor(lead, config):g}"
+                    ref, key, among = out, (f, lead), f"labeled good rows with {lead} > {lead_floor:g}"
             if key not in bounds:
                 bounds[key] = _envelope_bound(x, ref, noise, among, _envelope_floor(f, config), config)
             bound, how = bounds[key]
@@ -191,10 +191,11 @@ def _envelope_bound(x: np.ndarray, ref: np.ndarray, noise: np.ndarray, among: st
     if not ref.any():
         return floor, f"the floor: no {among} to bound it"
     top = float(np.nanmax(x[ref]))
-    bound = max(floor, config.envelope_margin * top)
+    scaled = config.envelope_margin * top
+    bound = max(floor, scaled)
     how = f"{config.envelope_margin:g} x the highest of {int(ref.sum())} {among}"
-    if bound == floor and floor > config.envelope_margin * top:
-        how = f"the floor {floor:g}; {how} is {config.envelope_margin * top:.2f}"
+    if floor > scaled:
+        how = f"the floor {floor:g}; {how} is {scaled:.2f}"
     low = float(np.nanmin(x[noise])) if noise.any() else -np.inf
     midway = max(floor, (top + low) / 2)
     if low > top and midway < bound:
@@ -236,7 +237,7 @@ def _envelope_rules(config: LatencyConfig) -> list[tuple[str, ...]]:
     burst pulled up, misses them)."""
     if config.two_sided:
         return [("rtt_ms_pair_crz", EXCESS_SHARE), ("rtt_ms_pair_nrz", LEVEL_FEATURE),
-                ("rtt_ms_pair_nrz", "rtt_ms_pair_rough")]
+                ("rtt_ms_pair_nrz", ROUGHNESS)]
     return [("rtt_ms_pair_rz", LEVEL_FEATURE)]
 
 
@@ -278,9 +279,9 @@ def _floor(values: np.ndarray, cap: float, what: str, unit: str) -> tuple[float,
 
 def _crz_rough(frame: pd.DataFrame, config: LatencyConfig) -> Optional[tuple[np.ndarray, np.ndarray]]:
     # the centred z and the roughness: a row above its neighbours only must jump to be a burst's
-    if not (config.two_sided and {"rtt_ms_pair_crz", "rtt_ms_pair_rough"} <= set(frame.columns)):
+    if not (config.two_sided and {"rtt_ms_pair_crz", ROUGHNESS} <= set(frame.columns)):
         return None
-    return frame["rtt_ms_pair_crz"].to_numpy(dtype="float64"), frame["rtt_ms_pair_rough"].to_numpy(dtype="float64")
+    return frame["rtt_ms_pair_crz"].to_numpy(dtype="float64"), frame[ROUGHNESS].to_numpy(dtype="float64")
 
 
 def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -> np.ndarray:
