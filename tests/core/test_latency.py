@@ -300,6 +300,72 @@ def test_learned_noise_needs_a_row_above_the_floor():
     assert off[0].tolist() == learned.tolist()
 
 
+def test_the_level_floor_is_learned_from_the_calm_labeled_noise():
+    from flamenco_core.experiments.latency.levels import deviation_floor
+
+    cfg = LatencyConfig()
+    work = pd.DataFrame({"rtt_ms_pair_crz": [9.0, 1.0, 0.4, 0.1, 2.0],
+                         "rtt_ms_pair_nrz": [4.0, 7.0, 40.0, 0.2, 8.0],
+                         "rtt_ms_pair_rough": [0.3, 12.0, 6.0, 0.5, 6.0],
+                         "rtt_ms_rarity": [0.0, 2.5, 0.3, 0.0, 3.1]})
+    pool = pd.Series(["noise", "noise", "good", pd.NA, "noise"], index=work.index, dtype="string")
+    f = deviation_floor(work, pool, cfg)
+    # the labeled noise rows that do not stand above their centred baseline (rows 1 and 4) lie on rare
+    # levels: the floor is its cap, a tenth of the busiest level's density (the KDE's min_height)
+    assert f.level == pytest.approx(1.0) and "the cap 1 " in f.level_from
+    assert f.to_dict()["level"] == pytest.approx(1.0) and type(f.to_dict()["level"]) is float
+    # the user calls a calm row on a common level noise: the floor steps down to it
+    low = pool.copy()
+    low.iloc[2] = "noise"
+    f = deviation_floor(work, low, cfg)
+    assert f.level == pytest.approx(0.3) and "calmest of 3" in f.level_from
+    # row 0, the one labeled noise row standing on the centred z, does not teach it; no rarity, no floor
+    only = pool.copy()
+    only.iloc[[1, 4]] = "good"
+    assert deviation_floor(work, only, cfg).level == 0.0
+    assert deviation_floor(work.drop(columns=["rtt_ms_rarity"]), pool, cfg).level == 0.0
+
+
+def test_a_calm_stay_on_a_common_level_is_not_learned_noise():
+    from flamenco_core.experiments.latency.levels import NoiseFloor, guard_labels
+    from flamenco_core.experiments.latency.results import SubsetResult
+
+    # all four stand far above their neighbours, not above their centred baseline, and jump (roughness 5):
+    # on a level a tenth as dense as the busiest or more (rows 0, 1) they are a short stay on a route; on a
+    # rare level (rows 2, 3), a burst. Row 4 stands on the centred z: noise on any level.
+    rows = pd.DataFrame({"rtt_ms_pair_crz": [0.2, 1.5, 0.2, 1.5, 8.0],
+                         "rtt_ms_pair_nrz": [300.0, 280.0, 300.0, 280.0, 9.0],
+                         "rtt_ms_pair_rough": [5.0, 5.0, 5.0, 5.0, 5.0],
+                         "rtt_ms_rarity": [0.45, 0.0, 1.3, 4.0, 0.0]})
+    res = SubsetResult(subset=0, rows=5, outcome="ok")
+    lab, _, src = guard_labels(np.ones(5, dtype=int), np.full(5, 0.9), np.full(5, "label_model", dtype=object), None,
+                               rows, res, LatencyConfig(), floor=NoiseFloor(z=3.0, rough=2.0, level=1.0))
+    assert lab.tolist() == [0, 0, 1, 1, 1] and src.tolist()[:2] == ["deviation_floor"] * 2
+    kept = guard_labels(np.ones(5, dtype=int), np.full(5, 0.9), np.full(5, "x", dtype=object), None, rows,
+                        SubsetResult(subset=0, rows=5, outcome="ok"), LatencyConfig(),
+                        floor=NoiseFloor(z=3.0, rough=2.0))
+    assert kept[0].tolist() == [1] * 5
+
+
+def test_short_calm_stays_on_a_route_are_not_called_noise():
+    """The scenario generator's route_flapping, seed 20 (a fresh seed), pair 3: its unlabeled period
+    holds short calm stays on a 137 ms route (rarity 0.45) that the labeled period never shows, and the
+    subset's LF "neighbour score > p65.5 is noise" called 44 of their RTTs noise."""
+    from flamenco_core.synth.scenarios import generate
+
+    df = generate("route_flapping", n_pairs=4, seed=20)
+    pair = [g for _, g in df.groupby(["src", "dst"], sort=False)][3].sort_values("timestamp", kind="stable")
+    pair = pair.reset_index(drop=True).drop(columns=["family"])
+    truth = pair["truth"].astype(str).to_numpy()
+    res = run_pair(pair, LatencyConfig(), source="ark")
+    unl = pair["label"].isna().to_numpy()
+    pred = res.labels["predicted"].fillna("good").astype(str).to_numpy()
+    false_pos = int((unl & (pred == "noise") & (truth == "good")).sum())
+    missed = int((unl & (pred == "good") & (truth == "noise")).sum())
+    assert unl.sum() > 1500 and res.extra["deviation_floor"]["level"] == pytest.approx(1.0)
+    assert false_pos <= 15 and missed <= 5, (false_pos, missed)
+
+
 def test_a_bursty_pair_gets_no_learned_noise_at_its_baseline():
     """The scenario generator's spike bursts (seed 7, pair 3): LFs learned on a subset cut on roughness
     alone, and called RTTs at the route's own level noise around the bursts (23 before the floor)."""

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .config import CLASSES, LatencyConfig
-from .features import LEVEL_FEATURE, RARITY_FLOOR, pair_features, prepare_pair
+from .features import LEVEL_FEATURE, RARITY_FLOOR, lf_view, pair_features, prepare_pair
 from .results import SubsetResult, encode_labels
 
 
@@ -32,7 +32,7 @@ class Learner:
     def predict(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(class index, P(noise), source) for ``rows``: the label model where an LF voted, the end model
         where all abstained (or the label model's prior when there is no end model)."""
-        L = self.auto.label_matrix(rows, stats=self.stats)
+        L = self.auto.label_matrix(lf_view(rows), stats=self.stats)
         covered = (L != -1).any(axis=1)
         lm = self.auto.label_model.predict_proba(L)[:, 1]
         if self.model is not None and len(rows):
@@ -59,10 +59,10 @@ def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: l
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
     feats = _distinct(feats, pd.concat([labeled[feats], train[feats]]))
     try:
-        auto = generate_lfs(labeled, train, feats, "label", scfg)
+        auto = generate_lfs(lf_view(labeled), lf_view(train), feats, "label", scfg)
     except ValueError as exc:
         return None, f"automatic LFs at the {level} level: {exc}"
-    learner = Learner(level, auto, DataStatistics(train), feats)
+    learner = Learner(level, auto, DataStatistics(lf_view(train)), feats)
     if not end_model:
         return learner, ""
     X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
@@ -257,15 +257,19 @@ def _deviation(rows: pd.DataFrame, config: LatencyConfig) -> Optional[np.ndarray
 class NoiseFloor:
     """What a learned noise row must show to stay noise (see :func:`deviation_floor`): stand ``z`` robust
     sigmas above its centred or its neighbour baseline, and, where it does not stand ``noise_min_z``
-    above the centred one, jump at least ``rough`` (roughness) around it. 0: no such condition."""
+    above the centred one, jump at least ``rough`` (roughness) around it and lie on a level at least
+    ``level`` rare (rarity). 0: no such condition."""
 
     z: float = 0.0
     z_from: str = "off"
     rough: float = 0.0
     rough_from: str = "off"
+    level: float = 0.0
+    level_from: str = "off"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"z": self.z, "from": self.z_from, "rough": self.rough, "rough_from": self.rough_from}
+        return {"z": self.z, "from": self.z_from, "rough": self.rough, "rough_from": self.rough_from,
+                "level": self.level, "level_from": self.level_from}
 
 
 def _floor(values: np.ndarray, cap: float, what: str, unit: str) -> tuple[float, str]:
@@ -294,6 +298,9 @@ def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -
     if floor.rough > 0 and scores is not None:
         crz, rough = scores
         below |= (crz < config.noise_min_z) & (rough < floor.rough)
+    if floor.level > 0 and scores is not None and LEVEL_FEATURE in rows.columns:
+        crz = scores[0]
+        below |= (crz < config.noise_min_z) & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
     return below
 
 
@@ -307,7 +314,12 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     burst's rows) usually jumps. But not always: on some routes the user's noise includes calm RTTs
     within a few sigmas of both baselines (a congestion episode the median has already followed). The
     pair's labeled noise rows say which: each floor is its cap (``noise_min_z``, ``noise_min_rough``) or
-    the calmest labeled noise row, whichever is lower, and there is none without labeled noise."""
+    the calmest labeled noise row, whichever is lower, and there is none without labeled noise.
+
+    The level floor: a row that stands above its neighbours only, on a level at least a tenth as dense as
+    the pair's busiest (what the KDE's ``min_height`` calls a mode), is a short stay on a route, jumping
+    or not, unless the pair's labeled noise holds such rows (the floor is then the lowest rarity among the
+    labeled noise rows under ``noise_min_z`` above the centred baseline)."""
     out = NoiseFloor()
     dev = _deviation(work, config)
     if not config.noise_min_z or dev is None:
@@ -315,11 +327,17 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     noise = (pool.reindex(work.index) == "noise").fillna(False).to_numpy()
     out.z, out.z_from = _floor(dev[noise & np.isfinite(dev)], config.noise_min_z, "with a baseline", "robust sigmas")
     scores = _crz_rough(work, config)
-    if config.noise_min_rough and scores is not None:
-        crz, rough = scores
-        low = noise & np.isfinite(rough) & ~(crz >= config.noise_min_z)
-        out.rough, out.rough_from = _floor(rough[low], config.noise_min_rough,
-                                           f"under {config.noise_min_z:g} sigmas above the centred baseline", "roughness")
+    if scores is None:
+        return out
+    crz, rough = scores
+    calm = noise & ~(crz >= config.noise_min_z)
+    what = f"under {config.noise_min_z:g} sigmas above the centred baseline"
+    if config.noise_min_rough:
+        out.rough, out.rough_from = _floor(rough[calm & np.isfinite(rough)], config.noise_min_rough, what, "roughness")
+    if LEVEL_FEATURE in work.columns:
+        level = work[LEVEL_FEATURE].to_numpy(dtype="float64")
+        out.level, out.level_from = _floor(level[calm & np.isfinite(level)],
+                                           float(-np.log10(config.modality.min_height)), what, "rarity")
     return out
 
 
@@ -406,7 +424,7 @@ class SourceLevel:
         from flamenco_core.labeling import apply_lfs
         from flamenco_core.labeling.stats import as_statistics
 
-        L = apply_lfs(self.pack, rows, stats=as_statistics(self.stats))
+        L = apply_lfs(self.pack, lf_view(rows), stats=as_statistics(self.stats))
         noise = (L == 1).sum(axis=1)
         votes = (L != -1).sum(axis=1)
         p = np.where(votes > 0, noise / np.maximum(votes, 1), 0.0)
@@ -449,6 +467,6 @@ def fit_source_level(frames: Sequence[pd.DataFrame], config: LatencyConfig, sour
     if learner is None:
         return None, why
     pack = learner.auto.pack
-    stats = compute_stats(tr, needed=pack.needed_stats())
+    stats = compute_stats(lf_view(tr), needed=pack.needed_stats())
     return SourceLevel(pack.to_yaml(), {f: {k: float(v) for k, v in d.items()} for f, d in stats.items()}, used, len(lab),
                        _class_counts(lab["label"])), ""
