@@ -23,11 +23,12 @@ LEVEL_FEATURE = "rtt_ms_rarity"
 #: The envelope's floor for rarity: a level with at most 1% of the busiest level's density.
 RARITY_FLOOR = 2.0
 
-#: What LFs see of rarity: under this (a level at least a tenth as dense as the busiest, what the KDE's
-#: ``min_height`` calls a mode) it reads 0, so that no LF cuts between the RTTs of busy routes. Seed 19
-#: ``route_flapping``, pair 3: a labeled period that barely visited the busiest route taught "rarity >
-#: 0.0055 (1.3% under the peak) is noise", 78 false positives. End models and baselines keep the raw
-#: score (zeroing it there cost the demo's Ark-like F1 0.944 -> 0.922).
+#: What LFs see of rarity: under this (a density within 11% of the busiest level's peak) it reads 0, so
+#: that no LF cuts across the peak of a busy route. Seed 19 ``route_flapping``, pair 3: a labeled period
+#: that barely visited the busiest route taught "rarity > 0.0055 (1.3% under the peak) is noise", 78 false
+#: positives (17 with the view). Not higher: the demo's Ark-like noise lies at rarity 0.08-1.0, just off a
+#: route's peak, and a view that zeroed everything under 1.0 cost its F1 0.944 -> 0.922. End models and
+#: the baselines keep the raw score.
 COMMON_LEVEL = 0.05
 
 
