@@ -44,3 +44,23 @@ def lf_votes(rng: np.random.Generator, y: np.ndarray, accuracies: Sequence[float
         wrong = (y + rng.integers(1, k, n)) % k
         L[:, j] = np.where(fire, np.where(right, y, wrong), ABSTAIN)
     return L
+
+
+def scenario_pair(family: str, seed: int, index: int, n_pairs: int = 4):
+    """Pair ``index`` of :func:`flamenco_core.synth.scenarios.generate`'s ``family`` (seed ``seed``), time
+    ordered, as ``run_pair`` takes it (``truth`` kept: it scores, never teaches)."""
+    from flamenco_core.synth.scenarios import generate
+
+    df = generate(family, n_pairs=n_pairs, seed=seed)
+    pair = [g for _, g in df.groupby(["src", "dst"], sort=False)][index]
+    return pair.sort_values("timestamp", kind="stable").reset_index(drop=True).drop(columns=["family"])
+
+
+def unlabeled_errors(pair, labels) -> tuple[int, int, int]:
+    """``(unlabeled rows, false positives, missed noise)`` of ``run_pair``'s ``labels`` against ``pair``'s
+    truth, on the rows the user did not label."""
+    truth = pair["truth"].astype(str).to_numpy()
+    unl = pair["label"].isna().to_numpy()
+    pred = labels["predicted"].fillna("good").astype(str).to_numpy()
+    return (int(unl.sum()), int((unl & (pred == "noise") & (truth == "good")).sum()),
+            int((unl & (pred == "good") & (truth == "noise")).sum()))

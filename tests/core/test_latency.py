@@ -351,18 +351,12 @@ def test_short_calm_stays_on_a_route_are_not_called_noise():
     """The scenario generator's route_flapping, seed 20 (a fresh seed), pair 3: its unlabeled period
     holds short calm stays on a 137 ms route (rarity 0.45) that the labeled period never shows, and the
     subset's LF "neighbour score > p65.5 is noise" called 44 of their RTTs noise."""
-    from flamenco_core.synth.scenarios import generate
+    from builders import scenario_pair, unlabeled_errors
 
-    df = generate("route_flapping", n_pairs=4, seed=20)
-    pair = [g for _, g in df.groupby(["src", "dst"], sort=False)][3].sort_values("timestamp", kind="stable")
-    pair = pair.reset_index(drop=True).drop(columns=["family"])
-    truth = pair["truth"].astype(str).to_numpy()
+    pair = scenario_pair("route_flapping", 20, 3)
     res = run_pair(pair, LatencyConfig(), source="ark")
-    unl = pair["label"].isna().to_numpy()
-    pred = res.labels["predicted"].fillna("good").astype(str).to_numpy()
-    false_pos = int((unl & (pred == "noise") & (truth == "good")).sum())
-    missed = int((unl & (pred == "good") & (truth == "noise")).sum())
-    assert unl.sum() > 1500 and res.extra["deviation_floor"]["level"] == pytest.approx(1.0)
+    unlabeled, false_pos, missed = unlabeled_errors(pair, res.labels)
+    assert unlabeled > 1500 and res.extra["deviation_floor"]["level"] == pytest.approx(1.0)
     assert false_pos <= 15 and missed <= 5, (false_pos, missed)
 
 

@@ -33,16 +33,10 @@ def test_no_learned_rule_cuts_inside_the_busiest_route():
     """The scenario generator's route_flapping, seed 19 (a fresh seed), pair 3: its labeled period barely
     visits the busiest route (48 ms), and the subset's learned LF "rarity > 0.0055 is noise" (1.3% under
     the peak density) called 78 of that route's ordinary RTTs noise. With the peak one level, at most 20."""
-    from flamenco_core.synth.scenarios import generate
+    from builders import scenario_pair, unlabeled_errors
 
-    df = generate("route_flapping", n_pairs=4, seed=19)
-    pairs = [g for _, g in df.groupby(["src", "dst"], sort=False)]
-    pair = pairs[3].sort_values("timestamp", kind="stable").reset_index(drop=True).drop(columns=["family"])
-    truth = pair["truth"].astype(str).to_numpy()
+    pair = scenario_pair("route_flapping", 19, 3)
     res = run_pair(pair, LatencyConfig(), source="ark")
-    unl = pair["label"].isna().to_numpy()
-    pred = res.labels["predicted"].fillna("good").astype(str).to_numpy()
-    false_pos = int((unl & (pred == "noise") & (truth == "good")).sum())
-    missed = int((unl & (pred == "good") & (truth == "noise")).sum())
-    assert unl.sum() > 1500
+    unlabeled, false_pos, missed = unlabeled_errors(pair, res.labels)
+    assert unlabeled > 1500
     assert false_pos <= 25 and missed <= 5, (false_pos, missed)

@@ -58,11 +58,12 @@ def learn_level(level: str, labeled: pd.DataFrame, train: pd.DataFrame, feats: l
 
     scfg = SnubaConfig(**{"seed": config.seed, "classes": CLASSES, "positive": "noise", **config.snuba})
     feats = _distinct(feats, pd.concat([labeled[feats], train[feats]]))
+    seen = lf_view(train)
     try:
-        auto = generate_lfs(lf_view(labeled), lf_view(train), feats, "label", scfg)
+        auto = generate_lfs(lf_view(labeled), seen, feats, "label", scfg)
     except ValueError as exc:
         return None, f"automatic LFs at the {level} level: {exc}"
-    learner = Learner(level, auto, DataStatistics(lf_view(train)), feats)
+    learner = Learner(level, auto, DataStatistics(seen), feats)
     if not end_model:
         return learner, ""
     X_fit, p_fit, learner.dropped = filter_unlabeled(train[feats].to_numpy(dtype="float64"), auto.train_probs, auto.L_train)
@@ -295,12 +296,14 @@ def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -
     if floor.z > 0 and dev is not None:
         below |= dev < floor.z
     scores = _crz_rough(rows, config)
-    if floor.rough > 0 and scores is not None:
-        crz, rough = scores
-        below |= (crz < config.noise_min_z) & (rough < floor.rough)
-    if floor.level > 0 and scores is not None and LEVEL_FEATURE in rows.columns:
-        crz = scores[0]
-        below |= (crz < config.noise_min_z) & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
+    if scores is None:
+        return below
+    crz, rough = scores
+    calm = crz < config.noise_min_z  # does not stand on its centred baseline
+    if floor.rough > 0:
+        below |= calm & (rough < floor.rough)
+    if floor.level > 0 and LEVEL_FEATURE in rows.columns:
+        below |= calm & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
     return below
 
 
