@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -107,6 +108,9 @@ def main() -> None:
         atlas = GENERATORS["atlas"](root / "atlas", scale=args.scale, seed=args.seed)
         big = GENERATORS["atlas"](root / "atlas_big", scale=args.atlas_scale, seed=args.seed) if args.atlas_scale else None
         cic = GENERATORS["cic"](root / "cic", scale=args.scale, seed=args.seed)
+    # The generator's writes are still being flushed to disk: without this the first fsync of either side
+    # (Flamenco fsyncs its outputs; on ext4 that commits every file's dirty data) would pay for them.
+    os.sync()
     a_paths = [str(p) for p in atlas.data_paths]
     c_paths = [str(p) for p in cic.data_paths]
     cases = [("Atlas JSON", "atlas", a_paths, "_atlas_baseline", "json.loads loop")]

@@ -63,54 +63,65 @@ class _BailContext(ReadContext):
         raise _Bail
 
 
-def _normalized_chunks(fh, size: int) -> Iterator[bytes]:
-    """The file's bytes with universal newlines (``\\r\\n`` and a lone ``\\r`` become ``\\n``), as the
-    reference's text mode reads them, so that lines are counted alike."""
-    while True:
-        chunk = fh.read(size)
-        if not chunk:
-            return
-        if chunk.endswith(b"\r"):
-            chunk += fh.read(1)  # keep a "\r\n" pair in one chunk
-        if b"\r" in chunk:
-            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        yield chunk
+def _fill(fh, left: bytes, size: int) -> tuple[bytearray, bool]:
+    """``left`` and up to ``size`` more bytes of ``fh`` in one new buffer, read into it in place (joining
+    and slicing ``bytes`` copied every block twice: three quarters of the cutting's cost), with universal
+    newlines (``\\r\\n`` and a lone ``\\r`` become ``\\n``, as the reference's text mode reads them, so
+    that lines are counted alike). True when the file has ended."""
+    buf = bytearray(len(left) + size)
+    buf[: len(left)] = left
+    filled, eof = len(left), False
+    with memoryview(buf) as view:
+        while filled < len(buf):
+            got = fh.readinto(view[filled:])
+            if not got:
+                eof = True
+                break
+            filled += got
+    del buf[filled:]
+    if b"\r" in buf:  # ``left`` holds none: it was normalized with the block before
+        while buf.endswith(b"\r") and not eof:  # keep a "\r\n" pair in one block ("\r\r\n" too)
+            more = fh.read(1)
+            eof = not more
+            buf += more
+        buf = bytearray(buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+    return buf, eof
 
 
-def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterator[tuple[bytes, int, int, bool]]:
+def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterator[tuple[bytearray, int, int, bool]]:
     """``(bytes, first line number, lines, ends a reference block)`` for the lines after the header, cut at
-    ``block_bytes`` and at every ``batch_rows`` lines (where the reference's blocks end, so quarantine
+    about ``block_bytes`` and at every ``batch_rows`` lines (where the reference's blocks end, so quarantine
     entries can be filed in the reference's order). Each block's bytes end with ``\\n``."""
-    buf = b""
+    left = b""  # the bytes after the last cut: a partial line, or the lines past a reference block's end
     no = first_no
     into = 0  # lines already given out of the current reference block
-    chunks = _normalized_chunks(fh, block_bytes)
     eof = False
     while True:
-        while not eof and (len(buf) < block_bytes or b"\n" not in buf):
-            chunk = next(chunks, None)
-            if chunk is None:
-                eof = True
-            else:
-                buf += chunk
+        if eof:
+            buf = bytearray(left)
+        else:
+            # a line longer than the buffer is read on until it ends, doubling the read each time
+            buf, eof = _fill(fh, left, max(block_bytes, len(left)))
         if not buf:
             return
         if eof and not buf.endswith(b"\n"):
             buf += b"\n"  # the last line without a newline is still a line
+        cut = buf.rfind(b"\n")
+        if cut < 0:
+            left = bytes(buf)
+            continue
+        nl = np.frombuffer(buf, dtype=np.uint8, count=cut + 1) == 10
+        n = int(np.count_nonzero(nl))
         room = batch_rows - into
-        cut = buf.rfind(b"\n", 0, block_bytes)
-        if cut < 0:  # one line longer than a block: take it whole
-            cut = buf.find(b"\n")
-        head = buf[: cut + 1]
-        n = head.count(b"\n")
         if n > room:  # the reference's block ends inside: cut at its last line
-            nl = np.flatnonzero(np.frombuffer(head, dtype=np.uint8) == 10)
-            head = buf[: int(nl[room - 1]) + 1]
+            cut = int(np.flatnonzero(nl)[room - 1])
             n = room
-        buf = buf[len(head):]
+        del nl
+        left = bytes(buf[cut + 1:])
+        del buf[cut + 1:]
         into += n
-        ends = into == batch_rows or (eof and not buf)
-        yield head, no, n, ends
+        ends = into == batch_rows or (eof and not left)
+        yield buf, no, n, ends
         no += n
         if into == batch_rows:
             into = 0
@@ -208,10 +219,6 @@ def _parse(data: bytes, n_lines: int, col_names: list[str], convert) -> pa.Table
         invalid.append(row)
         return "skip"
 
-    empty = 0  # lines with no byte at all (pyarrow skips them; they are no records either)
-    if data.startswith(b"\n") or b"\n\n" in data:
-        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
-        empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())
     try:
         table = pacsv.read_csv(
             pa.py_buffer(data),
@@ -221,8 +228,15 @@ def _parse(data: bytes, n_lines: int, col_names: list[str], convert) -> pa.Table
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeDecodeError):
         return None
-    if invalid or table.num_rows != n_lines - empty:
+    if invalid:
         return None
+    if table.num_rows != n_lines:
+        # pyarrow skips lines with no byte at all (no records either), and only those: count them only
+        # when a line is missing, since searching every block for b"\n\n" costs a sixth of the parse
+        nl = np.flatnonzero(np.frombuffer(data, dtype=np.uint8) == 10)
+        empty = int((np.diff(np.concatenate(([-1], nl))) == 1).sum())
+        if table.num_rows != n_lines - empty:
+            return None
     return table
 
 

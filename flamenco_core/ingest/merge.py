@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from flamenco_core.ingest.schema import conform
+
 SEQ_COL = "__seq"
 FILE_COL = "__file_idx"
 INTERNAL = (SEQ_COL, FILE_COL)
@@ -278,13 +280,14 @@ class EarlyWriter:
             self.stop()
             return
         self.last = int(ts[-1])
-        self.pending.append(table.drop_columns(list(INTERNAL)).cast(self.schema))
+        self.pending.append(conform(table.drop_columns(list(INTERNAL)), self.schema))
         self.rows += table.num_rows
         if self.rows >= self.GROUP_ROWS:
-            self._flush()
+            self.flush()
 
-    def _flush(self) -> None:
-        if self.pending:
+    def flush(self) -> None:
+        """Hand the rows queued so far to the writing thread (a last, smaller row group)."""
+        if self.ok and self.pending:
             self.pool.submit(self._write, pa.concat_tables(self.pending))
             self.pending, self.rows = [], 0
 
@@ -296,7 +299,7 @@ class EarlyWriter:
     def finish(self, schema: pa.Schema) -> bool:
         """Write what is left and close; True when the file is complete and has ``schema``."""
         if self.ok and self.schema.equals(schema, check_metadata=True):
-            self._flush()
+            self.flush()
             self.pool.submit(self._close).result()  # raises the writes' errors
             self.pool.shutdown(wait=True)
             self.pool = None
@@ -331,6 +334,8 @@ def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema
     """:func:`dedupe_sort_parts` for batches the driver still holds in memory (they fit one bucket);
     ``early``: the :class:`EarlyWriter` that was given every batch, whose file stands when the sort and
     de-duplication change nothing."""
+    if early is not None:
+        early.flush()  # the last row group is written while the rows are checked, not after
     whole = pa.concat_tables(tables)
     table, dropped = _dedupe_sort(whole)
     tables.clear()

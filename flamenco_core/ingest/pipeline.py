@@ -51,6 +51,7 @@ from flamenco_core.ingest.schema import (
     FLOW_KEY_COLUMNS,
     KIND_KEY,
     LATENCY_COLUMNS,
+    conform,
     display_names,
     to_flows_table,
     to_latency_table,
@@ -373,7 +374,7 @@ def _ingest(paths: list[Path], fmt: str, out: Path, options: dict, batch_rows: i
                         schema = table.schema
                     else:
                         check_schema(path, table.schema, schema)
-                    table = table.cast(schema)
+                    table = conform(table, schema)
                     # Rows stay in memory while they fit HOLD_BYTES (no scratch file for small inputs);
                     # past that, everything goes to the scratch parts.
                     if writer is None and held_bytes + table.nbytes <= HOLD_BYTES:

@@ -127,3 +127,11 @@ def display_names(table_or_schema: pa.Table | pa.Schema) -> dict[str, str]:
     schema = table_or_schema.schema if isinstance(table_or_schema, pa.Table) else table_or_schema
     raw = (schema.metadata or {}).get(DISPLAY_NAMES_KEY)
     return json.loads(raw) if raw else {}
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table.cast(schema)``, without a cast where only the metadata differs (the common case: a cast of
+    ~85 columns, chunk by chunk, costs more than the batch's checks)."""
+    if table.schema.equals(schema, check_metadata=False):
+        return pa.Table.from_arrays(table.columns, schema=schema)
+    return table.cast(schema)

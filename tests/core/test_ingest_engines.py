@@ -375,3 +375,33 @@ def test_arrow_cleaning_drops_what_the_pandas_cleaning_drops(rows):
     assert Counter(got_counts) == Counter(want_counts)
     assert [(r["rtt_ms"], r["x"], r["label"]) for r in got.to_pylist()] == list(
         zip(want["rtt_ms"].tolist(), want["x"].tolist(), [None if pd.isna(v) else v for v in want["label"]]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"bc", b",", b"\n", b"\r\n", b"\r", b"\n\n", b"xyz" * 7]), max_size=60),
+       st.integers(1, 40), st.integers(1, 9), st.booleans())
+def test_cic_line_blocks_cut_whole_lines_as_text_mode_reads_them(pieces, block_bytes, batch_rows, gz):
+    """Blocks put back together are the file as Python's universal newlines read it (a last line without a
+    newline gets one), every block ends a line, the line numbers follow on, and a reference block (of
+    ``batch_rows`` lines) never ends inside a block; a "\\r\\n" cut by a read stays one line break."""
+    import io
+
+    data = b"".join(pieces)
+    raw = gzip.compress(data) if gz else data
+    fh = gzip.GzipFile(fileobj=io.BytesIO(raw)) if gz else io.BufferedReader(io.BytesIO(raw))
+    blocks = list(cicflowmeter_fast._line_blocks(fh, 5, batch_rows, block_bytes))
+    text = io.TextIOWrapper(io.BytesIO(data), encoding="latin-1", newline=None).read().encode("latin-1")
+    if text and not text.endswith(b"\n"):
+        text += b"\n"
+    assert b"".join(bytes(b[0]) for b in blocks) == text
+    no, into = 5, 0
+    for buf, first, n, ends in blocks:
+        assert buf.endswith(b"\n") and buf.count(b"\n") == n and first == no and n >= 1
+        into += n
+        assert into <= batch_rows
+        # a reference block's end is always flagged; a short one only where the file ends (the caller
+        # files what is left after its last block in any case)
+        assert ends == (into == batch_rows) or (ends and buf is blocks[-1][0])
+        if into == batch_rows:
+            into = 0
+        no += n
