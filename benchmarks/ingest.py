@@ -7,7 +7,10 @@ paper's sizes), then times, each in a fresh process so peak RSS is its own:
 - Atlas: ``flamenco_core.ingest.pipeline.ingest`` (parse, account, clean, sort, write Parquet) against a
   ``json.loads``-per-line loop that only collects the RTTs (the least any reader must do);
 - CIC: ``ingest`` against a bare ``pandas.read_csv`` of the same file.
-Prints rows/s, the ratio ours/baseline (1.0 = as fast as the bare parser) and peak RSS.
+Prints rows/s, the ratio ours/baseline (1.0 = as fast as the bare parser) and peak RSS. With ``--repeat N``
+(default 3) the two sides alternate N times, each run in its own fresh process; the table gives the median
+rows/s of each side, the ratio of the medians and the range of the N paired ratios (on a shared 2-core
+machine one run of either side moves by up to a fifth).
 
 Each side imports its libraries (pandas for ``read_csv``; pandas, pyarrow and the readers for Flamenco,
 plus pyarrow's lazy loading of its compute kernels) before its clock starts: the figures compare the work per row, which is what grows with a dump; the
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -95,13 +99,14 @@ def main() -> None:
     ap.add_argument("--atlas-scale", type=float, default=20.0,
                     help="also time Atlas at this scale: scale 1 is only 2.6 MB, where fixed costs dominate")
     ap.add_argument("--data", type=Path, default=None, help="folder to keep generated data (default: temp)")
+    ap.add_argument("--repeat", type=int, default=3, help="alternate both sides this many times (medians)")
     args = ap.parse_args()
     from rich.console import Console
     from rich.table import Table
 
     from flamenco_core.synth import GENERATORS
 
-    console = Console(width=180)  # a table of numbers must not be cut to the terminal
+    console = Console(width=200)  # a table of numbers must not be cut to the terminal
     tmp = tempfile.TemporaryDirectory()
     root = args.data or Path(tmp.name)
     with console.status("generating data"):
@@ -120,15 +125,20 @@ def main() -> None:
     mb = lambda ps: sum(Path(p).stat().st_size for p in ps) / 2**20  # noqa: E731
     rows = []
     for name, fmt, paths, base_fn, base_name in cases:
-        with console.status(f"timing {name}"):
-            b_rows, b_dt, b_mem, b_imp = measure(base_fn, paths)
-            o_rows, o_dt, o_mem, o_imp = measure("_ours", paths, fmt)
-        rows.append((name, f"{mb(paths):.1f}", base_name, f"{b_rows / b_dt:,.0f}", f"{b_mem:,.0f}",
-                     f"{o_rows:,}", f"{o_rows / o_dt:,.0f}", f"{o_mem:,.0f}", f"{(o_rows / o_dt) / (b_rows / b_dt):.2f}",
-                     f"{b_imp:.2f} / {o_imp:.2f}"))
-    t = Table(title=f"ingest benchmark (scale {args.scale}, seed {args.seed})")
+        runs = []  # (baseline, ours) pairs, each (rows, seconds, peak MB, import s)
+        for i in range(max(1, args.repeat)):
+            with console.status(f"timing {name} ({i + 1}/{args.repeat})"):
+                runs.append((measure(base_fn, paths), measure("_ours", paths, fmt)))
+        b_rate = statistics.median(b[0] / b[1] for b, _ in runs)
+        o_rate = statistics.median(o[0] / o[1] for _, o in runs)
+        pair = sorted((o[0] / o[1]) / (b[0] / b[1]) for b, o in runs)
+        rows.append((name, f"{mb(paths):.1f}", base_name, f"{b_rate:,.0f}", f"{max(b[2] for b, _ in runs):,.0f}",
+                     f"{runs[0][1][0]:,}", f"{o_rate:,.0f}", f"{max(o[2] for _, o in runs):,.0f}",
+                     f"{o_rate / b_rate:.2f}", f"{pair[0]:.2f}-{pair[-1]:.2f}",
+                     f"{statistics.median(b[3] for b, _ in runs):.2f} / {statistics.median(o[3] for _, o in runs):.2f}"))
+    t = Table(title=f"ingest benchmark (scale {args.scale}, seed {args.seed}, {args.repeat} alternated runs a side, medians)")
     for c in ("input", "MB", "baseline", "baseline rows/s", "baseline peak MB", "flamenco rows", "flamenco rows/s",
-              "flamenco peak MB", "ratio ours/baseline", "import s (base / ours)"):
+              "flamenco peak MB", "ratio ours/baseline", "paired ratios", "import s (base / ours)"):
         t.add_column(c, justify="right" if c not in ("input", "baseline") else "left")
     for r in rows:
         t.add_row(*r)

@@ -38,9 +38,6 @@ _THREADS = (os.cpu_count() or 1) > 2
 _AHEAD = 2
 #: A timestamp pyarrow's ISO 8601 cast reads exactly as pandas' ISO 8601 parser does.
 _PLAIN_ISO = r"^\d{4}-\d\d-\d\d[ T]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d{1,6})?$"
-#: A text whose first or last character may be whitespace to Python's ``strip`` (anything but printable
-#: ASCII other than the space): only such texts need the reference's strip.
-_EDGE = r"^[^!-~]|[^!-~]$"
 
 
 class _Bail(Exception):
@@ -298,10 +295,20 @@ def _timestamps(col: pa.ChunkedArray, lay: CicLayout) -> pa.Array | None:
     return pa.array(ts.to_numpy(dtype="datetime64[us]"), typ)
 
 
+def _has_blank_edge(col: pa.ChunkedArray) -> bool:
+    """Whether a text's first or last byte may be whitespace to Python's ``strip``: anything but printable
+    ASCII other than the space (a UTF-8 character beyond ASCII starts and ends with a byte above ``~``).
+    Comparing the edge bytes costs half of a regular expression that scans every text."""
+    raw = col.cast(pa.binary())
+    edges = [pc.binary_slice(raw, 0, 1), pc.binary_slice(raw, -1)]
+    odd = [pc.or_(pc.less(e, b"!"), pc.greater(e, b"~")) for e in edges]
+    return bool(pc.any(pc.and_(pc.or_(*odd), pc.greater(pc.binary_length(raw), 0))).as_py())
+
+
 def _stripped(col: pa.ChunkedArray) -> pa.Array:
     """``col`` with Python's ``strip`` applied (as the reference): Arrow's idea of whitespace differs from
     Python's at the edges, so only a column with a possibly-blank edge character goes through Python."""
-    if not pc.any(pc.match_substring_regex(col, _EDGE)).as_py():
+    if not _has_blank_edge(col):
         return col.combine_chunks()
     return pa.array(col.to_pandas().str.strip().to_numpy(), pa.string())
 

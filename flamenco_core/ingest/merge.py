@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from flamenco_core.ingest.schema import conform
+from flamenco_core.ingest.schema import FLOW_KEY_COLUMNS, LATENCY_COLUMNS, conform
 
 SEQ_COL = "__seq"
 FILE_COL = "__file_idx"
@@ -324,9 +324,13 @@ class EarlyWriter:
 
 def _parquet_writer(out_path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # Strings dictionary-encode well (addresses repeat); float features mostly do not, and trying costs
-    # as much as the write itself.
+    # as much as the write itself. Min/max statistics are kept for the canonical columns (time, addresses,
+    # ports, RTT, label: what readers filter on); a flow feature's range over a 64k-row group is nearly its
+    # whole range, so its statistics would prune nothing and cost a tenth of the write.
     dict_cols = [f.name for f in schema if pa.types.is_string(f.type)]
-    return pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False)
+    keep = set(LATENCY_COLUMNS) | set(FLOW_KEY_COLUMNS) | {"label"}
+    stats = [f.name for f in schema if f.name in keep or not pa.types.is_floating(f.type)]
+    return pq.ParquetWriter(out_path, schema, use_dictionary=dict_cols or False, write_statistics=stats)
 
 
 def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema,

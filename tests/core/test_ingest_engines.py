@@ -405,3 +405,15 @@ def test_cic_line_blocks_cut_whole_lines_as_text_mode_reads_them(pieces, block_b
         if into == batch_rows:
             into = 0
         no += n
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=6), max_size=8))
+def test_cic_blank_edge_check_flags_every_text_strip_would_change(texts):
+    """The edge-byte test that decides whether a text column needs Python's ``strip``: it flags exactly the
+    texts that start or end outside printable ASCII-but-space, so never misses one ``strip`` would change."""
+    col = pa.chunked_array([pa.array(texts, pa.string())])
+    odd = any(t and not ("!" <= t[0] <= "~" and "!" <= t[-1] <= "~") for t in texts)
+    assert cicflowmeter_fast._has_blank_edge(col) == odd
+    if not odd:
+        assert all(t.strip() == t for t in texts)
