@@ -191,7 +191,7 @@ def read_fast(path: str | Path, ctx: ReadContext, arrow: bool = False, **options
         ctx.quarantined.extend(q_values)
 
 
-def _parsed_ahead(blocks: Iterator[tuple[bytes, int, int, bool]], col_names: list[str], convert):
+def _parsed_ahead(blocks: Iterator[tuple[bytearray, int, int, bool]], col_names: list[str], convert):
     """The blocks of :func:`_line_blocks`, each with a future of its :func:`_parse`; the next
     :data:`_AHEAD` blocks are parsed on threads (pyarrow releases the GIL) while the caller checks and
     converts the current one."""
@@ -205,7 +205,7 @@ def _parsed_ahead(blocks: Iterator[tuple[bytes, int, int, bool]], col_names: lis
             yield queued.popleft()
 
 
-def _parse(data: bytes, n_lines: int, col_names: list[str], convert) -> pa.Table | None:
+def _parse(data: bytes | bytearray, n_lines: int, col_names: list[str], convert) -> pa.Table | None:
     """The block as pyarrow parses it, or None when the reference path must read it (quotes, a line with
     the wrong field count, a text where a number belongs, a blank-looking line)."""
     if not n_lines or b'"' in data:
@@ -256,7 +256,7 @@ def _fast_block(table: pa.Table, lay: CicLayout, ctx: ReadContext,
     return frame
 
 
-def _reference_block(data: bytes, first_no: int, n_lines: int, lay: CicLayout, ctx: ReadContext,
+def _reference_block(data: bytes | bytearray, first_no: int, n_lines: int, lay: CicLayout, ctx: ReadContext,
                      q_fields: list, q_values: list) -> pd.DataFrame | None:
     """The reference path for one block; its quarantine entries go to ``q_fields`` / ``q_values``."""
     text = data.decode("utf-8", "replace")[:-1]
