@@ -417,3 +417,15 @@ def test_cic_blank_edge_check_flags_every_text_strip_would_change(texts):
     assert cicflowmeter_fast._has_blank_edge(col) == odd
     if not odd:
         assert all(t.strip() == t for t in texts)
+
+
+def test_conform_attaches_metadata_without_copying_and_casts_otherwise():
+    from flamenco_core.ingest.schema import conform
+
+    t = pa.table({"a": pa.array([1.0, 2.0]), "b": pa.array(["x", "y"])})
+    target = t.schema.with_metadata({b"k": b"v"})
+    same = conform(t, target)
+    assert same.schema.equals(target, check_metadata=True)
+    assert same.column("a").chunk(0).buffers()[1].address == t.column("a").chunk(0).buffers()[1].address
+    cast = conform(t, pa.schema([("a", pa.float32()), ("b", pa.string())]))
+    assert cast.schema.field("a").type == pa.float32() and cast.column("a").to_pylist() == [1.0, 2.0]
