@@ -152,6 +152,10 @@ def test_cicflowmeter_fallbacks_and_block_cuts(tmp_path, monkeypatch):
     monkeypatch.setattr(cicflowmeter_fast, "FAST_BLOCK_BYTES", 3000)
     fast = _assert_same([path], "cicflowmeter", tmp_path / "small", batch_rows=64)
     assert fast[2]["quarantined"] >= 5 and fast[2]["dropped"].get("duplicate") == 1
+    # gzip: the decompressor hands over short reads, so blocks are filled by several reads
+    packed = tmp_path / "flows.csv.gz"
+    packed.write_bytes(gzip.compress(path.read_bytes()))
+    _assert_same([packed], "cicflowmeter", tmp_path / "small_gz", batch_rows=64)
     monkeypatch.setattr(cicflowmeter_fast, "FAST_BLOCK_BYTES", 1 << 20)
     _assert_same([path], "cicflowmeter", tmp_path / "big")
 
