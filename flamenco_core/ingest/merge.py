@@ -244,7 +244,7 @@ def dedupe_sort_parts(
             del batches
             if len(dropped):
                 dups.update({int(k): int(v) for k, v in zip(*np.unique(dropped, return_counts=True))})
-            writer.write_table(table.drop_columns(list(INTERNAL)).cast(schema))
+            writer.write_table(_output_rows(table, schema))
             if progress:
                 progress("sort", table.num_rows)
             del table
@@ -280,7 +280,7 @@ class EarlyWriter:
             self.stop()
             return
         self.last = int(ts[-1])
-        self.pending.append(conform(table.drop_columns(list(INTERNAL)), self.schema))
+        self.pending.append(_output_rows(table, self.schema))
         self.rows += table.num_rows
         if self.rows >= self.GROUP_ROWS:
             self.flush()
@@ -322,6 +322,11 @@ class EarlyWriter:
             self.pool = None
 
 
+def _output_rows(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table`` as the output file holds it: without the internal columns, with the output ``schema``."""
+    return conform(table.drop_columns(list(INTERNAL)), schema)
+
+
 def _parquet_writer(out_path: Path, schema: pa.Schema) -> pq.ParquetWriter:
     # Strings dictionary-encode well (addresses repeat); float features mostly do not, and trying costs
     # as much as the write itself. Min/max statistics are kept for the canonical columns (time, addresses,
@@ -349,7 +354,7 @@ def dedupe_sort_tables(tables: list[pa.Table], out_path: Path, schema: pa.Schema
         early.stop()
     dups: Counter = Counter({int(k): int(v) for k, v in zip(*np.unique(dropped, return_counts=True))})
     with _parquet_writer(out_path, schema) as writer:
-        writer.write_table(table.drop_columns(list(INTERNAL)).cast(schema))
+        writer.write_table(_output_rows(table, schema))
     return dups
 
 

@@ -153,8 +153,8 @@ def envelope_labels(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     rows that stand out on that score (at least ``min_class_rows`` of them, else by all), not by the calm
     rows beside a burst that inherit its roughness. A row is noise when it lies beyond the bound of every
     score of one of :func:`_envelope_rules`. A pool of good rows whose range covers the data therefore
-    labels it all good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series on ``work``'s
-    index) and the rule in words."""
+    labels it all good, which is then what the evidence says, not a default. Returns 0/1 per row (a Series
+    on ``work``'s index) and the rule in words."""
     lab = pool.reindex(work.index)
     good = (lab == "good").fillna(False).to_numpy()
     noise = (lab == "noise").fillna(False).to_numpy()
