@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
 from flamenco.ui import console, err, fail, rich_table
@@ -32,11 +31,12 @@ def _load_pack(path: Path):
         fail(str(exc))
 
 
-def _findings_table(title: str, findings) -> Table:
-    cols = ("LF", "kind", "field", "message")
-    rows = [dict(zip(cols, (f.lf or "(pack)", f.kind, f.field, f.message))) for f in findings]
-    return rich_table(rows, columns=cols, column_options={c: {"overflow": "fold"} for c in cols}, title=title,
-                      show_lines=False)
+def _print_findings(title: str, findings) -> None:
+    # One line per finding: its message is a paragraph, which a four-column table folded into dozens of
+    # 20-character lines; a line copies and greps whole.
+    console.print(Text(title, style="bold"))
+    for f in findings:
+        console.print(Text(f"- {f.lf or '(pack)'} [{f.kind}] {f.field}: {f.message}"))
 
 
 def _print_escaped(text: str) -> None:
@@ -162,7 +162,7 @@ def combine(
         findings = audit_pack(pack, allow=allow)
         if findings:
             refused = True
-            console.print(_findings_table(f"audit of {path.name} ({pack.name}): {len(findings)} finding(s)", findings))
+            _print_findings(f"audit of {path.name} ({pack.name}): {len(findings)} finding(s)", findings)
     if refused:
         err.print("[bold red]refusing to combine:[/] resolve the findings above or pass --allow NAME for accepted ones")
         raise typer.Exit(1)
@@ -204,7 +204,7 @@ def audit(
     if as_json:
         _print_escaped(json.dumps([f.to_dict() for f in findings], indent=2))
     elif findings:
-        console.print(_findings_table(f"audit of {pack.name}: {len(findings)} finding(s)", findings))
+        _print_findings(f"audit of {pack.name}: {len(findings)} finding(s)", findings)
     else:
         console.print(Text(f"audit of {pack.name}: no findings" + (f" (allowed: {', '.join(allow)})" if allow else ""), style="green"))
     if findings:

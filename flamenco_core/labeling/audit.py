@@ -330,7 +330,7 @@ def audit_pack(pack: LFPack, allow: Iterable[str] = ()) -> list[Finding]:
                                                     "scale statistics instead (e.g. mean + 2*std)"))
                         if why and not offsets:
                             findings.append(Finding(lf.name, vpath, "disguised_literal",
-                                                    f"{v!r} on non-universal feature {cond.feature!r} does not move with the data: it {why}. "
+                                                    f"{v!r} on non-universal feature {cond.feature!r} {why}. "
                                                     "A threshold that does not follow the data acts as a fixed value, which can probe the "
                                                     f"data it runs on; build it from statistics of {cond.feature!r} only "
                                                     "(e.g. p75, mean + 2*std, median + 1.5*iqr, 0.5*p75)"))

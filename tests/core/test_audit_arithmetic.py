@@ -154,6 +154,11 @@ def test_cli_audit_reports_a_disguised_literal(tmp_path):
     assert res.exit_code == 1
     assert [f["kind"] for f in __import__("json").loads(res.output)] == ["disguised_literal"]
     assert CliRunner().invoke(lf_app, ["audit", str(path), "--allow", "h"]).exit_code == 0
+    # the human form: one whole line per finding (a narrow table folded the message into 20-character pieces)
+    lines = CliRunner().invoke(lf_app, ["audit", str(path)]).output.splitlines()
+    assert lines[0] == "audit of probe: 1 finding(s)"
+    assert lines[1].startswith("- h [disguised_literal] lfs[0].when[0].value: 'mean/mean*1500' on non-universal "
+                               "feature 'bytes' does not scale with the data") and len(lines) == 2
 
 
 # ---------------------------------------------------------------------------------------------- property
