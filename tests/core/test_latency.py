@@ -300,6 +300,26 @@ def test_learned_noise_needs_a_row_above_the_floor():
     assert off[0].tolist() == learned.tolist()
 
 
+def test_a_route_jittering_several_times_the_labeled_ones_is_not_learned_noise():
+    from flamenco_core.experiments.latency.levels import deviation_floor, guard_labels
+    from flamenco_core.experiments.latency.results import SubsetResult
+
+    # the labeled noise: spikes on their centred z, and burst rows that jump 15-40 times the usual
+    work = pd.DataFrame({"rtt_ms_pair_crz": [9.0, 0.5, 1.0, 0.2],
+                         "rtt_ms_pair_nrz": [12.0, 60.0, 80.0, 0.3],
+                         "rtt_ms_pair_rough": [1.0, 15.0, 40.0, 1.0]})
+    pool = pd.Series(["noise", "noise", "noise", "good"], index=work.index, dtype="string")
+    floor = deviation_floor(work, pool, LatencyConfig())
+    # a calm stay on a route only the unlabeled period visits: far above its neighbours at the route
+    # change, on its centred median, jittering 3-5 times the series' usual jump (a burst jumps 10+)
+    stay = pd.DataFrame({"rtt_ms_pair_crz": [0.3, 1.1, 0.8, 0.4],
+                         "rtt_ms_pair_nrz": [70.0, 65.0, 9.0, 75.0],
+                         "rtt_ms_pair_rough": [3.0, 4.5, 5.5, 12.0]})
+    lab, _, src = guard_labels(np.ones(4, dtype=int), np.full(4, 0.9), np.full(4, "label_model", dtype=object), None,
+                               stay, SubsetResult(subset=0, rows=4, outcome="ok"), LatencyConfig(), floor=floor)
+    assert lab.tolist() == [0, 0, 0, 1] and src.tolist()[:3] == ["deviation_floor"] * 3
+
+
 def test_the_level_floor_is_learned_from_the_calm_labeled_noise():
     from flamenco_core.experiments.latency.levels import deviation_floor
 
@@ -314,15 +334,22 @@ def test_the_level_floor_is_learned_from_the_calm_labeled_noise():
     # levels: the floor is its cap, a tenth of the busiest level's density (the KDE's min_height)
     assert f.level == pytest.approx(1.0) and "the cap 1 " in f.level_from
     assert f.to_dict()["level"] == pytest.approx(1.0) and type(f.to_dict()["level"]) is float
-    # the user calls a calm row on a common level noise: the floor steps down to it
+    # the user calls a calm row on a common level noise: the floor steps down to it (row 1, which jumps
+    # like a burst, is not among the rows that teach it)
     low = pool.copy()
     low.iloc[2] = "noise"
     f = deviation_floor(work, low, cfg)
-    assert f.level == pytest.approx(0.3) and "calmest of 3" in f.level_from
-    # row 0, the one labeled noise row standing on the centred z, does not teach it; no rarity, no floor
+    assert f.level == pytest.approx(0.3) and "calmest of 2" in f.level_from
+    # a burst's row on a common level (calm by its centred z, roughness 12) does not lower it
+    burst = work.assign(rtt_ms_rarity=[0.0, 0.02, 0.3, 0.0, 3.1])
+    f = deviation_floor(burst, pool, cfg)
+    assert f.level == pytest.approx(1.0) and "the cap 1 " in f.level_from
+    # row 0, the one labeled noise row standing on the centred z, says nothing against calm stays: the cap
     only = pool.copy()
     only.iloc[[1, 4]] = "good"
-    assert deviation_floor(work, only, cfg).level == 0.0
+    assert deviation_floor(work, only, cfg).level == pytest.approx(1.0)
+    # no labeled noise at all, or no rarity: no floor
+    assert deviation_floor(work, pool.where(pool != "noise"), cfg).level == 0.0
     assert deviation_floor(work.drop(columns=["rtt_ms_rarity"]), pool, cfg).level == 0.0
 
 
@@ -341,6 +368,11 @@ def test_a_calm_stay_on_a_common_level_is_not_learned_noise():
     lab, _, src = guard_labels(np.ones(5, dtype=int), np.full(5, 0.9), np.full(5, "label_model", dtype=object), None,
                                rows, res, LatencyConfig(), floor=NoiseFloor(z=3.0, rough=2.0, level=1.0))
     assert lab.tolist() == [0, 0, 1, 1, 1] and src.tolist()[:2] == ["deviation_floor"] * 2
+    # the same rows jumping like a burst (roughness 12) stay noise on a common level too
+    jumpy = guard_labels(np.ones(5, dtype=int), np.full(5, 0.9), np.full(5, "x", dtype=object), None,
+                         rows.assign(rtt_ms_pair_rough=12.0), SubsetResult(subset=0, rows=5, outcome="ok"),
+                         LatencyConfig(), floor=NoiseFloor(z=3.0, rough=2.0, level=1.0))
+    assert jumpy[0].tolist() == [1] * 5
     kept = guard_labels(np.ones(5, dtype=int), np.full(5, 0.9), np.full(5, "x", dtype=object), None, rows,
                         SubsetResult(subset=0, rows=5, outcome="ok"), LatencyConfig(),
                         floor=NoiseFloor(z=3.0, rough=2.0))

@@ -84,7 +84,9 @@ class LatencyConfig(BaseModel):
                                "this many robust standard deviations above both its centred and its neighbour "
                                "baseline (causal: its rolling baseline), nor less than the calmest of the pair's "
                                "labeled noise rows; no floor where the pair has no labeled noise; 0 turns it off")
-    noise_min_rough: float = Field(2.0, ge=0, description="two-sided: learned labels never call noise a row that stands "
+    # 6: a route that only the unlabeled period visits can jitter several times as much as the labeled ones
+    # (2-6 times the series' usual jump on the scenario families), while a burst's rows jump 10 times and more
+    noise_min_rough: float = Field(6.0, ge=0, description="two-sided: learned labels never call noise a row that stands "
                                    "less than noise_min_z above its centred baseline and jumps less than this "
                                    "(rtt_ms_pair_rough), nor less than the calmest such labeled noise row; 0 turns it off")
     envelope_guard: bool = Field(True, description="rows beyond the envelope of the labeled good rows are noise even "

@@ -258,8 +258,8 @@ def _deviation(rows: pd.DataFrame, config: LatencyConfig) -> Optional[np.ndarray
 class NoiseFloor:
     """What a learned noise row must show to stay noise (see :func:`deviation_floor`): stand ``z`` robust
     sigmas above its centred or its neighbour baseline, and, where it does not stand ``noise_min_z``
-    above the centred one, jump at least ``rough`` (roughness) around it and lie on a level at least
-    ``level`` rare (rarity). 0: no such condition."""
+    above the centred one, jump at least ``rough`` (roughness) around it and, unless it jumps like a burst
+    (:data:`ROUGH_FLOOR`), lie on a level at least ``level`` rare (rarity). 0: no such condition."""
 
     z: float = 0.0
     z_from: str = "off"
@@ -303,7 +303,9 @@ def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -
     if floor.rough > 0:
         below |= calm & (rough < floor.rough)
     if floor.level > 0 and LEVEL_FEATURE in rows.columns:
-        below |= calm & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
+        # a row inside a burst (jumping ROUGH_FLOOR times the usual) is a burst's on any level
+        steady = calm & (rough < ROUGH_FLOOR)
+        below |= steady & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
     return below
 
 
@@ -320,9 +322,10 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
     the calmest labeled noise row, whichever is lower, and there is none without labeled noise.
 
     The level floor: a row that stands above its neighbours only, on a level at least a tenth as dense as
-    the pair's busiest (what the KDE's ``min_height`` calls a mode), is a short stay on a route, jumping
-    or not, unless the pair's labeled noise holds such rows (the floor is then the lowest rarity among the
-    labeled noise rows under ``noise_min_z`` above the centred baseline)."""
+    the pair's busiest (what the KDE's ``min_height`` calls a mode), without jumping like a burst (under
+    :data:`ROUGH_FLOOR`), is a short stay on a route, unless the pair's labeled noise holds such rows (the
+    floor is then the lowest rarity among them). A burst's rows that happen to land on a common level do
+    not lower it."""
     out = NoiseFloor()
     dev = _deviation(work, config)
     if not config.noise_min_z or dev is None:
@@ -339,8 +342,15 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
         out.rough, out.rough_from = _floor(rough[calm & np.isfinite(rough)], config.noise_min_rough, what, "roughness")
     if LEVEL_FEATURE in work.columns:
         level = work[LEVEL_FEATURE].to_numpy(dtype="float64")
-        out.level, out.level_from = _floor(level[calm & np.isfinite(level)],
-                                           float(-np.log10(config.modality.min_height)), what, "rarity")
+        cap = float(-np.log10(config.modality.min_height))
+        # A burst's rows that land on a common level say nothing of a calm stay there: only labeled noise
+        # that does not jump (under ROUGH_FLOOR) lowers this floor.
+        steady = calm & (rough < ROUGH_FLOOR) & np.isfinite(level)
+        what = f"{what} and jumping less than {ROUGH_FLOOR:g}"
+        if noise.any() and not steady.any():
+            out.level, out.level_from = cap, f"the cap {cap:g} (no labeled noise row {what})"
+        else:
+            out.level, out.level_from = _floor(level[steady], cap, what, "rarity")
     return out
 
 
