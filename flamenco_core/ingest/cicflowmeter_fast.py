@@ -60,7 +60,7 @@ class _BailContext(ReadContext):
         raise _Bail
 
 
-def _fill(fh, left: bytes, size: int) -> tuple[bytearray, bool]:
+def _fill(fh, left: bytes | bytearray, size: int) -> tuple[bytearray, bool]:
     """``left`` and up to ``size`` more bytes of ``fh`` in one new buffer, read into it in place (joining
     and slicing ``bytes`` copied every block twice: three quarters of the cutting's cost), with universal
     newlines (``\\r\\n`` and a lone ``\\r`` become ``\\n``, as the reference's text mode reads them, so
@@ -81,7 +81,7 @@ def _fill(fh, left: bytes, size: int) -> tuple[bytearray, bool]:
             more = fh.read(1)
             eof = not more
             buf += more
-        buf = bytearray(buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n"))
+        buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")  # a bytearray's replace gives a bytearray
     return buf, eof
 
 
@@ -89,7 +89,8 @@ def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterat
     """``(bytes, first line number, lines, ends a reference block)`` for the lines after the header, cut at
     about ``block_bytes`` and at every ``batch_rows`` lines (where the reference's blocks end, so quarantine
     entries can be filed in the reference's order). Each block's bytes end with ``\\n``."""
-    left = b""  # the bytes after the last cut: a partial line, or the lines past a reference block's end
+    # the bytes after the last cut: a partial line, or the lines past a reference block's end
+    left: bytes | bytearray = b""
     no = first_no
     into = 0  # lines already given out of the current reference block
     eof = False
@@ -105,7 +106,7 @@ def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterat
             buf += b"\n"  # the last line without a newline is still a line
         cut = buf.rfind(b"\n")
         if cut < 0:
-            left = bytes(buf)
+            left = buf  # the next _fill copies it into a larger buffer
             continue
         nl = np.frombuffer(buf, dtype=np.uint8, count=cut + 1) == 10
         n = int(np.count_nonzero(nl))
@@ -114,7 +115,7 @@ def _line_blocks(fh, first_no: int, batch_rows: int, block_bytes: int) -> Iterat
             cut = int(np.flatnonzero(nl)[room - 1])
             n = room
         del nl
-        left = bytes(buf[cut + 1:])
+        left = buf[cut + 1:]  # a slice of a bytearray is its own copy
         del buf[cut + 1:]
         into += n
         ends = into == batch_rows or (eof and not left)

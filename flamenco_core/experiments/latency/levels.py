@@ -217,6 +217,11 @@ ROUGHNESS = "rtt_ms_pair_rough"
 ROUGH_FLOOR = 10.0
 
 
+def _steady(calm: np.ndarray, rough: np.ndarray) -> np.ndarray:
+    """The calm rows that do not jump like a burst's: those the level floor is learned from and applied to."""
+    return calm & (rough < ROUGH_FLOOR)
+
+
 def _envelope_floor(feature: str, config: LatencyConfig) -> float:
     # z-scores are floored in robust sigmas; rarity in decades of density below the busiest level;
     # roughness in multiples of the series' usual jump; the excess share has no floor: the labeled good
@@ -304,8 +309,7 @@ def _below_floor(rows: pd.DataFrame, config: LatencyConfig, floor: NoiseFloor) -
         below |= calm & (rough < floor.rough)
     if floor.level > 0 and LEVEL_FEATURE in rows.columns:
         # a row inside a burst (jumping ROUGH_FLOOR times the usual) is a burst's on any level
-        steady = calm & (rough < ROUGH_FLOOR)
-        below |= steady & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
+        below |= _steady(calm, rough) & (rows[LEVEL_FEATURE].to_numpy(dtype="float64") < floor.level)
     return below
 
 
@@ -345,7 +349,7 @@ def deviation_floor(work: pd.DataFrame, pool: pd.Series, config: LatencyConfig) 
         cap = float(-np.log10(config.modality.min_height))
         # A burst's rows that land on a common level say nothing of a calm stay there: only labeled noise
         # that does not jump (under ROUGH_FLOOR) lowers this floor.
-        steady = calm & (rough < ROUGH_FLOOR) & np.isfinite(level)
+        steady = _steady(calm, rough) & np.isfinite(level)
         what = f"{what} and jumping less than {ROUGH_FLOOR:g}"
         if noise.any() and not steady.any():
             out.level, out.level_from = cap, f"the cap {cap:g} (no labeled noise row {what})"
