@@ -1,6 +1,11 @@
 """The service supervisor: Prefect and MLflow servers and Prefect workers as child processes in their own
 process groups, so stopping one takes down everything it spawned (uvicorn workers, flow-run processes).
-``flamenco serve`` and the end-to-end deployment tests use it."""
+``flamenco serve`` and the end-to-end deployment tests use it.
+
+A Prefect process worker starts each flow run in a session of its own (so that a signal to the worker's
+group does not reach the run before the worker's intent does): the group alone does not hold the runs.
+Stopping a service therefore also ends the processes below it, found through ``/proc`` before the first
+signal, since once their parent is gone they belong to init."""
 
 from __future__ import annotations
 
@@ -45,6 +50,55 @@ def tool(name: str) -> str:
     return str(p) if p.exists() else (shutil.which(name) or name)
 
 
+def _start_time(pid: int) -> Optional[int]:
+    """The kernel's start time of ``pid`` (clock ticks since boot), to tell it from a later process that
+    reuses the number; ``None`` when it is gone or there is no ``/proc``."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # the command name, in parentheses, may hold spaces and parentheses: the fields follow the last ')'
+    return int(stat[stat.rindex(")") + 2:].split()[19])
+
+
+def descendants(pid: int) -> list[tuple[int, int]]:
+    """Every process below ``pid`` (children, grandchildren, ... whatever session they moved to) as
+    ``(pid, start_time)`` pairs; empty where there is no ``/proc``."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for e in entries:
+        if not e.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{e}/stat").read_text()
+        except OSError:
+            continue  # ended while we looked
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        children.setdefault(ppid, []).append(int(e))
+    out, todo = [], list(children.get(pid, []))
+    while todo:
+        p = todo.pop()
+        st = _start_time(p)
+        if st is not None:
+            out.append((p, st))
+        todo.extend(children.get(p, []))
+    return out
+
+
+def _alive(proc: tuple[int, int]) -> bool:
+    return _start_time(proc[0]) == proc[1]
+
+
+def _kill_procs(procs: list[tuple[int, int]]) -> None:
+    for p in procs:
+        if _alive(p):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(p[0], signal.SIGKILL)
+
+
 @dataclass
 class Service:
     """A child process in its own process group, with its output in ``log``."""
@@ -77,9 +131,13 @@ class Service:
             return False
         return True
 
-    def kill(self) -> None:
+    def kill(self, tree: Optional[list[tuple[int, int]]] = None) -> None:
+        """SIGKILL the group and every process below the leader (``tree``: as :func:`descendants` gave
+        it before an earlier signal; taken now when not given), as if the machine went down."""
+        tree = descendants(self.proc.pid) if tree is None else tree
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        _kill_procs(tree)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(5)
 
@@ -90,15 +148,17 @@ class Service:
 
 def stop_all(services: list[Service], timeout: float = 10.0) -> None:
     """Stop services together: SIGTERM every group at once, wait up to ``timeout`` s for all, SIGKILL the
-    rest (a Prefect worker's graceful shutdown alone can take longer than the servers')."""
+    rest, flow runs in sessions of their own included (a Prefect worker's graceful shutdown alone can take
+    longer than the servers')."""
+    trees = [descendants(s.proc.pid) for s in services]
     for s in services:
         s.terminate()
     deadline = time.time() + timeout
-    while time.time() < deadline and any(s.group_alive() for s in services):
+    while time.time() < deadline and any(s.group_alive() or any(map(_alive, t)) for s, t in zip(services, trees)):
         time.sleep(0.2)
-    for s in services:
-        if s.group_alive():
-            s.kill()
+    for s, t in zip(services, trees):
+        if s.group_alive() or any(map(_alive, t)):
+            s.kill(t)
         with contextlib.suppress(subprocess.TimeoutExpired):
             s.proc.wait(5)
 

@@ -41,6 +41,20 @@ def _read_dataset(cfg: Any, dataset: str, pack_texts: list[str]):
     return read_frame(str(cfg.dataset_path(dataset)), columns)
 
 
+def _log_at_site(exc: BaseException) -> None:
+    """The whole traceback for the site's operator, on the flow run's stderr: the worker streams it to its
+    own output, at the site. Not through ``logging``: Prefect may forward a logger to the coordinator's
+    server (``PREFECT_LOGGING_EXTRA_LOGGERS``), and a message could quote the data."""
+    import sys
+    import traceback
+
+    try:
+        print("flamenco site: the request failed here; the coordinator gets the exception's type only:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+    except (OSError, ValueError):  # no one reads the output any more (the worker is gone): the answer still goes
+        pass
+
+
 # No cache (a cache key is a hash of the inputs, stored on the server), no persisted result (it would
 # lie in the site's storage anyway), no retries (the answer is deterministic).
 @task(name="site-answer", cache_policy=NO_CACHE, persist_result=False)
@@ -61,8 +75,9 @@ def site_answer_task(pack_texts: list[str], dataset: str, *, label_model: str, s
         df = _read_dataset(cfg, dataset, list(pack_texts))
         truth = cfg.datasets[dataset].ground_truth if dataset in cfg.datasets else None
         agg = answer(list(pack_texts), dataset, df, cfg.policy, site=cfg.site, truth=truth, label_model=label_model,
-                     seed=seed)
+                     seed=seed, on_error=_log_at_site)
     except Exception as exc:
+        _log_at_site(exc)
         policy = SitePolicy()
         agg = SiteAggregate(site=site, dataset=dataset, request_hash=request_hash(pack_texts, dataset, label_model, seed),
                             outcome="failed", reasons=[Reason(code="error", message=type(exc).__name__)],

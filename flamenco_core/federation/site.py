@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -316,9 +316,10 @@ def count_pack(pack: Any, df: pd.DataFrame, Y: Optional[np.ndarray], disc: Discl
 
 def answer(pack_texts: Sequence[str], dataset: str, df: Optional[pd.DataFrame], policy: SitePolicy, *, site: str,
            truth: Optional[GroundTruth] = None, label_model: str = "snorkel", seed: int = 0,
-           combination: bool = True) -> SiteAggregate:
+           combination: bool = True, on_error: Optional[Callable[[BaseException], None]] = None) -> SiteAggregate:
     """The site's whole answer to a request. ``df`` is the dataset named by the request (``None`` when the
-    catalog has no such dataset: refused). Never raises: see the module docstring."""
+    catalog has no such dataset: refused). Never raises: see the module docstring. ``on_error`` gets the
+    exception behind a ``failed`` answer, for the site's own log: the answer carries its type only."""
     rh = request_hash(pack_texts, dataset, label_model, seed)
     base = dict(site=site, dataset=dataset, request_hash=rh, policy=PolicySummary(**policy.summary()),
                 has_ground_truth=truth is not None, label_model=label_model, seed=int(seed))
@@ -349,6 +350,8 @@ def answer(pack_texts: Sequence[str], dataset: str, df: Optional[pd.DataFrame], 
     except Refused as r:
         return SiteAggregate(outcome="refused", reasons=r.reasons, **base)
     except Exception as exc:  # the type only: a message could quote a value of the data
+        if on_error is not None:
+            on_error(exc)
         return SiteAggregate(outcome="failed", reasons=[Reason(code="error", message=type(exc).__name__)], **base)
 
 

@@ -115,9 +115,14 @@ def test_an_unknown_dataset_is_refused_and_an_error_names_its_type_only():
     assert answer([PACK], "other", None, SitePolicy(), site="s").reasons[0].code == "unknown_dataset"
     df = _flows()
     df.loc[0, "label"] = "attack-from-203.0.113.9"  # a value the class map does not name
-    agg = answer([PACK], "cic", df, SitePolicy(), site="s", truth=TRUTH, label_model="majority")
+    seen = []
+    agg = answer([PACK], "cic", df, SitePolicy(), site="s", truth=TRUTH, label_model="majority", on_error=seen.append)
     assert agg.outcome == "failed" and agg.reasons[0].message == "ValueError"
     assert "203.0.113.9" not in agg.model_dump_json()
+    # the whole exception goes to the site's own hook (its operator's log), not into the answer
+    assert len(seen) == 1 and isinstance(seen[0], ValueError)
+    assert answer([PACK], "cic", _flows(), SitePolicy(), site="s", label_model="majority", on_error=seen.append).outcome == "ok"
+    assert len(seen) == 1
 
 
 def test_a_refused_request_is_a_usage_error():
