@@ -85,6 +85,9 @@ def compare_models_cmd(
             prep = prepare(df, pack, cmap, seed=seed)
             comp = compare(prep, label_model or None, end_model="random_forest" if end_model else None, seed=seed)
             report = write_outputs(comp, out)
+            from flamenco_core.report import write_index
+
+            write_index(out)  # the report as a page beside it
     except ComparisonError as exc:
         fail(str(exc), 1)
     except FlamencoError as exc:  # SpecError (a class map that does not fit the pack), NoUsableData, OutputInUse
@@ -119,13 +122,13 @@ def compare_models_cmd(
     uncovered = report["uncovered_classes"]
     console.print(Text(f"covered classes: {', '.join(comp.covered) or 'none'}; not covered: {', '.join(uncovered) or 'none'}"))
     console.print(Text(f"best label model (chosen on validation): {comp.best_label_model}"))
-    for name in ("report.json", "comparison.md", "per_class_f1.md"):
+    for name in ("report.json", "comparison.md", "per_class_f1.md", "index.html"):
         console.print(Text(f"wrote {out / name}"))
     if mlflow:
         from tasks.label_models import log_label_model_comparison
         from tasks.tracking import input_hashes
 
-        pngs = [p for k, p in report["artifacts"].items() if k.endswith("_png")]
+        pngs = [out / p for k, p in report["artifacts"].items() if k.endswith("_png")]
         name = dataset or (files[0].parent.name if len(files) > 1 else files[0].stem)
         run_id = log_label_model_comparison(
             report, dataset=name,

@@ -381,7 +381,8 @@ def _markdown(df: pd.DataFrame, index_name: str) -> str:
 def write_outputs(comp: Comparison, out_dir: Union[str, Path], *, plots: bool = True) -> dict[str, Any]:
     """``comparison.csv``/``.md`` (all columns), ``per_class_f1.csv``/``.md``, per model a confusion matrix
     (``confusion_<model>.csv``, ``.png`` for the best label model, the end classifier and the baselines
-    when ``plots``), ``raw_labels_<model>.csv`` and ``report.json`` last. Returns the report."""
+    when ``plots``), ``raw_labels_<model>.csv`` and ``report.json`` last (its ``artifacts``: paths relative to
+    ``out_dir``). Returns the report."""
     from flamenco_core.outputs import atomic_write_text, json_ready
 
     out = Path(out_dir)
@@ -394,19 +395,20 @@ def write_outputs(comp: Comparison, out_dir: Union[str, Path], *, plots: bool = 
     per = comp.per_class()
     atomic_write_text(out / "per_class_f1.csv", per.to_csv())
     atomic_write_text(out / "per_class_f1.md", _markdown(per, "model"))
-    arts.update({"comparison_csv": str(out / "comparison.csv"), "comparison_md": str(out / "comparison.md"),
-                 "per_class_csv": str(out / "per_class_f1.csv"), "per_class_md": str(out / "per_class_f1.md")})
+    # artifact paths relative to the folder, as in every other report: the folder can be moved whole
+    arts.update({"comparison_csv": "comparison.csv", "comparison_md": "comparison.md",
+                 "per_class_csv": "per_class_f1.csv", "per_class_md": "per_class_f1.md"})
     pngs = {m for m in (comp.best_label_model, "end_classifier", "majority_class", "isolation_forest") if m}
     for name in comp.predictions:
         cm = comp.confusion(name)
         atomic_write_text(out / f"confusion_{name}.csv", cm.to_csv())
         atomic_write_text(out / f"raw_labels_{name}.csv", comp.raw_label_table(name).to_csv())
-        arts[f"confusion_{name}_csv"] = str(out / f"confusion_{name}.csv")
+        arts[f"confusion_{name}_csv"] = f"confusion_{name}.csv"
         if plots and name in pngs:
             from flamenco_core.evaluation.plots import confusion_matrix_plot
 
             path = confusion_matrix_plot(cm, out / f"confusion_{name}.png", title=f"{name} on test"[:90])
-            arts[f"confusion_{name}_png"] = str(path)
+            arts[f"confusion_{name}_png"] = Path(path).name
     report = {
         "pipeline": "label_model_comparison",
         "classes": comp.prepared.classes,

@@ -111,3 +111,25 @@ def test_watch_page_lists_dumps_and_links_their_pages(tmp_path):
     assert kind_of(tmp_path)[0] == "watch"
     assert "processed 1" in html and "failed 1" in html and "skipped 1" in html
     assert "bad &lt;record&gt;" in html and 'href="dumps/a-1234/index.html"' in html
+
+
+def test_label_model_page_shows_fallbacks_failures_and_escapes(tmp_path):
+    out = tmp_path / "models"
+    out.mkdir()
+    _png(out / "confusion_mmsr.png", "mmsr on test")
+    pd.DataFrame({"benign": [0.9, 0.1], EVIL: [0.5, 0.0]}, index=["mmsr", "snorkel"]).to_csv(out / "per_class_f1.csv")
+    report = {"pipeline": "label_model_comparison", "classes": ["benign", EVIL], "covered_classes": ["benign"],
+              "uncovered_classes": [EVIL], "best_label_model": "mmsr", "best_label_model_chosen_on": "validation split",
+              "models": [{"model_key": "mmsr", "kind": "label_model", "f1_macro_covered": 0.9, "fallback": "", "error": ""},
+                         {"model_key": "snorkel", "kind": "label_model", "fallback": "fewer than 3 LFs: majority vote", "error": ""},
+                         {"model_key": "dawid_skene", "kind": "label_model", "fallback": "", "error": "ValueError: " + EVIL}],
+              "preparation": {"pack": {"pack": "p"}, "rows": {"test": 10}},
+              "artifacts": {"confusion_mmsr_png": "confusion_mmsr.png", "per_class_csv": "per_class_f1.csv"}}
+    (out / "report.json").write_text(json.dumps(report))
+    assert kind_of(out)[0] == "label_models"
+    html = render_index(out)
+    assert EVIL not in html and "&lt;script&gt;" in html
+    assert '>ok 1</span>' in html and '>fallback 1</span>' in html and '>failed 1</span>' in html
+    assert "fewer than 3 LFs: majority vote" in html
+    assert 'src="confusion_mmsr.png"' in html and "confusion of mmsr, test split" in html
+    assert "best label model mmsr" in html

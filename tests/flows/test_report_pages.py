@@ -55,6 +55,23 @@ def runs(tmp_path_factory, prefect_harness):
     return {"root": d, "latency": latency, "flows": flows}
 
 
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory, samples):
+    """``flamenco lf compare-models`` on the 13 real CIC-DDoS2019 files (two label models, no end model,
+    no MLflow: about ten seconds)."""
+    from typer.testing import CliRunner
+
+    from flamenco.cli import app
+
+    out = tmp_path_factory.mktemp("report-compare") / "label_models_cic"
+    res = CliRunner().invoke(app, ["lf", "compare-models", str(ROOT / "conf" / "lf_packs" / "cic2019_multiclass.yaml"),
+                                   "--data", str(samples / "cicddos2019"), "--class-map",
+                                   str(ROOT / "conf" / "class_maps" / "cic2019.yaml"), "--out", str(out),
+                                   "--label-model", "majority", "--label-model", "mmsr", "--no-end-model", "--no-mlflow"])
+    assert res.exit_code == 0, res.output
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ browser
 
 
@@ -122,6 +139,23 @@ def test_report_page_renders_in_chromium(runs, part, sections):
     assert (ARTIFACTS / f"report_{part}.png").stat().st_size > 10_000
 
 
+def test_the_label_model_comparison_page_renders_in_chromium(compare_run):
+    page = compare_run / "index.html"
+    assert page.is_file()
+    state = open_page(page, ARTIFACTS / "report_label_models_cic.png")
+    errors = [m for m in state["console"] if m.get("level") in ("SEVERE", "ERROR")]
+    assert not errors, errors
+    assert {"Summary", "Outcomes", "Label models and baselines", "Plots: confusion matrices", "Files"} <= set(state["sections"])
+    report = json.loads((compare_run / "report.json").read_text())
+    # one row per model in the comparison, one per class in the per-class table
+    assert state["rows"] >= len(report["models"]) + len(report["classes"])
+    broken = [i["src"] for i in state["images"] if not i["w"]]
+    assert state["images"] and not broken, broken
+    assert all(not i["src"].startswith(("/", "file:", "http")) for i in state["images"])
+    html = page.read_text()
+    assert f"best label model {report['best_label_model']}" in html and "not covered" in html
+
+
 def test_the_pages_summary_counts_match_the_report(runs):
     html = (runs["root"] / "latency_ark" / "index.html").read_text()
     for outcome, n in runs["latency"]["outcomes"]["pairs"].items():
@@ -135,7 +169,7 @@ def test_the_pages_summary_counts_match_the_report(runs):
 # ---------------------------------------------------------------------------------------------- strict JSON
 
 
-def test_every_json_file_is_strict_and_reports_use_relative_paths(runs):
+def test_every_json_file_is_strict_and_reports_use_relative_paths(runs, compare_run):
     def no_constant(name):
         raise ValueError(f"bare {name}")
 
@@ -149,6 +183,9 @@ def test_every_json_file_is_strict_and_reports_use_relative_paths(runs):
             text = report.read_text()
             assert str(root) not in text, f"{report}: an absolute path into its output folder"
     assert checked > 10
+    compare = json.loads((compare_run / "report.json").read_text(), parse_constant=no_constant)
+    assert str(compare_run) not in json.dumps(compare)
+    assert compare["artifacts"] and all((compare_run / p).is_file() for p in compare["artifacts"].values())
     rec = json.loads(next((runs["root"] / "flows_cic").glob("combinations/*/record.json")).read_text())
     assert all(not str(p).startswith("/") for p in rec["artifacts"].values())
     assert all((runs["root"] / "flows_cic" / p).is_file() for p in rec["artifacts"].values())
