@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 from rich.table import Table
@@ -75,7 +75,7 @@ def federate_cmd(
     packs: List[Path] = typer.Option(..., "--pack", help="LF pack (YAML); repeatable"),
     sites: str = typer.Option(..., "--sites", help="comma-separated site names (their deployments flamenco-site/NAME)"),
     dataset: str = typer.Option(..., "--dataset", help="the dataset's name in each site's catalog"),
-    out: Path = typer.Option(Path("out/federate"), "--out", help="output folder: report.json, report.md"),
+    out: Path = typer.Option(Path("out/federate"), "--out", help="output folder: report.json, report.md, index.html"),
     timeout: float = typer.Option(600.0, "--timeout", help="seconds to wait for each site"),
     label_model: str = typer.Option("snorkel", "--label-model", help="snorkel | majority (each site's policy may refuse)"),
     seed: int = typer.Option(0, "--seed"),
@@ -113,6 +113,6 @@ def federate_cmd(
         console.print(rich_table(report["generalisation"], columns=("pack", "lf", "verdict"), headings={"lf": "LF"},
                                  title="which LFs generalise"))
     console.print(Text(f"{len(report['usable_sites'])} of {len(report['sites'])} site(s) answered; "
-                       f"report: {out / 'report.json'} and report.md; MLflow run {report['mlflow']['parent_run_id']}"))
+                       f"report: {out / 'report.json'}, report.md and index.html; MLflow run {report['mlflow']['parent_run_id']}"))
     if not report["usable_sites"]:
         raise typer.Exit(1)

@@ -4,7 +4,7 @@ aggregates combined into one report, one MLflow parent run with a child per site
 The coordinator holds the packs and the site names, nothing else: it never sees a path, a row or a
 statistic. Each site is asked concurrently (``ask_site_task``); a site that is down, refuses, fails or
 times out is reported with its status and the others still count. The report (``report.json``,
-``report.md``) is built from the sites' aggregates only (:func:`flamenco_core.federation.combine.combine`).
+``report.md``, and ``index.html`` as a view of them) is built from the sites' aggregates only (:func:`flamenco_core.federation.combine.combine`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Optional
 from prefect import flow
 
 from tasks.federation import ask_site_task, log_federation_task
+from tasks.report import write_report_task
 
 DEFAULT_EXPERIMENT = "flamenco-federate"
 DEFAULT_TIMEOUT_S = 600.0
@@ -46,7 +47,7 @@ def federate_flow(
     run_name: Optional[str] = None,
 ) -> dict:
     """Ask every site in ``sites`` to run ``packs`` (YAML files) on its dataset ``dataset``; write
-    ``out_dir/report.json`` and ``report.md``; log to MLflow. Returns the report with ``mlflow`` run ids."""
+    ``out_dir/report.json``, ``report.md`` and ``index.html``; log to MLflow. Returns the report with ``mlflow`` run ids."""
     from flamenco_core.federation.combine import combine, render_markdown
     from flamenco_core.federation.models import SiteOutcome
     from flamenco_core.labeling.spec import LFPack
@@ -73,6 +74,7 @@ def federate_flow(
     with AtomicOutputs(out, report="report.json") as w:
         w.path("report.md").write_text(render_markdown(report), encoding="utf-8")
         w.path("report.json").write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    page = write_report_task(str(out))  # index.html: a view of report.json (aggregates only, like the report)
     name = run_name or "-".join(["federate", dataset, "+".join(m["name"] for m in meta)])
     runs = log_federation_task(report, experiment, name, [str(out / "report.json"), str(out / "report.md")])
-    return {**report, "mlflow": runs}
+    return {**report, "mlflow": runs, "page": page}

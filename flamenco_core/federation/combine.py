@@ -302,8 +302,8 @@ def combine(outcomes: Sequence[SiteOutcome], *, dataset: str, packs: Sequence[di
 # ------------------------------------------------------------------------------------------- Markdown
 
 
-def _m(m: Optional[dict]) -> str:
-    """A metric for a table: a count as an integer, a fraction with 4 decimals, a range, or n/a."""
+def metric_text(m: Optional[dict]) -> str:
+    """A metric (:func:`metric`) for a table: a count as an integer, a fraction with 4 decimals, a range, or n/a."""
     if not m:
         return "-"
     v = m.get("value")
@@ -338,16 +338,18 @@ def render_markdown(report: dict) -> str:
 
 
 def _pack_md(st: dict) -> str:
-    lines = [f"rows {_m(st['rows'])}, coverage {_m(st['coverage'])}, overlap {_m(st['overlap'])}, conflict {_m(st['conflict'])}; "
-             f"label model {st['label_model']['name']}: coverage {_m(st['label_model']['coverage'])}, agreement with majority vote "
-             f"{_m(st['label_model']['agreement_with_majority_vote'])}"
-             + (f", F1 {_m(st['label_model'].get('f1'))}" if "f1" in st["label_model"] else "")
-             + (f"; majority vote F1 {_m(st['majority_vote']['f1'])}" if "majority_vote" in st else ""), ""]
+    m = metric_text
+    lines = [f"rows {m(st['rows'])}, coverage {m(st['coverage'])}, overlap {m(st['overlap'])}, conflict {m(st['conflict'])}; "
+             f"label model {st['label_model']['name']}: coverage {m(st['label_model']['coverage'])}, agreement with majority vote "
+             f"{m(st['label_model']['agreement_with_majority_vote'])}"
+             + (f", F1 {m(st['label_model'].get('f1'))}" if "f1" in st["label_model"] else "")
+             + (f"; majority vote F1 {m(st['majority_vote']['f1'])}" if "majority_vote" in st else ""), ""]
     lines.append("| LF | label | coverage | overlap | conflict | emp. acc. | F1 |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
     for r in st["lfs"]:
-        lines.append(f"| {r['lf']} | {r['label']} | {_m(r['coverage'])} | {_m(r['overlap'])} | {_m(r['conflict'])} "
-                     f"| {_m(r.get('emp_acc'))} | {_m(r.get('f1'))} |")
+        lines.append(f"| {r['lf']} | {r['label']} | {m(r['coverage'])} | {m(r['overlap'])} | {m(r['conflict'])} "
+                     f"| {m(r.get('emp_acc'))} | {m(r.get('f1'))} |")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["REPORT_FORMAT", "classifier_scores", "combine", "generalisation", "interval", "metric", "render_markdown"]
+__all__ = ["REPORT_FORMAT", "classifier_scores", "combine", "generalisation", "interval", "metric", "metric_text",
+           "render_markdown"]

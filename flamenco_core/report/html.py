@@ -70,6 +70,24 @@ def badge(text: Any, kind: Optional[str] = None) -> str:
     return f'<span class="badge {esc(kind or "")}">{esc(text)}</span>'
 
 
+#: Outcome words in display order (pairs, combinations, dumps, models); each has its badge colour.
+OUTCOMES = ("ok", "partial", "fallback", "skipped", "failed")
+
+
+def outcome_badges(counts: Mapping[str, Any]) -> str:
+    """A badge per ``{outcome: count}``, coloured where the outcome is one of :data:`OUTCOMES`."""
+    return "".join(badge(f"{k} {v}", k if k in OUTCOMES else None) for k, v in counts.items())
+
+
+def artifact_path(path: Any, folder: Path) -> Optional[Path]:
+    """A file a report names (absolute, or relative to ``folder``) when it exists; else ``None``."""
+    if not path:
+        return None
+    p = Path(str(path))
+    p = p if p.is_absolute() else folder / p
+    return p if p.is_file() else None
+
+
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and not (isinstance(v, float) and v != v)
 

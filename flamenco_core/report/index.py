@@ -16,15 +16,16 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 from flamenco_core.outputs import atomic_write_text, is_temporary, LOCK_NAME
+from flamenco_core.report.federation import federation_sections
 from flamenco_core.report.html import (
-    Raw, badge, definitions, esc, figure, fmt, frame_table, link, page, section, table,
+    Raw, artifact_path, badge, definitions, esc, figure, fmt, frame_table, link, outcome_badges, page, section,
+    table,
 )
+from flamenco_core.report.label_models import label_model_sections
 from flamenco_core.report.legend import lf_legend, legend_text, short_name
 from flamenco_core.report.watch import outcome_rows as watch_outcome_rows
 
 INDEX = "index.html"
-#: Outcome words in display order (pairs, combinations, dumps).
-OUTCOMES = ("ok", "partial", "fallback", "skipped", "failed")
 #: At most this many files are listed by name per folder in the file list (the rest are counted).
 MAX_LISTED = 40
 
@@ -34,10 +35,6 @@ def _load(path: Path) -> Optional[dict]:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def _counts(counts: Mapping[str, Any]) -> str:
-    return "".join(badge(f"{k} {v}", k if k in OUTCOMES else None) for k, v in counts.items())
 
 
 def _files(folder: Path) -> str:
@@ -83,8 +80,8 @@ def _latency(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
          (f"LFs from {rep['source_level'].get('pairs')} pairs" if (rep.get("source_level") or {}).get("used") else None)),
         ("runner", rep.get("runner")),
     ]), "summary")]
-    body = "<h3>SD pairs</h3>" + _counts(oc.get("pairs", {}))
-    body += "<h3>Subsets by the level their labels came from</h3>" + (_counts(oc.get("subsets_by_level", {})) or "none")
+    body = "<h3>SD pairs</h3>" + outcome_badges(oc.get("pairs", {}))
+    body += "<h3>Subsets by the level their labels came from</h3>" + (outcome_badges(oc.get("subsets_by_level", {})) or "none")
     for f in rep.get("failed") or []:
         body += f"<p>{badge('failed', 'failed')} {esc(f.get('pair'))}: {esc(f.get('error'))}</p>"
     if rep.get("skipped"):
@@ -162,7 +159,7 @@ def _flows(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
         ("labels", (rep.get("labels") or {}).get("by_label") and
          ", ".join(f"{k} {v}" for k, v in rep["labels"]["by_label"].items())),
     ]), "summary")]
-    body = "<h3>LF combinations</h3>" + _counts({k: s.get(k, 0) for k in ("ok", "skipped", "failed")})
+    body = "<h3>LF combinations</h3>" + outcome_badges({k: s.get(k, 0) for k in ("ok", "skipped", "failed")})
     for f in s.get("failures") or []:
         body += f"<p>{badge('failed', 'failed')} {esc(f.get('combination'))}: {esc(f.get('error'))}</p>"
     for f in s.get("skips") or []:
@@ -200,10 +197,10 @@ def _flows(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
         arts = r.get("artifacts") or {}
         for key, what in (("confusion_lf_png", "LFs (majority vote)"), ("confusion_cls_png", "classifier"),
                           ("confusion_tree_png", "tree")):
-            p = _artifact(arts.get(key), folder)
+            p = artifact_path(arts.get(key), folder)
             if p:
                 plots.append(figure(p, folder, f"{dataset}: {short}: confusion of the {what}, test split"))
-        p = _artifact(arts.get("tree_png"), folder)
+        p = artifact_path(arts.get("tree_png"), folder)
         if p:
             trees.append(figure(p, folder, f"{dataset}: {short}: faithful tree ({r.get('combination')})"))
     if plots:
@@ -213,14 +210,6 @@ def _flows(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
     title = f"Flamenco flow records: {dataset}"
     sub = f"{len(records)} LF combinations: {s.get('ok', 0)} ok, {s.get('skipped', 0)} skipped, {s.get('failed', 0)} failed"
     return title, sub, sections
-
-
-def _artifact(path: Any, folder: Path) -> Optional[Path]:
-    if not path:
-        return None
-    p = Path(str(path))
-    p = p if p.is_absolute() else folder / p
-    return p if p.is_file() else None
 
 
 # ---------------------------------------------------------------------------------------- collaboration
@@ -252,64 +241,6 @@ def _collaboration(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
     return "Flamenco collaboration report", f"{n} pack(s) on {(rep.get('data') or {}).get('rows')} local rows (aggregates only)", sections
 
 
-# ------------------------------------------------------------------------------------------ label models
-
-#: The comparison's columns on the page, in order (``lf compare-models``' report).
-MODEL_COLUMNS = (("model_key", "model"), ("kind", "kind"), ("model", "implementation"), ("f1_macro_covered", "F1 covered"),
-                 ("f1_macro", "F1 all"), ("f1_weighted", "F1 weighted"), ("coverage", "coverage"),
-                 ("fit_seconds", "fit s"), ("fallback", "fallback"), ("error", "error"))
-
-
-def _label_models(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
-    prep = rep.get("preparation") or {}
-    pack = (prep.get("pack") or {}).get("pack")
-    gt = prep.get("ground_truth") or {}
-    models = rep.get("models") or []
-    sections = [section("Summary", definitions([
-        ("pack", pack), ("classes", ", ".join(rep.get("classes") or [])),
-        ("covered classes", ", ".join(rep.get("covered_classes") or []) or "none"),
-        ("not covered", ", ".join(rep.get("uncovered_classes") or []) or "none"),
-        ("rows", ", ".join(f"{k} {v}" for k, v in (prep.get("rows") or {}).items())),
-        ("ground truth", f"column {gt.get('column')}, class map {gt.get('class_map')}" if gt else None),
-        ("seed", prep.get("seed")),
-        ("best label model", f"{rep.get('best_label_model')} (chosen on the {rep.get('best_label_model_chosen_on')})"),
-    ]), "summary")]
-    kinds: dict[str, int] = {}
-    for m in models:
-        k = "failed" if m.get("error") else ("fallback" if m.get("fallback") else "ok")
-        kinds[k] = kinds.get(k, 0) + 1
-    body = "<h3>Models</h3>" + _counts(kinds)
-    for m in models:
-        if m.get("error"):
-            body += f"<p>{badge('failed', 'failed')} {esc(m.get('model_key'))}: {esc(m.get('error'))}</p>"
-        elif m.get("fallback"):
-            body += f"<p>{badge('fallback', 'fallback')} {esc(m.get('model_key'))}: {esc(m.get('fallback'))}</p>"
-    for note in rep.get("notes") or []:
-        body += f'<p class="note">{esc(note)}</p>'
-    sections.append(section("Outcomes", body, "outcomes"))
-    body = table(models, MODEL_COLUMNS)
-    defs = rep.get("definitions") or {}
-    if defs:
-        body += "<details><summary>What the scores mean</summary>" + definitions(defs.items()) + "</details>"
-    per = folder / "per_class_f1.csv"
-    if per.is_file():
-        import pandas as pd
-
-        body += f"<h3>F1 per class, test split ({link(per, folder, per.name)})</h3>"
-        body += frame_table(pd.read_csv(per, index_col=0).T, "class")
-    sections.append(section("Label models and baselines", body, "comparison"))
-    plots = []
-    for key, path in (rep.get("artifacts") or {}).items():
-        p = _artifact(path, folder) if key.endswith("_png") else None
-        if p:
-            model = key[len("confusion_"):-len("_png")] if key.startswith("confusion_") else key
-            plots.append(figure(p, folder, f"{pack}: confusion of {model}, test split"))
-    if plots:
-        sections.append(section("Plots: confusion matrices", f'<div class="grid">{"".join(plots)}</div>', "plots"))
-    return (f"Flamenco label models: {pack}", f"{len(models)} models and baselines on {(prep.get('rows') or {}).get('test')} "
-            f"test rows; best label model {rep.get('best_label_model')}", sections)
-
-
 # ------------------------------------------------------------------------------------------------ watch
 
 
@@ -322,7 +253,7 @@ def _watch(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
               "skipped": len(rep.get("skipped") or [])}
     body = "".join(badge(f"{k} {v}", {"processed": "ok"}.get(k, k)) for k, v in counts.items())
     if rep.get("counts"):
-        body += "<h3>Manifest</h3>" + _counts(rep["counts"])
+        body += "<h3>Manifest</h3>" + outcome_badges(rep["counts"])
     sections.append(section("Outcomes", body, "outcomes"))
     rows = watch_outcome_rows(rep)
     sections.append(section("Dumps", table(rows, [("file", "file"), ("outcome", "outcome"), ("detail", "detail")]), "dumps"))
@@ -337,8 +268,8 @@ def _watch(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
 
 
 def kind_of(folder: Path) -> tuple[str, Optional[dict]]:
-    """What produced ``folder``: ``("latency" | "flows" | "label_models" | "collaboration" | "watch" | "files",
-    report)``."""
+    """What produced ``folder``: ``("latency" | "flows" | "label_models" | "federation" | "collaboration" |
+    "watch" | "files", report)``."""
     watch = _load(folder / "watch_report.json")
     if watch is not None:
         return "watch", watch
@@ -349,6 +280,10 @@ def kind_of(folder: Path) -> tuple[str, Optional[dict]]:
         return "flows", rep
     if rep.get("pipeline") == "label_model_comparison":
         return "label_models", rep
+    from flamenco_core.federation.combine import REPORT_FORMAT
+
+    if rep.get("report") == REPORT_FORMAT:
+        return "federation", rep
     if "pairs" in rep and "average" in rep:
         return "latency", rep
     if "comparison" in rep and "packs" in rep:
@@ -356,8 +291,9 @@ def kind_of(folder: Path) -> tuple[str, Optional[dict]]:
     return "files", rep
 
 
-_RENDER = {"latency": _latency, "flows": _flows, "label_models": _label_models, "collaboration": _collaboration,
-           "watch": _watch}
+_RENDER = {"latency": _latency, "flows": _flows, "label_models": label_model_sections,
+           "federation": federation_sections,
+           "collaboration": _collaboration, "watch": _watch}
 
 
 def render_index(folder: str | Path, *, title: Optional[str] = None, commands: Sequence[tuple[str, str]] = ()) -> str:

@@ -149,7 +149,7 @@ def test_small_cells_refuse_differencing_on_one_value_not_wide_gaps():
     assert small_cells([paper], df, 20, 0.01) == []
 
 
-def test_combine_reports_ranges_for_suppressed_cells_and_pools_sites():
+def test_combine_reports_ranges_for_suppressed_cells_and_pools_sites(tmp_path):
     assert interval(Count(suppressed="fewer_than_k"), (100.0, 100.0), 20) == (0.0, 19.0)
     assert interval(Count(suppressed="complement_fewer_than_k"), (100.0, 100.0), 20) == (81.0, 100.0)
     a = answer([PACK], "cic", _flows(seed=1), SitePolicy(), site="a", truth=TRUTH, label_model="majority")
@@ -167,6 +167,19 @@ def test_combine_reports_ranges_for_suppressed_cells_and_pools_sites():
     verdict = {g["lf"]: g["verdict"] for g in rep["generalisation"]}
     assert verdict["src_port_le_6600_attack"] == "generalises"
     json.dumps(rep, allow_nan=False)
+
+
+    # the page of that report: every site with its status and reason, the pooled and per-site LF tables
+    from flamenco_core.report import kind_of, render_index
+
+    out = tmp_path / "fed"
+    out.mkdir()
+    (out / "report.json").write_text(json.dumps(rep, allow_nan=False))
+    assert kind_of(out)[0] == "federation"
+    html = render_index(out)
+    assert ">ok 2</span>" in html and ">down 1</span>" in html and "no worker online" in html
+    assert "cic-ntp (sites: a, b)" in html and "a: cic-ntp" in html and "b: cic-ntp" in html
+    assert html.count("src_port_le_6600_attack") >= 4  # pooled, a, b, the verdicts
 
 
 def test_site_config_errors_name_the_file_and_field(tmp_path):

@@ -11,7 +11,6 @@ for the canaries.
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -197,6 +196,8 @@ def test_federation(federation):
     assert _status(rep) == {"site-a": "ok", "site-b": "ok"}
     assert rep["usable_sites"] == ["site-a", "site-b"]
     aggs = [SiteAggregate.model_validate(a) for a in rep["aggregates"]]  # what came back fits the schema
+    page = (out / "index.html").read_text()  # the same report as a page (searched for canaries at the end)
+    assert "site-a" in page and "site-b" in page and "Which LFs generalise" in page
     assert {a.site: a.has_ground_truth for a in aggs} == {"site-a": True, "site-b": False}
     assert aggs[1].policy.noise_epsilon == 2.0
     pooled = rep["pooled"]["cic-ntp"]
