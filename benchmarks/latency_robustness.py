@@ -13,7 +13,8 @@ Prints one row per family (F1 averaged over pairs, undefined values left out, an
 family's unlabeled rows at once, where a big pair weighs more), the outcome counts and the
 subsets' label sources, and whether the family meets issue 10's bar: macro F1 >= 0.95, noise F1 >= 0.93
 (or undefined because there is no noise), and macro >= rolling_mad - 0.01. Writes ``report.json`` and
-``results.csv`` under ``--out``. Exits 1 if a pair failed or no row was scored.
+``results.csv`` under ``--out``. Exits 1 if a pair failed or no row was scored, 2 if a family is under
+the bar (the families are named), 0 when every family meets it.
 """
 
 from __future__ import annotations
@@ -221,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     if failed or not scored:
         console.print(f"[red]{len(failed)} pair(s) failed; {scored} rows scored")
         return 1
+    under = [r["family"] for r in rows if not r["passes"]]
+    if under:  # a goal missed is a result, not a crash: its own exit code, so a script can tell the two apart
+        console.print(f"[red]{len(under)} of {len(rows)} families under the bar: {', '.join(under)}")
+        return 2
+    console.print(f"all {len(rows)} families meet the bar")
     return 0
 
 
