@@ -341,7 +341,8 @@ def test_a_100000_lf_pack_fails_fast_with_the_size_error(tmp_path):
     res = CliRunner().invoke(lf_app, ["audit", str(path)])
     elapsed = time.perf_counter() - start
     assert res.exit_code == 2 and "PackLimits.max_bytes" in res.output
-    assert elapsed < 3.0, elapsed
+    # about 0.7 s here; parsing the 4 MB pack instead would take 17 s even with libyaml's C loader
+    assert elapsed < 8.0, elapsed
 
     # the same pack as data (e.g. already parsed JSON) is refused by its LF count before any LF is validated
     data = yaml.safe_load(_big_pack_text(2_000))
