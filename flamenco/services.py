@@ -50,46 +50,41 @@ def tool(name: str) -> str:
     return str(p) if p.exists() else (shutil.which(name) or name)
 
 
-def _start_time(pid: int) -> Optional[int]:
-    """The kernel's start time of ``pid`` (clock ticks since boot), to tell it from a later process that
-    reuses the number; ``None`` when it is gone or there is no ``/proc``."""
+def _stat(pid: int | str) -> Optional[tuple[int, int]]:
+    """``(parent pid, start time)`` of ``pid`` from ``/proc`` (start time in clock ticks since boot, to tell
+    the process from a later one that reuses the number); ``None`` when it is gone or there is no ``/proc``."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # the command name, in parentheses, may hold spaces and parentheses: the fields follow the last ')'
-    return int(stat[stat.rindex(")") + 2:].split()[19])
+    fields = stat[stat.rindex(")") + 2:].split()
+    return int(fields[1]), int(fields[19])
 
 
 def descendants(pid: int) -> list[tuple[int, int]]:
     """Every process below ``pid`` (children, grandchildren, ... whatever session they moved to) as
     ``(pid, start_time)`` pairs; empty where there is no ``/proc``."""
-    children: dict[int, list[int]] = {}
     try:
-        entries = os.listdir("/proc")
+        entries = [int(e) for e in os.listdir("/proc") if e.isdigit()]
     except OSError:
         return []
-    for e in entries:
-        if not e.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{e}/stat").read_text()
-        except OSError:
-            continue  # ended while we looked
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(e))
+    children: dict[int, list[tuple[int, int]]] = {}
+    for p in entries:
+        st = _stat(p)
+        if st is not None:  # else it ended while we looked
+            children.setdefault(st[0], []).append((p, st[1]))
     out, todo = [], list(children.get(pid, []))
     while todo:
-        p = todo.pop()
-        st = _start_time(p)
-        if st is not None:
-            out.append((p, st))
-        todo.extend(children.get(p, []))
+        proc = todo.pop()
+        out.append(proc)
+        todo.extend(children.get(proc[0], []))
     return out
 
 
 def _alive(proc: tuple[int, int]) -> bool:
-    return _start_time(proc[0]) == proc[1]
+    st = _stat(proc[0])
+    return st is not None and st[1] == proc[1]
 
 
 def _kill_procs(procs: list[tuple[int, int]]) -> None:

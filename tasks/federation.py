@@ -45,14 +45,14 @@ def _log_at_site(exc: BaseException) -> None:
     """The whole traceback for the site's operator, on the flow run's stderr: the worker streams it to its
     own output, at the site. Not through ``logging``: Prefect may forward a logger to the coordinator's
     server (``PREFECT_LOGGING_EXTRA_LOGGERS``), and a message could quote the data."""
+    import contextlib
     import sys
     import traceback
 
-    try:
+    # OSError, ValueError: no one reads the output any more (the worker is gone); the answer still goes
+    with contextlib.suppress(OSError, ValueError):
         print("flamenco site: the request failed here; the coordinator gets the exception's type only:", file=sys.stderr)
         traceback.print_exception(exc, file=sys.stderr)
-    except (OSError, ValueError):  # no one reads the output any more (the worker is gone): the answer still goes
-        pass
 
 
 # No cache (a cache key is a hash of the inputs, stored on the server), no persisted result (it would

@@ -314,12 +314,39 @@ def metric_text(m: Optional[dict]) -> str:
     return "n/a"
 
 
+#: The LF table's columns, ``(key, heading)``, in the Markdown report and on the report page.
+LF_COLUMNS = (("lf", "LF"), ("label", "label"), ("coverage", "coverage"), ("overlap", "overlap"),
+              ("conflict", "conflict"), ("emp_acc", "emp. acc."), ("f1", "F1"))
+
+
+def truth_text(has_ground_truth: Optional[bool]) -> str:
+    """A site's ground truth for a table: yes, no, or - (the site sent no aggregate)."""
+    return "-" if has_ground_truth is None else ("yes" if has_ground_truth else "no")
+
+
+def state_summary(st: dict) -> str:
+    """One pack's pooled or per-site state in a line: rows, coverage, overlap, conflict, the label model's
+    coverage, agreement and F1, and majority vote's F1 (where the sites had ground truth)."""
+    m, lm = metric_text, st.get("label_model") or {}
+    return (f"rows {m(st.get('rows'))}, coverage {m(st.get('coverage'))}, overlap {m(st.get('overlap'))}, conflict "
+            f"{m(st.get('conflict'))}; label model {lm.get('name')}: coverage {m(lm.get('coverage'))}, agreement with "
+            f"majority vote {m(lm.get('agreement_with_majority_vote'))}"
+            + (f", F1 {m(lm.get('f1'))}" if "f1" in lm else "")
+            + (f"; majority vote F1 {m((st.get('majority_vote') or {}).get('f1'))}" if "majority_vote" in st else ""))
+
+
+def lf_rows(st: dict) -> list[dict[str, str]]:
+    """One row of text per LF of a state, keyed by :data:`LF_COLUMNS`."""
+    return [{"lf": str(r.get("lf")), "label": str(r.get("label")),
+             **{k: metric_text(r.get(k)) for k, _ in LF_COLUMNS[2:]}} for r in st.get("lfs") or []]
+
+
 def render_markdown(report: dict) -> str:
     """The federated report as Markdown (ranges where counts were suppressed)."""
     md = [f"# Federated LF analysis: dataset `{report['dataset']}`\n"]
     md.append("| site | status | ground truth | k | noise epsilon | reason |\n| --- | --- | --- | ---: | ---: | --- |")
     for s in report["sites"]:
-        md.append(f"| {s['site']} | {s['status']} | {'-' if s['has_ground_truth'] is None else ('yes' if s['has_ground_truth'] else 'no')} "
+        md.append(f"| {s['site']} | {s['status']} | {truth_text(s['has_ground_truth'])} "
                   f"| {s['min_group_size'] or '-'} | {s['noise_epsilon'] or '-'} | {(s['reason'] or '').replace('|', '/')[:160]} |")
     md.append("")
     for scope, title in (("pooled", "Pooled over the sites that answered"),):
@@ -338,18 +365,11 @@ def render_markdown(report: dict) -> str:
 
 
 def _pack_md(st: dict) -> str:
-    m = metric_text
-    lines = [f"rows {m(st['rows'])}, coverage {m(st['coverage'])}, overlap {m(st['overlap'])}, conflict {m(st['conflict'])}; "
-             f"label model {st['label_model']['name']}: coverage {m(st['label_model']['coverage'])}, agreement with majority vote "
-             f"{m(st['label_model']['agreement_with_majority_vote'])}"
-             + (f", F1 {m(st['label_model'].get('f1'))}" if "f1" in st["label_model"] else "")
-             + (f"; majority vote F1 {m(st['majority_vote']['f1'])}" if "majority_vote" in st else ""), ""]
-    lines.append("| LF | label | coverage | overlap | conflict | emp. acc. | F1 |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |")
-    for r in st["lfs"]:
-        lines.append(f"| {r['lf']} | {r['label']} | {m(r['coverage'])} | {m(r['overlap'])} | {m(r['conflict'])} "
-                     f"| {m(r.get('emp_acc'))} | {m(r.get('f1'))} |")
+    head = "| " + " | ".join(h for _, h in LF_COLUMNS) + " |\n| --- | --- |" + " ---: |" * (len(LF_COLUMNS) - 2)
+    lines = [state_summary(st), "", head]
+    lines += ["| " + " | ".join(r[k] for k, _ in LF_COLUMNS) + " |" for r in lf_rows(st)]
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["REPORT_FORMAT", "classifier_scores", "combine", "generalisation", "interval", "metric", "metric_text",
-           "render_markdown"]
+__all__ = ["LF_COLUMNS", "REPORT_FORMAT", "classifier_scores", "combine", "generalisation", "interval", "lf_rows",
+           "metric", "metric_text", "render_markdown", "state_summary", "truth_text"]

@@ -11,21 +11,10 @@ from flamenco_core.report.html import definitions, esc, outcome_badges, section,
 
 def _fed_state(st: dict, head: str) -> str:
     """One pack's pooled or per-site state: its headline line and the LF table (ranges where counts were
-    suppressed at a site)."""
-    from flamenco_core.federation.combine import metric_text as m
+    suppressed at a site), as the Markdown report words them."""
+    from flamenco_core.federation.combine import LF_COLUMNS, lf_rows, state_summary
 
-    lm = st.get("label_model") or {}
-    line = (f"rows {m(st.get('rows'))}, coverage {m(st.get('coverage'))}, overlap {m(st.get('overlap'))}, conflict "
-            f"{m(st.get('conflict'))}; label model {lm.get('name')}: coverage {m(lm.get('coverage'))}, agreement with "
-            f"majority vote {m(lm.get('agreement_with_majority_vote'))}"
-            + (f", F1 {m(lm.get('f1'))}" if "f1" in lm else "")
-            + (f"; majority vote F1 {m((st.get('majority_vote') or {}).get('f1'))}" if "majority_vote" in st else ""))
-    rows = [{"lf": r.get("lf"), "label": r.get("label"), **{k: m(r.get(k)) for k in ("coverage", "overlap", "conflict",
-                                                                                    "emp_acc", "f1")}}
-            for r in st.get("lfs") or []]
-    return (f"<h3>{esc(head)}</h3><p>{esc(line)}</p>"
-            + table(rows, [("lf", "LF"), ("label", "label"), ("coverage", "coverage"), ("overlap", "overlap"),
-                           ("conflict", "conflict"), ("emp_acc", "emp. acc."), ("f1", "F1")]))
+    return f"<h3>{esc(head)}</h3><p>{esc(state_summary(st))}</p>" + table(lf_rows(st), LF_COLUMNS)
 
 
 def federation_sections(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
@@ -44,8 +33,9 @@ def federation_sections(folder: Path, rep: dict) -> tuple[str, str, list[str]]:
     for s in sites:
         counts[s.get("status")] = counts.get(s.get("status"), 0) + 1
     body = "<h3>Sites</h3>" + outcome_badges(counts)
-    rows = [{"site": s.get("site"), "status": s.get("status"),
-             "truth": "-" if s.get("has_ground_truth") is None else ("yes" if s.get("has_ground_truth") else "no"),
+    from flamenco_core.federation.combine import truth_text
+
+    rows = [{"site": s.get("site"), "status": s.get("status"), "truth": truth_text(s.get("has_ground_truth")),
              "k": s.get("min_group_size"), "epsilon": s.get("noise_epsilon"), "seconds": s.get("seconds"),
              "reason": s.get("reason"),
              "refusals": "; ".join(f"{r.get('code')} ({r.get('lf') or r.get('feature') or r.get('pack') or '-'})"
